@@ -1,0 +1,221 @@
+"""The on-disk structures of svsmlog v1, declared with construct.
+
+This module is the executable twin of formats/svsmlog-v1.md §4–§5: every field,
+width and constant below appears there. These declarations are the *definition*;
+``svsmlog.codec`` holds the fast decoders used on the hot path, and
+tests/test_codec_differential.py proves the two agree. Never ``.compile()`` these:
+compiled parsers skip checks, and images come from the untrusted host.
+All integers are little-endian.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+from construct import (
+    Array,
+    Bytes,
+    Check,
+    Const,
+    Int8ul,
+    Int16ul,
+    Int32ul,
+    Int64ul,
+    PaddedString,
+    StringEncoded,
+    Struct,
+    Terminated,
+    this,
+)
+
+from .device import SECTOR
+
+VERSION = 1
+
+# ---------------------------------------------------------------- limits (spec §4.6)
+SUPERBLOCK_MAGIC = b"SVSMLOG\x00"
+FRAME_MAGIC = b"SVLF"
+MAX_REGIONS = 14
+FIRST_REGION_LBA = 8  # regions start 4 KiB into the volume
+MIN_REGION_SECTORS = 16
+MAX_CLEAR_LEN = 64 * 1024
+MAX_PLAINTEXT = 1024 * 1024
+TAG_LEN = 16
+MAX_CT_LEN = MAX_PLAINTEXT + TAG_LEN
+MAX_ENVELOPES = 32
+MAX_ENVELOPE_LEN = 2048
+FRAME_HEADER_LEN = 84
+FRAME_AAD_LEN = 68  # the header without its commit digest
+RECORD_FIXED_LEN = 18
+MAX_RECORDS_PER_FRAME = MAX_PLAINTEXT // RECORD_FIXED_LEN
+NO_STREAM = 0xFFFF  # the stream value in a boot-secret envelope's HPKE info
+
+# GPT partition type of an svsmlog volume on a whole-disk image (spec §4.1).
+GPT_PARTITION_TYPE = "7997fb1b-5f4d-461a-afeb-0d11d02f1993"
+
+
+class FrameType(IntEnum):
+    BOOT = 1  # first frame of a boot in a region: envelopes + boot record
+    KEYS = 2  # envelopes handed out mid-boot: a debug grant, or re-keying after a wrap
+    DATA = 3  # records
+    END = 4  # records, and the stream's clean end for this boot
+
+
+class EnvelopeKind(IntEnum):
+    BOOT_SECRET = 1  # opens to the boot secret: every stream of the boot
+    CHAIN_KEY = 2  # opens to one stream's chain key at this frame: that stream from here on
+
+
+class KeysReason(IntEnum):
+    DEBUG_GRANT = 1
+    WRAP_REKEY = 2
+
+
+class DebugCeiling(IntEnum):
+    NEVER = 0
+    DEBUG_ONLY = 1
+    ALWAYS = 2
+
+
+class Layout(IntEnum):
+    AGGREGATED = 0
+    PER_SERVICE = 1
+
+
+
+
+def Utf8(length: object) -> StringEncoded:
+    """Exactly ``length`` bytes of strict UTF-8 (no padding is stripped)."""
+    return StringEncoded(Bytes(length), "utf8")
+
+
+# ---------------------------------------------------------------- superblock (spec §4.2)
+
+RegionEntry = Struct(
+    "stream" / Int16ul,
+    "reserved" / Const(0, Int16ul),
+    "name" / PaddedString(12, "ascii"),
+    "start" / Int64ul,
+    "sectors" / Int64ul,
+)
+
+Superblock = Struct(
+    "magic" / Const(SUPERBLOCK_MAGIC),
+    "version" / Const(VERSION, Int16ul),
+    "sector_size" / Const(SECTOR, Int16ul),
+    "region_count" / Int16ul,
+    Check(lambda ctx: 1 <= ctx.region_count <= MAX_REGIONS),
+    "flags" / Const(0, Int16ul),
+    "volume_id" / Bytes(16),
+    "total_sectors" / Int64ul,
+    "reserved" / Const(bytes(24)),
+    "regions" / Array(this.region_count, RegionEntry),
+)
+
+# ---------------------------------------------------------------- frames (spec §4.3)
+
+FrameHeader = Struct(
+    "magic" / Const(FRAME_MAGIC),
+    "version" / Const(VERSION, Int8ul),
+    "type" / Int8ul,
+    Check(lambda ctx: ctx.type in FrameType._value2member_map_),
+    "stream" / Int16ul,
+    "boot" / Int32ul,
+    "seq" / Int64ul,
+    "lba" / Int64ul,
+    "volume_id" / Bytes(16),
+    "prev_tag" / Bytes(TAG_LEN),
+    "clear_len" / Int32ul,
+    Check(lambda ctx: ctx.clear_len <= MAX_CLEAR_LEN),
+    "ct_len" / Int32ul,
+    Check(lambda ctx: TAG_LEN <= ctx.ct_len <= MAX_CT_LEN),
+    "digest" / Bytes(16),
+)
+
+# ---------------------------------------------------------------- envelopes (spec §4.4)
+
+Envelope = Struct(
+    "kind" / Int8ul,
+    Check(lambda ctx: ctx.kind in EnvelopeKind._value2member_map_),
+    "kem_id" / Int16ul,
+    "key_id" / Bytes(16),
+    "sealed_len" / Int16ul,
+    Check(lambda ctx: 0 < ctx.sealed_len <= MAX_ENVELOPE_LEN),
+    "sealed" / Bytes(this.sealed_len),
+)
+
+ClearSection = Struct(
+    "count" / Int16ul,
+    Check(lambda ctx: ctx.count <= MAX_ENVELOPES),
+    "envelopes" / Array(this.count, Envelope),
+    Terminated,
+)
+
+# ---------------------------------------------------------------- sealed bodies (spec §5)
+
+BootBody = Struct(
+    "superblock_digest" / Bytes(32),
+    "config_digest" / Bytes(32),
+    "host_time_ns" / Int64ul,
+    "debug_ceiling" / Int8ul,
+    Check(lambda ctx: ctx.debug_ceiling in DebugCeiling._value2member_map_),
+    "debug_enabled" / Int8ul,
+    Check(lambda ctx: ctx.debug_enabled in (0, 1)),
+    "layout" / Int8ul,
+    Check(lambda ctx: ctx.layout in Layout._value2member_map_),
+    "min_level" / Int8ul,
+    Check(lambda ctx: ctx.min_level <= 4),
+    "prior_present" / Int8ul,
+    Check(lambda ctx: ctx.prior_present in (0, 1)),
+    "prior_boot" / Int32ul,
+    "prior_seq" / Int64ul,
+    "prior_tag" / Bytes(TAG_LEN),
+    "wrap_from" / Int64ul,
+    Terminated,
+)
+BOOT_BODY_LEN = 32 + 32 + 8 + 5 + 4 + 8 + 16 + 8
+
+KeysBody = Struct(
+    "reason" / Int8ul,
+    Check(lambda ctx: ctx.reason in KeysReason._value2member_map_),
+    "t_ns" / Int64ul,
+    "wrap_from" / Int64ul,
+    Terminated,
+)
+KEYS_BODY_LEN = 17
+
+Field = Struct(
+    "key_len" / Int8ul,
+    "value_len" / Int16ul,
+    "key" / Utf8(this.key_len),
+    "value" / Utf8(this.value_len),
+)
+
+Record = Struct(
+    "t_ns" / Int64ul,
+    "level" / Int8ul,
+    Check(lambda ctx: ctx.level <= 4),
+    "flags" / Int8ul,
+    Check(lambda ctx: ctx.flags & ~0x01 == 0),
+    "service_len" / Int8ul,
+    "component_len" / Int8ul,
+    "target_len" / Int8ul,
+    "field_count" / Int8ul,
+    "message_len" / Int32ul,
+    "service" / Utf8(this.service_len),
+    "component" / Utf8(this.component_len),
+    "target" / Utf8(this.target_len),
+    "message" / Utf8(this.message_len),
+    "fields" / Array(this.field_count, Field),
+)
+
+RecordBlock = Struct(
+    "count" / Int32ul,
+    Check(lambda ctx: ctx.count <= MAX_RECORDS_PER_FRAME),
+    "records" / Array(this.count, Record),
+    Terminated,
+)
+
+
+def frame_sectors(clear_len: int, ct_len: int) -> int:
+    return -(-(FRAME_HEADER_LEN + clear_len + ct_len) // SECTOR)

@@ -1,0 +1,104 @@
+"""The key schedule of spec §6: boot secret -> stream roots -> per-frame chain.
+
+Every frame of a stream has its own AEAD key and nonce, drawn from a one-way
+chain: (next chain key, frame key, nonce) = HKDF-Expand(chain key). The epoch of
+forward integrity is therefore one frame: once frame i is sealed the writer holds
+only chain key i+1, from which nothing earlier can be computed.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from . import crypto
+from .format import NO_STREAM, EnvelopeKind
+
+LABEL_STREAM_ROOT = b"svsmlog v1 stream root"
+LABEL_FRAME = b"svsmlog v1 frame"
+LABEL_ENVELOPE = b"svsmlog v1 envelope"
+LABEL_ANCHOR = b"svsmlog v1 anchor"
+KEY_LEN = 32
+NONCE_LEN = 12
+
+
+def stream_root(boot_secret: bytes, volume_id: bytes, boot: int, stream: int) -> bytes:
+    """Chain key 0 of a stream in a boot."""
+    info = LABEL_STREAM_ROOT + struct.pack("<IH", boot, stream)
+    return crypto.hkdf(boot_secret, salt=volume_id, info=info, length=KEY_LEN)
+
+
+def step(chain_key: bytes) -> tuple[bytes, bytes, bytes]:
+    """One ratchet step: (next chain key, AEAD key, nonce) for the frame sealed with ``chain_key``."""
+    out = crypto.hkdf_expand(chain_key, LABEL_FRAME, KEY_LEN + KEY_LEN + NONCE_LEN)
+    return out[:KEY_LEN], out[KEY_LEN : 2 * KEY_LEN], out[2 * KEY_LEN :]
+
+
+def envelope_info(kind: int, volume_id: bytes, boot: int, stream: int, seq: int) -> bytes:
+    """HPKE ``info`` binding an envelope to the volume, the boot and (for chain keys) the
+    stream and frame it unlocks. Boot-secret envelopes use stream 0xFFFF and seq 0."""
+    if kind == EnvelopeKind.BOOT_SECRET:
+        stream, seq = NO_STREAM, 0
+    return LABEL_ENVELOPE + struct.pack("<B16sIHQ", kind, volume_id, boot, stream, seq)
+
+
+class WriterChain:
+    """The writer's side of one stream's chain: holds only the current chain key and
+    erases each key as soon as it has been stepped past (spec §6.4)."""
+
+    def __init__(self, root: bytes) -> None:
+        self._key = bytearray(root)
+        self.seq = 0
+
+    def current_chain_key(self) -> bytes:
+        """The chain key of the next frame to be sealed (what a chain-key envelope carries)."""
+        return bytes(self._key)
+
+    def next_frame(self) -> tuple[int, bytes, bytes]:
+        """Consume one sequence number: returns (seq, AEAD key, nonce) and erases the old key."""
+        nxt, key, nonce = step(bytes(self._key))
+        crypto.erase(self._key)
+        self._key = bytearray(nxt)
+        seq, self.seq = self.seq, self.seq + 1
+        return seq, key, nonce
+
+
+class ReaderChain:
+    """The reader's side: frame keys at any sequence number at or after the point the
+    reader was given a chain key for, with checkpoints so that reading a ring out of
+    order stays linear."""
+
+    CHECKPOINT_EVERY = 256
+
+    def __init__(self, base_seq: int, base_key: bytes) -> None:
+        self.base_seq = base_seq
+        self._checkpoints: dict[int, bytes] = {base_seq: base_key}
+        self._cur_seq = base_seq
+        self._cur_key = base_key
+        self._cur_out: tuple[bytes, bytes, bytes] | None = None
+
+    def keys_at(self, seq: int) -> tuple[bytes, bytes] | None:
+        """(AEAD key, nonce) of frame ``seq``; one ratchet step per frame when read in order."""
+        if seq < self.base_seq:
+            return None
+        if seq < self._cur_seq:
+            start = max(s for s in self._checkpoints if s <= seq)
+            self._cur_seq, self._cur_key, self._cur_out = start, self._checkpoints[start], None
+        while self._cur_seq < seq:
+            self._cur_key = self._step_out()[0]
+            self._cur_seq += 1
+            self._cur_out = None
+            if self._cur_seq % self.CHECKPOINT_EVERY == 0:
+                self._checkpoints[self._cur_seq] = self._cur_key
+        _, key, nonce = self._step_out()
+        return key, nonce
+
+    def _step_out(self) -> tuple[bytes, bytes, bytes]:
+        if self._cur_out is None:
+            self._cur_out = step(self._cur_key)
+        return self._cur_out
+
+    def chain_key_at(self, seq: int) -> bytes | None:
+        """The chain key of frame ``seq`` (to export a stream key from that point)."""
+        if self.keys_at(seq) is None:
+            return None
+        return self._cur_key

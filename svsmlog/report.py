@@ -1,0 +1,181 @@
+"""What verification concludes: findings (a closed set of kinds, spec §9) and per-boot facts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+
+class Severity(Enum):
+    VIOLATION = "violation"  # the host (or someone) changed what the writer wrote
+    NOTICE = "notice"  # a fact about the log that is not tampering
+
+
+class Kind(Enum):
+    """Every finding kind the verifier can report; spec §9 defines each."""
+
+    SUPERBLOCK_MISMATCH = "superblock_mismatch"
+    FRAME_CORRUPT = "frame_corrupt"
+    FRAME_FOREIGN = "frame_foreign"
+    FRAME_MOVED = "frame_moved"
+    FRAME_MISPLACED = "frame_misplaced"
+    FRAME_DUPLICATED = "frame_duplicated"
+    FRAME_MISSING = "frame_missing"
+    CHAIN_BROKEN = "chain_broken"
+    BOOT_TRUNCATED = "boot_truncated"
+    BOOT_CLAIM_MISMATCH = "boot_claim_mismatch"
+    RECORD_MALFORMED = "record_malformed"
+    ANCHOR_MISMATCH = "anchor_mismatch"
+    ANCHOR_TRUNCATED = "anchor_truncated"
+    ENVELOPE_FLOOD = "envelope_flood"
+    CRASH_TAIL = "crash_tail"
+    ROTATED_OUT = "rotated_out"
+    STALE_REMNANT = "stale_remnant"
+    NO_SHUTDOWN = "no_shutdown"
+    NO_KEY = "no_key"
+
+    @property
+    def severity(self) -> Severity:
+        return Severity.NOTICE if self in _NOTICES else Severity.VIOLATION
+
+
+_NOTICES = frozenset(
+    {Kind.CRASH_TAIL, Kind.ROTATED_OUT, Kind.STALE_REMNANT, Kind.NO_SHUTDOWN, Kind.NO_KEY}
+)
+
+
+@dataclass(frozen=True)
+class Finding:
+    kind: Kind
+    stream: str | None
+    boot: int | None
+    seq: int | None
+    offset: int | None  # bytes from the start of the image
+    detail: str
+
+    @property
+    def violation(self) -> bool:
+        return self.kind.severity is Severity.VIOLATION
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "kind": self.kind.value,
+            "severity": self.kind.severity.value,
+            "boot": self.boot,
+            "stream": self.stream,
+            "seq": self.seq,
+            "offset": self.offset,
+            "detail": self.detail,
+        }
+
+
+class Ending(Enum):
+    CLEAN = "clean shutdown"
+    PANIC = "panic"
+    CRASH = "crash (torn tail)"
+    UNKNOWN = "unknown (no shutdown record)"
+
+
+@dataclass
+class StreamSpan:
+    """What was verified of one stream in one boot."""
+
+    stream: str
+    first_seq: int | None = None
+    last_seq: int | None = None
+    frames: int = 0
+    records: int = 0
+    first_t_ns: int | None = None
+    last_t_ns: int | None = None
+    ended_clean: bool = False
+    torn_tail: bool = False
+    panic: bool = False
+    violated: bool = False
+    unreadable_frames: int = 0
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "stream": self.stream,
+            "first_seq": self.first_seq,
+            "last_seq": self.last_seq,
+            "frames": self.frames,
+            "records": self.records,
+            "first_t_ns": self.first_t_ns,
+            "last_t_ns": self.last_t_ns,
+            "ended_clean": self.ended_clean,
+            "torn_tail": self.torn_tail,
+            "panic": self.panic,
+            "violated": self.violated,
+            "unreadable_frames": self.unreadable_frames,
+        }
+
+
+@dataclass
+class BootSummary:
+    boot: int
+    streams: dict[str, StreamSpan] = field(default_factory=dict)
+    host_time_ns: int | None = None  # untrusted: as the host told the SVSM
+    config_digest: bytes | None = None
+    debug_ceiling: str | None = None
+    debug_enabled: bool | None = None
+    layout: str | None = None
+
+    @property
+    def ending(self) -> Ending:
+        spans = list(self.streams.values())
+        if any(s.panic for s in spans):
+            return Ending.PANIC
+        if spans and all(s.ended_clean for s in spans if s.frames):
+            return Ending.CLEAN
+        if any(s.torn_tail for s in spans):
+            return Ending.CRASH
+        return Ending.UNKNOWN
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "boot": self.boot,
+            "ending": self.ending.value,
+            "host_time_ns_untrusted": self.host_time_ns,
+            "config_digest": self.config_digest.hex() if self.config_digest else None,
+            "debug_ceiling": self.debug_ceiling,
+            "debug_enabled": self.debug_enabled,
+            "layout": self.layout,
+            "streams": [s.as_json() for s in self.streams.values()],
+        }
+
+
+@dataclass
+class Report:
+    volume_id: bytes
+    findings: list[Finding] = field(default_factory=list)
+    boots: dict[int, BootSummary] = field(default_factory=dict)
+    anchor_checked: bool = False
+
+    @property
+    def verdict(self) -> str:
+        return "violated" if any(f.violation for f in self.findings) else "intact"
+
+    def add(
+        self,
+        kind: Kind,
+        detail: str,
+        *,
+        stream: str | None = None,
+        boot: int | None = None,
+        seq: int | None = None,
+        offset: int | None = None,
+    ) -> None:
+        self.findings.append(Finding(kind, stream, boot, seq, offset, detail))
+
+    def span(self, boot: int, stream: str) -> StreamSpan:
+        b = self.boots.setdefault(boot, BootSummary(boot))
+        return b.streams.setdefault(stream, StreamSpan(stream))
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "verdict": self.verdict,
+            "volume_id": self.volume_id.hex(),
+            "anchor_checked": self.anchor_checked,
+            "boots": [self.boots[b].as_json() for b in sorted(self.boots)],
+            "findings": [f.as_json() for f in self.findings],
+        }

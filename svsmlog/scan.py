@@ -1,0 +1,125 @@
+"""Finding frames in a region (spec §8.1), shared by the writer's mount and the reader.
+
+The scan walks a region sector by sector. A sector that starts with the frame magic
+and decodes as a frame header that fits in the region is a *candidate*. The consumer
+decides whether it is a frame (AEAD for the reader, the commit digest for the keyless
+writer) and sets ``accepted``; the scan then jumps past it, otherwise it moves on by
+one sector, so a forged or torn header can never hide the frames behind it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from .codec import DecodeError, FrameHeader, RegionEntry, decode_frame_header
+from .device import SECTOR
+from .format import FRAME_HEADER_LEN, FRAME_MAGIC, TAG_LEN
+from .frames import commit_digest
+
+ReadSectors = Callable[[int, int], bytes]
+WINDOW_SECTORS = 2048  # read the region 1 MiB at a time
+
+
+@dataclass(slots=True)
+class Candidate:
+    lba: int
+    header: FrameHeader
+    raw: bytes  # header, clear section and ciphertext (padding excluded)
+    accepted: bool = False
+
+    @property
+    def clear(self) -> bytes:
+        return self.raw[FRAME_HEADER_LEN : FRAME_HEADER_LEN + self.header.clear_len]
+
+    @property
+    def ciphertext(self) -> bytes:
+        return self.raw[FRAME_HEADER_LEN + self.header.clear_len :]
+
+    @property
+    def tag(self) -> bytes:
+        return self.raw[-TAG_LEN:]
+
+    def digest_ok(self) -> bool:
+        h = self.header
+        aad = self.raw[: FRAME_HEADER_LEN - 16]
+        return commit_digest(aad, self.clear, self.ciphertext) == h.digest
+
+
+@dataclass(slots=True)
+class Malformed:
+    """A sector that starts with the frame magic but is not a usable frame header."""
+
+    lba: int
+    reason: str
+
+
+class _Window:
+    """Sequential reads through a region in large chunks (the scan touches every sector)."""
+
+    def __init__(self, read: ReadSectors, start: int, end: int) -> None:
+        self._read, self._end = read, end
+        self._lo = self._hi = start
+        self._buf = b""
+
+    def get(self, lba: int, count: int) -> bytes:
+        if not (self._lo <= lba and lba + count <= self._hi):
+            n = max(count, min(WINDOW_SECTORS, self._end - lba))
+            self._buf, self._lo, self._hi = self._read(lba, n), lba, lba + n
+            if len(self._buf) != n * SECTOR:
+                raise DecodeError(f"short read at sector {lba}")
+        off = (lba - self._lo) * SECTOR
+        return self._buf[off : off + count * SECTOR]
+
+
+def scan_region(read: ReadSectors, region: RegionEntry) -> Iterator[Candidate | Malformed]:
+    end = region.start + region.sectors
+    win = _Window(read, region.start, end)
+    lba = region.start
+    while lba < end:
+        first = win.get(lba, 1)
+        if first[:4] != FRAME_MAGIC:
+            lba += 1
+            continue
+        try:
+            header = decode_frame_header(first)
+        except DecodeError as e:
+            yield Malformed(lba, str(e))
+            lba += 1
+            continue
+        n = header.sectors
+        if lba + n > end:
+            yield Malformed(lba, f"frame of {n} sectors runs past the end of region {region.name!r}")
+            lba += 1
+            continue
+        raw = first[: header.body_len] if n == 1 else win.get(lba, n)[: header.body_len]
+        cand = Candidate(lba, header, raw)
+        yield cand
+        lba += n if cand.accepted else 1
+
+
+@dataclass(frozen=True, slots=True)
+class Head:
+    """The newest complete frame of a region, as the keyless writer sees it."""
+
+    boot: int
+    seq: int
+    tag: bytes
+    end: int  # sector after the frame, relative to the region start
+
+
+def find_head(read: ReadSectors, region: RegionEntry, volume_id: bytes) -> Head | None:
+    """The writer's mount rule (spec §7.2): the complete frame with the largest (boot, seq)."""
+    best: Head | None = None
+    for c in scan_region(read, region):
+        if not isinstance(c, Candidate):
+            continue
+        h = c.header
+        if h.volume_id != volume_id or h.lba != c.lba or h.stream != region.stream:
+            continue
+        if not c.digest_ok():
+            continue
+        c.accepted = True
+        if best is None or (h.boot, h.seq) > (best.boot, best.seq):
+            best = Head(h.boot, h.seq, c.tag, c.lba - region.start + h.sectors)
+    return best

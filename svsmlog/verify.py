@@ -1,0 +1,546 @@
+"""The verifying reader (spec §8): image -> volume -> frames -> records + report.
+
+Three passes, each streaming over the regions with memory bounded by the number of
+frames (an index entry per frame, never the data):
+
+1. key harvest: open every envelope addressed to one of our keys;
+2. verification: scan each region, authenticate every frame (one AEAD call), decode
+   its records, and check the chain, the boot claims, rotation and the anchor;
+3. on demand, ``records()`` reads the verified frames again in log order.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from . import crypto
+from .anchor import Anchor
+from .codec import (
+    BootBody,
+    DecodeError,
+    FrameHeader,
+    RegionEntry,
+    decode_boot_body,
+    decode_clear_section,
+    decode_frame_header,
+    decode_keys_body,
+    decode_record_block,
+)
+from .device import SECTOR
+from .format import FRAME_HEADER_LEN, FRAME_MAGIC, DebugCeiling, EnvelopeKind, FrameType, Layout
+from .frames import open_frame
+from .keyschedule import ReaderChain, envelope_info, stream_root
+from .records import LocatedRecord
+from .report import Kind, Report
+from .scan import WINDOW_SECTORS, Candidate, Malformed, ReadSectors, scan_region
+from .volume import Volume, read_volume
+
+MAX_FAILED_ENVELOPES = 1024  # HPKE opens that may fail before we stop trying (DoS bound)
+
+
+@dataclass(frozen=True)
+class StreamKey:
+    """A chain key for one stream of one boot from a given frame on (``export-key``)."""
+
+    volume_id: bytes
+    boot: int
+    stream: int
+    seq: int
+    chain_key: bytes
+
+
+@dataclass
+class Keyring:
+    private_keys: list[crypto.PrivateKey] = field(default_factory=list)
+    stream_keys: list[StreamKey] = field(default_factory=list)
+
+    def key_ids(self) -> set[bytes]:
+        return {k.key_id for k in self.private_keys}
+
+
+class VolumeError(Exception):
+    """The image does not hold a readable svsmlog volume (bad superblock or geometry)."""
+
+
+@dataclass(slots=True)
+class Entry:
+    """One frame found in a region: the index the checks and the record pass work from."""
+
+    lba: int
+    type: int
+    boot: int
+    seq: int
+    sectors: int
+    tag: bytes
+    prev_tag: bytes
+    status: str  # "ok" | "no_key" | "torn" | "corrupt"
+    chain: ReaderChain | None = None
+    boot_body: BootBody | None = None
+    wrap_from: int = 0
+    records: int = 0
+    panic: bool = False
+    first_t: int | None = None
+    last_t: int | None = None
+
+    @property
+    def key(self) -> tuple[int, int]:
+        return (self.boot, self.seq)
+
+
+class Verifier:
+    def __init__(
+        self,
+        read: ReadSectors,
+        sector_count: int,
+        keyring: Keyring,
+        *,
+        base_offset: int = 0,
+        progress: Callable[[int], None] | None = None,
+    ) -> None:
+        self._read = read
+        self._base = base_offset
+        self._progress = progress
+        try:
+            self.volume: Volume = read_volume(read(0, 1), sector_count)
+        except DecodeError as e:
+            raise VolumeError(str(e)) from None
+        self.keyring = keyring
+        self.report = Report(self.volume.volume_id)
+        self._chains: dict[tuple[int, int], list[ReaderChain]] = {}
+        self._entries: dict[int, list[Entry]] = {}
+        self._violated: set[tuple[int, str]] = set()
+        self._done = False
+        self._torn_at_start: set[int] = set()
+
+    # ------------------------------------------------------------------ helpers
+
+    def _off(self, lba: int) -> int:
+        return self._base + lba * SECTOR
+
+    def _name(self, stream: int) -> str:
+        return self.volume.region(stream).name
+
+    def _add(self, kind: Kind, detail: str, region: RegionEntry | None, *, boot: int | None = None,
+             seq: int | None = None, lba: int | None = None) -> None:
+        name = region.name if region else None
+        self.report.add(kind, detail, stream=name, boot=boot, seq=seq,
+                        offset=self._off(lba) if lba is not None else None)
+        if kind.severity.value == "violation" and boot is not None and name is not None:
+            self._violated.add((boot, name))
+
+    # ------------------------------------------------------------------ pass 1: keys
+
+    def _harvest_keys(self) -> None:
+        vid = self.volume.volume_id
+        ours = {k.key_id: k for k in self.keyring.private_keys}
+        secrets: dict[int, set[bytes]] = {}
+        chain_keys: dict[tuple[int, int], set[tuple[int, bytes]]] = {}
+        for sk in self.keyring.stream_keys:
+            if sk.volume_id == vid:
+                chain_keys.setdefault((sk.boot, sk.stream), set()).add((sk.seq, sk.chain_key))
+        failures = 0
+        tried: set[tuple[int, int, int, bytes]] = set()
+        for region in self.volume.superblock.regions:
+            for lba, header, clear in _key_frames(self._read, region):
+                if header.volume_id != vid or header.lba != lba or header.stream != region.stream:
+                    continue
+                try:
+                    envelopes = decode_clear_section(clear)
+                except DecodeError:
+                    continue
+                for env in envelopes:
+                    key = ours.get(env.key_id)
+                    if key is None or key.kem_id != env.kem_id:
+                        continue
+                    what = (env.kind, header.boot, header.stream if env.kind == EnvelopeKind.CHAIN_KEY else 0,
+                            env.sealed)
+                    if what in tried:
+                        continue
+                    tried.add(what)
+                    if failures >= MAX_FAILED_ENVELOPES:
+                        self._add(Kind.ENVELOPE_FLOOD, f"more than {MAX_FAILED_ENVELOPES} envelopes "
+                                  "addressed to our key do not open; stopped trying", region)
+                        return self._build_chains(secrets, chain_keys)
+                    info = envelope_info(env.kind, vid, header.boot, header.stream, header.seq)
+                    pt = crypto.hpke_open(key, env.sealed, info)
+                    if pt is None or len(pt) != 32:
+                        failures += 1
+                        continue
+                    if env.kind == EnvelopeKind.BOOT_SECRET:
+                        secrets.setdefault(header.boot, set()).add(pt)
+                    else:
+                        chain_keys.setdefault((header.boot, header.stream), set()).add((header.seq, pt))
+        self._build_chains(secrets, chain_keys)
+
+    def _build_chains(self, secrets: dict[int, set[bytes]],
+                      chain_keys: dict[tuple[int, int], set[tuple[int, bytes]]]) -> None:
+        vid = self.volume.volume_id
+        for boot, boot_secrets in secrets.items():
+            for secret in sorted(boot_secrets):
+                for r in self.volume.superblock.regions:
+                    root = stream_root(secret, vid, boot, r.stream)
+                    self._chains.setdefault((boot, r.stream), []).append(ReaderChain(0, root))
+        for (boot, stream), keys in chain_keys.items():
+            for seq, ck in sorted(keys):
+                self._chains.setdefault((boot, stream), []).append(ReaderChain(seq, ck))
+
+    # ------------------------------------------------------------------ pass 2: frames
+
+    def _verify_candidate(self, region: RegionEntry, c: Candidate) -> Entry | None:
+        h, vid = c.header, self.volume.volume_id
+        if h.volume_id != vid:
+            if c.digest_ok():
+                self._add(Kind.FRAME_FOREIGN, f"a frame of volume {h.volume_id.hex()} (boot {h.boot}, "
+                          f"stream {h.stream}, seq {h.seq})", region, lba=c.lba)
+            return None
+        if h.stream != region.stream:
+            self._add(Kind.FRAME_MISPLACED, f"a frame of stream {h.stream} in region {region.name!r}",
+                      region, boot=h.boot, seq=h.seq, lba=c.lba)
+            return None
+        if h.lba != c.lba:
+            self._add(Kind.FRAME_MOVED, f"a frame written at sector {h.lba} found at sector {c.lba}",
+                      region, boot=h.boot, seq=h.seq, lba=c.lba)
+            return None
+        entry = Entry(c.lba, h.type, h.boot, h.seq, h.sectors, c.tag, h.prev_tag, "no_key")
+        chains = self._chains.get((h.boot, h.stream), [])
+        plaintext = None
+        for chain in chains:
+            keys = chain.keys_at(h.seq)
+            if keys is None:
+                continue
+            plaintext = open_frame(c.raw, c.clear, c.ciphertext, *keys)
+            if plaintext is not None:
+                entry.chain = chain
+                break
+        if plaintext is None:
+            usable = any(ch.base_seq <= h.seq for ch in chains)
+            if not usable:
+                if c.digest_ok():
+                    c.accepted = True
+                    return entry
+                entry.status = "torn"
+                return entry
+            entry.status = "torn" if not c.digest_ok() else "corrupt"
+            if entry.status == "corrupt":
+                self._add(Kind.FRAME_CORRUPT, "complete frame whose authentication tag does not verify",
+                          region, boot=h.boot, seq=h.seq, lba=c.lba)
+            return entry
+        c.accepted = True
+        entry.status = "ok"
+        self._decode_body(region, entry, plaintext)
+        return entry
+
+    def _decode_body(self, region: RegionEntry, e: Entry, plaintext: bytes) -> None:
+        try:
+            if e.type == FrameType.BOOT:
+                e.boot_body = decode_boot_body(plaintext)
+                e.wrap_from = e.boot_body.wrap_from
+            elif e.type == FrameType.KEYS:
+                e.wrap_from = decode_keys_body(plaintext).wrap_from
+            else:
+                recs = decode_record_block(plaintext)
+                e.records = len(recs)
+                e.panic = any(r.panic for r in recs)
+                if recs:
+                    e.first_t, e.last_t = recs[0].t_ns, recs[-1].t_ns
+        except DecodeError as err:
+            self._add(Kind.RECORD_MALFORMED, f"authenticated frame body does not parse: {err}",
+                      region, boot=e.boot, seq=e.seq, lba=e.lba)
+
+    def _scan(self, region: RegionEntry) -> list[Entry]:
+        entries = []
+        for c in scan_region(self._read, region):
+            if isinstance(c, Malformed):
+                self._add(Kind.FRAME_CORRUPT, f"frame magic without a valid header: {c.reason}",
+                          region, lba=c.lba)
+                continue
+            e = self._verify_candidate(region, c)
+            if e is not None:
+                entries.append(e)
+            if self._progress is not None:
+                self._progress(c.lba)
+        return entries
+
+    # ------------------------------------------------------------------ pass 2: checks
+
+    def _check_region(self, region: RegionEntry, entries: list[Entry]) -> list[Entry]:
+        """Order, chain, claims, rotation (spec §8.3). Returns the frames in log order."""
+        present: dict[tuple[int, int], Entry] = {}
+        for e in sorted((e for e in entries if e.status in ("ok", "no_key")), key=lambda e: e.lba):
+            if e.key in present:
+                other = present[e.key]
+                same = crypto.ct_equal(other.tag, e.tag)
+                self._add(Kind.FRAME_DUPLICATED,
+                          f"frame also at sector {other.lba}" + (" (identical copy)" if same else
+                                                                 " (different contents)"),
+                          region, boot=e.boot, seq=e.seq, lba=e.lba)
+                continue
+            present[e.key] = e
+        order = [present[k] for k in sorted(present)]
+        self._check_torn(region, entries, present)
+        if not order:
+            return order
+        # Links between neighbours in log order; remember where the chain is cut.
+        cuts = [i for i in range(1, len(order)) if not self._link_ok(region, order[i - 1], order[i])]
+        self._check_rotation(region, order, cuts)
+        return order
+
+    def _link_ok(self, region: RegionEntry, x: Entry, y: Entry) -> bool:
+        """True if y directly follows x; reports what is wrong otherwise, except a plain gap,
+        which is judged later (it may be rotation)."""
+        if y.boot == x.boot:
+            if y.seq == x.seq + 1:
+                if not crypto.ct_equal(y.prev_tag, x.tag):
+                    self._add(Kind.CHAIN_BROKEN, f"does not chain to seq {x.seq}", region,
+                              boot=y.boot, seq=y.seq, lba=y.lba)
+                return True
+            return False
+        # y starts a later boot: its boot record says what it found.
+        if y.seq != 0 or y.boot_body is None:
+            return False
+        prior = y.boot_body.prior
+        if prior is None:
+            self._add(Kind.BOOT_CLAIM_MISMATCH, f"boot {y.boot} found no earlier frame, but boot "
+                      f"{x.boot} seq {x.seq} precedes it", region, boot=y.boot, seq=0, lba=y.lba)
+            return True
+        if (prior.boot, prior.seq) == (x.boot, x.seq):
+            if not crypto.ct_equal(prior.tag, x.tag):
+                self._add(Kind.CHAIN_BROKEN, f"boot record names boot {x.boot} seq {x.seq} with "
+                          "another tag", region, boot=y.boot, seq=0, lba=y.lba)
+            return True
+        if (prior.boot, prior.seq) > (x.boot, x.seq):
+            self._add(Kind.BOOT_TRUNCATED, f"boot {y.boot} found boot {prior.boot} up to seq "
+                      f"{prior.seq}; only up to seq {x.seq} is here" if prior.boot == x.boot else
+                      f"boot {y.boot} found boot {prior.boot} seq {prior.seq}, which is missing",
+                      region, boot=prior.boot, seq=prior.seq, lba=y.lba)
+            return True
+        self._add(Kind.BOOT_CLAIM_MISMATCH, f"boot {y.boot} found boot {prior.boot} seq {prior.seq} "
+                  f"as the newest frame, but boot {x.boot} seq {x.seq} is newer", region,
+                  boot=x.boot, seq=x.seq, lba=x.lba)
+        return True
+
+    def _check_torn(self, region: RegionEntry, entries: list[Entry],
+                    present: dict[tuple[int, int], Entry]) -> None:
+        """A torn frame is a crash if nothing of its boot was written after it (spec §8.4)."""
+        last_seq: dict[int, int] = {}
+        for b, s in present:
+            last_seq[b] = max(last_seq.get(b, -1), s)
+        for e in entries:
+            if e.status != "torn" or e.key in present:
+                continue
+            if last_seq.get(e.boot, -1) < e.seq and self._boot_moved_on(present, e):
+                self._add(Kind.CRASH_TAIL, "torn frame: the write was cut short by a crash",
+                          region, boot=e.boot, seq=e.seq, lba=e.lba)
+                self.report.span(e.boot, region.name).torn_tail = True
+                if e.lba == region.start:
+                    self._torn_at_start.add(region.stream)
+            else:
+                self._add(Kind.FRAME_CORRUPT, "incomplete frame before the end of its boot",
+                          region, boot=e.boot, seq=e.seq, lba=e.lba)
+
+    @staticmethod
+    def _boot_moved_on(present: dict[tuple[int, int], Entry], torn: Entry) -> bool:
+        """Later boots may have left a torn tail of an earlier boot in place: allowed when the
+        next boot's record names an earlier frame as the newest it found."""
+        later = [e for (b, s), e in present.items() if b > torn.boot and s == 0 and e.boot_body]
+        if not later:
+            return True
+        first = min(later, key=lambda e: e.boot)
+        prior = first.boot_body.prior if first.boot_body else None
+        return prior is None or (prior.boot, prior.seq) < (torn.boot, torn.seq)
+
+    def _check_rotation(self, region: RegionEntry, order: list[Entry], cuts: list[int]) -> None:
+        """The frames after the last cut reach the head unbroken. What lies before that cut
+        is rotation only if the region wrapped, and then only as remnants of earlier laps
+        inside the dead zone the newest wrap declared (spec §8.3)."""
+        suffix_start = cuts[-1] if cuts else 0
+        oldest = order[suffix_start]
+        genesis = oldest.seq == 0 and oldest.boot_body is not None and oldest.boot_body.prior is None
+        if suffix_start == 0 and genesis:
+            return
+        start_frame = next((e for e in order if e.lba == region.start), None)
+        unknown = region.stream in self._torn_at_start or (
+            start_frame is not None and start_frame.status == "no_key"
+        )
+        wrapped = start_frame is not None and start_frame.wrap_from > 0
+        dead_from = region.start + start_frame.wrap_from if wrapped and start_frame else None
+        if not (wrapped or unknown):
+            where = order[suffix_start - 1] if suffix_start else None
+            self._report_gap(region, where, oldest, "and the region never wrapped")
+            return
+        for i, e in enumerate(order[:suffix_start]):
+            if unknown or (dead_from is not None and e.lba >= dead_from):
+                self._add(Kind.STALE_REMNANT, "an earlier lap's frame, left where the writer wrapped",
+                          region, boot=e.boot, seq=e.seq, lba=e.lba)
+            else:
+                self._report_gap(region, e, order[i + 1], "outside the wrap's dead zone")
+                break
+        self._add(Kind.ROTATED_OUT, f"history before boot {oldest.boot} seq {oldest.seq} was "
+                  "reclaimed by the ring", region, boot=oldest.boot, seq=oldest.seq, lba=oldest.lba)
+
+    def _report_gap(self, region: RegionEntry, x: Entry | None, y: Entry, why: str) -> None:
+        """Frames between x and y (or before y) are gone: name the first missing one."""
+        if x is not None and x.boot == y.boot:
+            boot, seq = y.boot, x.seq + 1
+        elif y.seq > 0:
+            boot, seq = y.boot, 0
+        elif x is not None:
+            boot, seq = x.boot, x.seq + 1
+        else:
+            boot, seq = y.boot, y.seq - 1 if y.seq else 0
+        self._add(Kind.FRAME_MISSING, f"frames from boot {boot} seq {seq} up to boot {y.boot} "
+                  f"seq {y.seq} are missing, {why}", region, boot=boot, seq=seq, lba=y.lba)
+        if y.boot != boot:
+            self._violated.add((y.boot, region.name))
+
+    # ------------------------------------------------------------------ summary
+
+    def _summarise(self, region: RegionEntry, order: list[Entry]) -> None:
+        for e in order:
+            span = self.report.span(e.boot, region.name)
+            if e.status == "no_key":
+                span.unreadable_frames += 1
+                continue
+            span.frames += 1
+            span.first_seq = e.seq if span.first_seq is None else min(span.first_seq, e.seq)
+            span.last_seq = e.seq if span.last_seq is None else max(span.last_seq, e.seq)
+            span.records += e.records
+            span.panic |= e.panic
+            span.ended_clean |= e.type == FrameType.END
+            if e.first_t is not None:
+                span.first_t_ns = e.first_t if span.first_t_ns is None else min(span.first_t_ns, e.first_t)
+                span.last_t_ns = e.last_t if span.last_t_ns is None else max(span.last_t_ns or 0, e.last_t or 0)
+            if e.boot_body is not None:
+                self._summarise_boot(region, e)
+        unread = sum(1 for e in order if e.status == "no_key")
+        if unread:
+            self._add(Kind.NO_KEY, f"{unread} frames have no key we hold", region)
+        boots = sorted({e.boot for e in order if e.status == "ok"})
+        for b in boots:
+            span = self.report.span(b, region.name)
+            if not span.ended_clean and not span.torn_tail:
+                detail = ("the newest boot's end is not sealed: it may still be running, or it "
+                          "stopped after its last flush") if b == boots[-1] else (
+                          "the boot left no shutdown record in this stream")
+                self._add(Kind.NO_SHUTDOWN, detail, region, boot=b)
+        for b, name in self._violated:
+            if name == region.name:
+                self.report.span(b, name).violated = True
+
+    def _summarise_boot(self, region: RegionEntry, e: Entry) -> None:
+        body = e.boot_body
+        assert body is not None
+        if not crypto.ct_equal(body.superblock_digest, self.volume.digest):
+            self._add(Kind.SUPERBLOCK_MISMATCH, "the superblock differs from the one this boot "
+                      "started with", region, boot=e.boot, seq=e.seq, lba=0)
+        s = self.report.boots[e.boot]
+        s.host_time_ns = body.host_time_ns
+        s.config_digest = body.config_digest
+        s.debug_ceiling = DebugCeiling(body.debug_ceiling).name.lower().replace("_", "-")
+        s.debug_enabled = body.debug_enabled
+        s.layout = Layout(body.layout).name.lower().replace("_", "-")
+
+    # ------------------------------------------------------------------ anchor
+
+    def _check_anchor(self, anchor: Anchor, orders: dict[int, list[Entry]]) -> None:
+        self.report.anchor_checked = True
+        if anchor.volume_id != self.volume.volume_id:
+            self._add(Kind.ANCHOR_MISMATCH, "the anchor is for another volume", None)
+            return
+        for h in anchor.heads:
+            try:
+                region = self.volume.region(h.stream)
+            except KeyError:
+                self._add(Kind.ANCHOR_MISMATCH, f"the anchor names stream {h.stream}, absent here", None)
+                continue
+            order = orders.get(h.stream, [])
+            found = next((e for e in order if e.key == (h.boot, h.seq)), None)
+            if found is None:
+                newest = order[-1].key if order else None
+                self._add(Kind.ANCHOR_TRUNCATED, f"the anchored head boot {h.boot} seq {h.seq} is "
+                          f"missing (newest here: {newest})", region, boot=h.boot, seq=h.seq)
+            elif not crypto.ct_equal(found.tag, h.tag):
+                self._add(Kind.ANCHOR_MISMATCH, "the anchored head has another tag", region,
+                          boot=h.boot, seq=h.seq, lba=found.lba)
+
+    # ------------------------------------------------------------------ entry points
+
+    def run(self, anchor: Anchor | None = None) -> Report:
+        if self._done:
+            return self.report
+        self._harvest_keys()
+        orders: dict[int, list[Entry]] = {}
+        for region in self.volume.superblock.regions:
+            entries = self._scan(region)
+            order = self._check_region(region, entries)
+            orders[region.stream] = order
+            self._entries[region.stream] = [e for e in order if e.status == "ok"]
+        for region in self.volume.superblock.regions:
+            self._summarise(region, orders[region.stream])
+        if anchor is not None:
+            self._check_anchor(anchor, orders)
+        self._done = True
+        return self.report
+
+    def stream_records(self, stream: int) -> Iterator[LocatedRecord]:
+        """Verified records of one stream in log order (boot, seq)."""
+        self.run()
+        region = self.volume.region(stream)
+        for e in self._entries.get(stream, []):
+            if e.type not in (FrameType.DATA, FrameType.END) or e.chain is None:
+                continue
+            raw = self._read(e.lba, e.sectors)
+            h = decode_frame_header(raw)
+            keys = e.chain.keys_at(e.seq)
+            assert keys is not None
+            ct = raw[FRAME_HEADER_LEN + h.clear_len : h.body_len]
+            pt = open_frame(raw, raw[FRAME_HEADER_LEN : FRAME_HEADER_LEN + h.clear_len], ct, *keys)
+            if pt is None:  # the image changed under us between passes
+                raise VolumeError(f"frame at sector {e.lba} changed while reading")
+            verified = (e.boot, region.name) not in self._violated
+            for r in decode_record_block(pt):
+                yield LocatedRecord(e.boot, region.name, e.seq, self._off(e.lba), r, verified)
+
+    def records(self) -> Iterator[LocatedRecord]:
+        """Verified records of every stream, merged by (boot, time since boot)."""
+        iters = [self.stream_records(r.stream) for r in self.volume.superblock.regions]
+        yield from heapq.merge(*iters, key=lambda lr: (lr.boot, lr.record.t_ns))
+
+    def chain_key(self, boot: int, stream: int, seq: int = 0) -> bytes | None:
+        """For export-key: the chain key of (boot, stream) at ``seq``, if we hold it."""
+        for chain in self._chains.get((boot, stream), []):
+            ck = chain.chain_key_at(seq)
+            if ck is not None:
+                return ck
+        return None
+
+
+def _key_frames(read: ReadSectors, region: RegionEntry) -> Iterator[tuple[int, FrameHeader, bytes]]:
+    """Every sector of the region that starts a BOOT or KEYS frame header, with its clear
+    section. Looks at every sector (no jumping) so nothing can hide a key frame."""
+    end = region.start + region.sectors
+    lba = region.start
+    while lba < end:
+        n = min(WINDOW_SECTORS, end - lba)
+        buf = read(lba, n)
+        pos = buf.find(FRAME_MAGIC)
+        while pos != -1:
+            if pos % SECTOR == 0:
+                try:
+                    h = decode_frame_header(buf, pos)
+                except DecodeError:
+                    h = None
+                if h is not None and h.type in (FrameType.BOOT, FrameType.KEYS):
+                    start = pos + FRAME_HEADER_LEN
+                    clear = buf[start : start + h.clear_len]
+                    at = lba + pos // SECTOR
+                    if len(clear) < h.clear_len and at + h.sectors <= end:
+                        clear = read(at, h.sectors)[FRAME_HEADER_LEN:][: h.clear_len]
+                    if len(clear) == h.clear_len:
+                        yield at, h, clear
+                pos = buf.find(FRAME_MAGIC, pos - pos % SECTOR + SECTOR)
+            else:
+                pos = buf.find(FRAME_MAGIC, pos - pos % SECTOR + SECTOR)
+        lba += n

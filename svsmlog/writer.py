@@ -1,0 +1,326 @@
+"""The SVSM-side writer (spec §7): append records, flush them as sealed frames.
+
+One flush of a stream is one frame and one device write of whole sectors at a sector
+offset. Sectors holding committed frames are never written again until the ring comes
+round and reclaims them. The writer holds no secret but the current chain key of each
+stream; the boot secret is erased once the stream roots are derived, and each chain
+key is erased as soon as the frame it seals is written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from . import crypto
+from .anchor import Anchor
+from .anchor import Head as AnchorHead
+from .codec import (
+    BootBody,
+    DecodeError,
+    Envelope,
+    KeysBody,
+    PriorHead,
+    RegionEntry,
+    encode_boot_body,
+    encode_clear_section,
+    encode_keys_body,
+    encode_record,
+    encode_record_block,
+)
+from .device import SECTOR, BlockDevice
+from .format import (
+    BOOT_BODY_LEN,
+    FRAME_HEADER_LEN,
+    KEYS_BODY_LEN,
+    MAX_PLAINTEXT,
+    TAG_LEN,
+    DebugCeiling,
+    EnvelopeKind,
+    FrameType,
+    KeysReason,
+    Layout,
+    frame_sectors,
+)
+from .frames import seal_frame
+from .keyschedule import WriterChain, envelope_info, stream_root
+from .records import Level, Record
+from .scan import find_head
+from .volume import StreamSpec, Volume, format_volume, read_volume
+
+Sealer = Callable[[crypto.PublicKey, bytes, bytes], bytes]
+MAX_BOOT = 0xFFFFFFFF
+
+
+class WriterError(Exception):
+    """The writer cannot log to this device (the SVSM would keep logging to memory only)."""
+
+
+@dataclass(frozen=True)
+class BootPolicy:
+    """What the boot record states about this boot (spec §5.3)."""
+
+    config_digest: bytes = bytes(32)
+    host_time_ns: int = 0  # from the host: untrusted, recorded as such
+    debug_ceiling: DebugCeiling = DebugCeiling.NEVER
+    debug_enabled: bool = False
+    layout: Layout = Layout.AGGREGATED
+    min_level: Level = Level.TRACE
+
+
+@dataclass(frozen=True)
+class Sealed:
+    """A frame the device write returned for: its records are durable."""
+
+    stream: int
+    seq: int
+    ftype: FrameType
+    lba: int
+    sectors: int
+    tag: bytes
+    records: tuple[Record, ...] = ()
+
+
+@dataclass
+class _Stream:
+    region: RegionEntry
+    chain: WriterChain
+    pos: int  # next frame's sector, relative to the region start
+    tag: bytes  # tag of the last frame written: the next frame's prev_tag
+    grantees: list[crypto.PublicKey]  # holders of a chain-key envelope for this stream
+    pending: list[bytes] = field(default_factory=list)
+    pending_records: list[Record] = field(default_factory=list)
+    pending_len: int = 4  # the record block's count field
+    closed: bool = False
+    last_seq: int = -1
+
+
+def _chain_envelope_len(keys: list[crypto.PublicKey]) -> int:
+    return sum(23 + crypto.hpke_sealed_len(k.kem_id, 32) for k in keys)
+
+
+class LogWriter:
+    """Opens (or formats) the volume, starts a boot and writes its BOOT frame to every region."""
+
+    def __init__(
+        self,
+        device: BlockDevice,
+        streams: list[StreamSpec],
+        owners: list[crypto.PublicKey],
+        *,
+        policy: BootPolicy | None = None,
+        stream_grants: dict[int, list[crypto.PublicKey]] | None = None,
+        rng: Callable[[int], bytes] = crypto.random_bytes,
+        sealer: Sealer = crypto.hpke_seal,
+        clock: Callable[[], int] = lambda: 0,
+    ) -> None:
+        if not owners:
+            raise WriterError("at least one recipient key is required")
+        self.device = device
+        self.policy = policy or BootPolicy()
+        self._sealer = sealer
+        self._clock = clock
+        self.volume = self._mount(device, streams, rng)
+        vid = self.volume.volume_id
+        heads = {
+            r.stream: find_head(device.read, r, vid) for r in self.volume.superblock.regions
+        }
+        newest = max((h.boot for h in heads.values() if h is not None), default=0)
+        if newest >= MAX_BOOT:
+            raise WriterError("boot counter exhausted on this volume")
+        self.boot = newest + 1
+
+        boot_secret = bytearray(rng(32))
+        info = envelope_info(EnvelopeKind.BOOT_SECRET, vid, self.boot, 0, 0)
+        self._owner_envelopes = [
+            Envelope(EnvelopeKind.BOOT_SECRET, k.kem_id, k.key_id, sealer(k, bytes(boot_secret), info))
+            for k in owners
+        ]
+        self._streams: dict[int, _Stream] = {}
+        grants = stream_grants or {}
+        for r in self.volume.superblock.regions:
+            head = heads[r.stream]
+            root = stream_root(bytes(boot_secret), vid, self.boot, r.stream)
+            self._streams[r.stream] = _Stream(
+                region=r,
+                chain=WriterChain(root),
+                pos=head.end if head else 0,
+                tag=head.tag if head else bytes(TAG_LEN),
+                grantees=list(grants.get(r.stream, [])),
+            )
+        crypto.erase(boot_secret)
+        for sid, st in self._streams.items():
+            head = heads[sid]
+            prior = PriorHead(head.boot, head.seq, head.tag) if head else None
+            self._write_boot_frame(st, prior)
+
+    # ------------------------------------------------------------------ mounting
+
+    @staticmethod
+    def _mount(device: BlockDevice, streams: list[StreamSpec], rng: Callable[[int], bytes]) -> Volume:
+        try:
+            vol = read_volume(device.read(0, 1), device.sector_count)
+        except DecodeError:
+            return format_volume(device, rng(16), streams)
+        want = sorted((s.stream, s.name) for s in streams)
+        have = sorted((r.stream, r.name) for r in vol.superblock.regions)
+        if want != have:
+            raise WriterError(
+                "the volume's streams differ from the launch configuration; refusing to reformat"
+            )
+        return vol
+
+    # ------------------------------------------------------------------ public API
+
+    @property
+    def volume_id(self) -> bytes:
+        return self.volume.volume_id
+
+    @property
+    def streams(self) -> list[int]:
+        return list(self._streams)
+
+    def max_record_len(self, stream: int) -> int:
+        st = self._streams[stream]
+        return self._max_plaintext(st) - 4
+
+    def append(self, stream: int, record: Record) -> list[Sealed]:
+        """Buffer a record. If it would not fit in the stream's pending frame, the pending
+        records are flushed first (returned); a record too large for any frame is refused."""
+        st = self._stream(stream)
+        enc = encode_record(record)
+        if 4 + len(enc) > self._max_plaintext(st):
+            raise ValueError(
+                f"record of {len(enc)} bytes exceeds the largest frame of stream {st.region.name!r}"
+            )
+        sealed = []
+        if st.pending_len + len(enc) > self._max_plaintext(st):
+            sealed.append(self._flush_stream(st, FrameType.DATA))
+        st.pending.append(enc)
+        st.pending_records.append(record)
+        st.pending_len += len(enc)
+        return sealed
+
+    def pending_bytes(self, stream: int) -> int:
+        return self._streams[stream].pending_len - 4
+
+    def flush(self, stream: int | None = None) -> list[Sealed]:
+        """Seal and write what is pending (of one stream, or of all). Durable on return."""
+        targets = [self._stream(stream)] if stream is not None else list(self._streams.values())
+        return [self._flush_stream(st, FrameType.DATA) for st in targets if st.pending and not st.closed]
+
+    def grant(self, stream: int, recipient: crypto.PublicKey) -> Sealed:
+        """Let ``recipient`` read this stream from now on (the debug mode of the model):
+        pending records are flushed first, so nothing logged before the grant is readable."""
+        st = self._stream(stream)
+        if st.pending:
+            self._flush_stream(st, FrameType.DATA)
+        st.grantees.append(recipient)
+        seq = st.chain.seq
+        env = self._chain_envelope(st, recipient, seq, st.chain.current_chain_key())
+        body = encode_keys_body(KeysBody(KeysReason.DEBUG_GRANT, self._clock()))
+        return self._write(st, FrameType.KEYS, encode_clear_section([env]), lambda _w: body, ())
+
+    def close(self) -> list[Sealed]:
+        """Clean shutdown: every stream's pending records go out in an END frame."""
+        out = []
+        for st in self._streams.values():
+            if not st.closed:
+                out.append(self._flush_stream(st, FrameType.END))
+                st.closed = True
+        return out
+
+    def anchor(self) -> Anchor:
+        """The head commitment over every stream's newest frame (spec §6.5)."""
+        heads = tuple(
+            AnchorHead(sid, self.boot, st.last_seq, st.tag) for sid, st in self._streams.items()
+        )
+        return Anchor(self.volume_id, self.boot, heads)
+
+    # ------------------------------------------------------------------ internals
+
+    def _stream(self, stream: int) -> _Stream:
+        st = self._streams.get(stream)
+        if st is None:
+            raise KeyError(f"no stream {stream} on this volume")
+        if st.closed:
+            raise WriterError(f"stream {st.region.name!r} is closed for this boot")
+        return st
+
+    def _keys_frame_sectors(self, st: _Stream) -> int:
+        clear = 2 + sum(23 + len(e.sealed) for e in self._owner_envelopes)
+        clear += _chain_envelope_len(st.grantees)
+        return frame_sectors(clear, KEYS_BODY_LEN + TAG_LEN)
+
+    def _max_plaintext(self, st: _Stream) -> int:
+        room = (st.region.sectors - self._keys_frame_sectors(st)) * SECTOR - FRAME_HEADER_LEN - TAG_LEN
+        return min(MAX_PLAINTEXT, room)
+
+    def _chain_envelope(self, st: _Stream, key: crypto.PublicKey, seq: int, chain_key: bytes) -> Envelope:
+        info = envelope_info(EnvelopeKind.CHAIN_KEY, self.volume_id, self.boot, st.region.stream, seq)
+        return Envelope(EnvelopeKind.CHAIN_KEY, key.kem_id, key.key_id, self._sealer(key, chain_key, info))
+
+    def _all_envelopes(self, st: _Stream) -> bytes:
+        """Owner envelopes (the boot secret; the same bytes in every key frame of the boot)
+        plus a chain-key envelope at this frame for every grantee of the stream."""
+        seq, ck = st.chain.seq, st.chain.current_chain_key()
+        envs = self._owner_envelopes + [self._chain_envelope(st, k, seq, ck) for k in st.grantees]
+        return encode_clear_section(envs)
+
+    def _write_boot_frame(self, st: _Stream, prior: PriorHead | None) -> Sealed:
+        p = self.policy
+
+        def body(wrap_from: int) -> bytes:
+            return encode_boot_body(
+                BootBody(
+                    self.volume.digest, p.config_digest, p.host_time_ns, p.debug_ceiling,
+                    p.debug_enabled, p.layout, int(p.min_level), prior, wrap_from,
+                )
+            )
+
+        assert len(body(0)) == BOOT_BODY_LEN
+        return self._write(st, FrameType.BOOT, self._all_envelopes(st), body, ())
+
+    def _flush_stream(self, st: _Stream, ftype: FrameType) -> Sealed:
+        block = encode_record_block(st.pending)
+        records = tuple(st.pending_records)
+        st.pending, st.pending_records, st.pending_len = [], [], 4
+        return self._write(st, ftype, b"", lambda _w: block, records)
+
+    def _write(
+        self,
+        st: _Stream,
+        ftype: FrameType,
+        clear: bytes,
+        plaintext_for: Callable[[int], bytes],
+        records: tuple[Record, ...],
+    ) -> Sealed:
+        """Seal one frame at the write position; if it does not fit before the region end,
+        wrap to the region start, and unless the frame is itself a BOOT frame put a KEYS
+        frame in front of it so the region start always carries envelopes (spec §7.3).
+        Either way it is one device write."""
+        n = frame_sectors(len(clear), len(plaintext_for(0)) + TAG_LEN)
+        out = b""
+        wrap_from = 0
+        if st.pos + n > st.region.sectors:
+            wrap_from, st.pos = st.pos, 0
+            if ftype != FrameType.BOOT:
+                keys_body = encode_keys_body(KeysBody(KeysReason.WRAP_REKEY, self._clock(), wrap_from))
+                out, _ = self._seal(st, FrameType.KEYS, self._all_envelopes(st), keys_body)
+                wrap_from = 0
+        first_lba = st.region.start + st.pos - len(out) // SECTOR
+        frame, seq = self._seal(st, ftype, clear, plaintext_for(wrap_from))
+        self.device.write(first_lba, out + frame)
+        return Sealed(st.region.stream, seq, ftype, first_lba + len(out) // SECTOR,
+                      len(frame) // SECTOR, st.tag, records)
+
+    def _seal(self, st: _Stream, ftype: FrameType, clear: bytes, plaintext: bytes) -> tuple[bytes, int]:
+        seq, key, nonce = st.chain.next_frame()
+        frame, tag = seal_frame(
+            ftype=ftype, stream=st.region.stream, boot=self.boot, seq=seq,
+            lba=st.region.start + st.pos, volume_id=self.volume_id, prev_tag=st.tag,
+            clear=clear, plaintext=plaintext, key=key, nonce=nonce,
+        )
+        st.pos += len(frame) // SECTOR
+        st.tag, st.last_seq = tag, seq
+        return frame, seq
