@@ -17,6 +17,7 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 test: $(STAMP)
+	sh scripts/ensure-journal-remote.sh
 	$(BIN)/ruff check svsmlog tests benchmarks
 	$(BIN)/python -m pytest
 

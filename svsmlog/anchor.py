@@ -42,8 +42,7 @@ class Anchor:
                 "volume_id": self.volume_id.hex(),
                 "boot": self.boot,
                 "heads": [
-                    {"stream": h.stream, "boot": h.boot, "seq": h.seq, "tag": h.tag.hex()}
-                    for h in self.heads
+                    {"stream": h.stream, "boot": h.boot, "seq": h.seq, "tag": h.tag.hex()} for h in self.heads
                 ],
                 "report_data": self.commitment.hex(),
             },

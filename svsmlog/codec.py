@@ -65,8 +65,14 @@ _REGION = struct.Struct("<HH12sQQ")
 def encode_superblock(sb: Superblock) -> bytes:
     out = bytearray(
         _SB_FIXED.pack(
-            SUPERBLOCK_MAGIC, VERSION, SECTOR, len(sb.regions), 0, sb.volume_id,
-            sb.total_sectors, bytes(24),
+            SUPERBLOCK_MAGIC,
+            VERSION,
+            SECTOR,
+            len(sb.regions),
+            0,
+            sb.volume_id,
+            sb.total_sectors,
+            bytes(24),
         )
     )
     for r in sb.regions:
@@ -134,16 +140,26 @@ class FrameHeader:
 
 def encode_frame_header(h: FrameHeader) -> bytes:
     return _HDR.pack(
-        FRAME_MAGIC, VERSION, h.type, h.stream, h.boot, h.seq, h.lba, h.volume_id,
-        h.prev_tag, h.clear_len, h.ct_len, h.digest,
+        FRAME_MAGIC,
+        VERSION,
+        h.type,
+        h.stream,
+        h.boot,
+        h.seq,
+        h.lba,
+        h.volume_id,
+        h.prev_tag,
+        h.clear_len,
+        h.ct_len,
+        h.digest,
     )
 
 
 def decode_frame_header(buf: bytes, offset: int = 0) -> FrameHeader:
     if len(buf) - offset < FRAME_HEADER_LEN:
         raise DecodeError("frame header is truncated")
-    (magic, version, ftype, stream, boot, seq, lba, vid, prev, clear_len, ct_len, digest) = (
-        _HDR.unpack_from(buf, offset)
+    (magic, version, ftype, stream, boot, seq, lba, vid, prev, clear_len, ct_len, digest) = _HDR.unpack_from(
+        buf, offset
     )
     if magic != FRAME_MAGIC:
         raise DecodeError("bad frame magic")
@@ -236,9 +252,18 @@ _LAYOUTS = frozenset(int(c) for c in Layout)
 def encode_boot_body(b: BootBody) -> bytes:
     p = b.prior
     return _BOOT.pack(
-        b.superblock_digest, b.config_digest, b.host_time_ns, b.debug_ceiling,
-        int(b.debug_enabled), b.layout, b.min_level, int(p is not None),
-        p.boot if p else 0, p.seq if p else 0, p.tag if p else bytes(TAG_LEN), b.wrap_from,
+        b.superblock_digest,
+        b.config_digest,
+        b.host_time_ns,
+        b.debug_ceiling,
+        int(b.debug_enabled),
+        b.layout,
+        b.min_level,
+        int(p is not None),
+        p.boot if p else 0,
+        p.seq if p else 0,
+        p.tag if p else bytes(TAG_LEN),
+        b.wrap_from,
     )
 
 
@@ -307,7 +332,10 @@ def encode_record(r: Record) -> bytes:
         raise ValueError("unknown record flags")
     parts = [
         _REC.pack(r.t_ns, int(r.level), r.flags, len(svc), len(comp), len(tgt), len(r.fields), len(msg)),
-        svc, comp, tgt, msg,
+        svc,
+        comp,
+        tgt,
+        msg,
     ]
     for k, v in r.fields:
         kb, vb = _utf8(k, 255, "field key"), _utf8(v, 65535, "field value")

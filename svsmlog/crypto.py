@@ -29,8 +29,7 @@ KEM_BY_NAME = {v: k for k, v in KEM_NAMES.items()}
 _HPKE_KEM = {KEM_X25519: hpke.KEM.X25519, KEM_MLKEM768_X25519: hpke.KEM.MLKEM768_X25519}
 # The suite is fixed by the spec: HKDF-SHA256 and AES-256-GCM, whatever the KEM.
 _SUITES = {
-    kem_id: hpke.Suite(kem, hpke.KDF.HKDF_SHA256, hpke.AEAD.AES_256_GCM)
-    for kem_id, kem in _HPKE_KEM.items()
+    kem_id: hpke.Suite(kem, hpke.KDF.HKDF_SHA256, hpke.AEAD.AES_256_GCM) for kem_id, kem in _HPKE_KEM.items()
 }
 
 KEY_ID_LABEL = b"svsmlog v1 key id"
@@ -145,9 +144,7 @@ class PrivateKey:
 
     def to_pem(self, passphrase: bytes | None = None) -> bytes:
         alg: serialization.KeySerializationEncryption = (
-            serialization.BestAvailableEncryption(passphrase)
-            if passphrase
-            else serialization.NoEncryption()
+            serialization.BestAvailableEncryption(passphrase) if passphrase else serialization.NoEncryption()
         )
         return b"".join(
             p.private_bytes(  # type: ignore[attr-defined]
@@ -188,10 +185,23 @@ def generate_private_key(kem_id: int = KEM_X25519) -> PrivateKey:
     if kem_id == KEM_X25519:
         return _private_from_parts([x25519.X25519PrivateKey.generate()])
     if kem_id == KEM_MLKEM768_X25519:
-        return _private_from_parts(
-            [mlkem.MLKEM768PrivateKey.generate(), x25519.X25519PrivateKey.generate()]
-        )
+        return _private_from_parts([mlkem.MLKEM768PrivateKey.generate(), x25519.X25519PrivateKey.generate()])
     raise KeyError_(KeyError_.UNSUPPORTED, f"unknown KEM id 0x{kem_id:04x}")
+
+
+def private_key_from_seed(kem_id: int, seed: bytes) -> PrivateKey:
+    """A key from fixed bytes, for test vectors and test-only sample keys: X25519 takes its
+    32-byte private scalar; the hybrid takes a 64-byte ML-KEM-768 seed || 32-byte X25519 key."""
+    if kem_id == KEM_X25519 and len(seed) == 32:
+        return _private_from_parts([x25519.X25519PrivateKey.from_private_bytes(seed)])
+    if kem_id == KEM_MLKEM768_X25519 and len(seed) == 96:
+        return _private_from_parts(
+            [
+                mlkem.MLKEM768PrivateKey.from_seed_bytes(seed[:64]),
+                x25519.X25519PrivateKey.from_private_bytes(seed[64:]),
+            ]
+        )
+    raise KeyError_(KeyError_.UNSUPPORTED, f"bad seed for KEM 0x{kem_id:04x}")
 
 
 _PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z ]+)-----\r?\n.*?-----END \1-----\r?\n?", re.S)

@@ -82,8 +82,6 @@ class Layout(IntEnum):
     PER_SERVICE = 1
 
 
-
-
 def Utf8(length: object) -> StringEncoded:
     """Exactly ``length`` bytes of strict UTF-8 (no padding is stripped)."""
     return StringEncoded(Bytes(length), "utf8")
@@ -95,6 +93,7 @@ RegionEntry = Struct(
     "stream" / Int16ul,
     "reserved" / Const(0, Int16ul),
     "name" / PaddedString(12, "ascii"),
+    Check(lambda ctx: ctx.name.isprintable() and "\0" not in ctx.name),
     "start" / Int64ul,
     "sectors" / Int64ul,
 )

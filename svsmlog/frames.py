@@ -41,6 +41,8 @@ def seal_frame(
     return body + bytes(pad), ciphertext[-TAG_LEN:]
 
 
-def open_frame(header_bytes: bytes, clear: bytes, ciphertext: bytes, key: bytes, nonce: bytes) -> bytes | None:
+def open_frame(
+    header_bytes: bytes, clear: bytes, ciphertext: bytes, key: bytes, nonce: bytes
+) -> bytes | None:
     """The plaintext, or None if the tag does not verify over header, clear section and ciphertext."""
     return crypto.aead_open(key, nonce, ciphertext, header_bytes[:FRAME_AAD_LEN] + clear)

@@ -39,9 +39,7 @@ class Kind(Enum):
         return Severity.NOTICE if self in _NOTICES else Severity.VIOLATION
 
 
-_NOTICES = frozenset(
-    {Kind.CRASH_TAIL, Kind.ROTATED_OUT, Kind.STALE_REMNANT, Kind.NO_SHUTDOWN, Kind.NO_KEY}
-)
+_NOTICES = frozenset({Kind.CRASH_TAIL, Kind.ROTATED_OUT, Kind.STALE_REMNANT, Kind.NO_SHUTDOWN, Kind.NO_KEY})
 
 
 @dataclass(frozen=True)

@@ -122,11 +122,20 @@ class Verifier:
     def _name(self, stream: int) -> str:
         return self.volume.region(stream).name
 
-    def _add(self, kind: Kind, detail: str, region: RegionEntry | None, *, boot: int | None = None,
-             seq: int | None = None, lba: int | None = None) -> None:
+    def _add(
+        self,
+        kind: Kind,
+        detail: str,
+        region: RegionEntry | None,
+        *,
+        boot: int | None = None,
+        seq: int | None = None,
+        lba: int | None = None,
+    ) -> None:
         name = region.name if region else None
-        self.report.add(kind, detail, stream=name, boot=boot, seq=seq,
-                        offset=self._off(lba) if lba is not None else None)
+        self.report.add(
+            kind, detail, stream=name, boot=boot, seq=seq, offset=self._off(lba) if lba is not None else None
+        )
         if kind.severity.value == "violation" and boot is not None and name is not None:
             self._violated.add((boot, name))
 
@@ -154,14 +163,22 @@ class Verifier:
                     key = ours.get(env.key_id)
                     if key is None or key.kem_id != env.kem_id:
                         continue
-                    what = (env.kind, header.boot, header.stream if env.kind == EnvelopeKind.CHAIN_KEY else 0,
-                            env.sealed)
+                    what = (
+                        env.kind,
+                        header.boot,
+                        header.stream if env.kind == EnvelopeKind.CHAIN_KEY else 0,
+                        env.sealed,
+                    )
                     if what in tried:
                         continue
                     tried.add(what)
                     if failures >= MAX_FAILED_ENVELOPES:
-                        self._add(Kind.ENVELOPE_FLOOD, f"more than {MAX_FAILED_ENVELOPES} envelopes "
-                                  "addressed to our key do not open; stopped trying", region)
+                        self._add(
+                            Kind.ENVELOPE_FLOOD,
+                            f"more than {MAX_FAILED_ENVELOPES} envelopes "
+                            "addressed to our key do not open; stopped trying",
+                            region,
+                        )
                         return self._build_chains(secrets, chain_keys)
                     info = envelope_info(env.kind, vid, header.boot, header.stream, header.seq)
                     pt = crypto.hpke_open(key, env.sealed, info)
@@ -174,8 +191,9 @@ class Verifier:
                         chain_keys.setdefault((header.boot, header.stream), set()).add((header.seq, pt))
         self._build_chains(secrets, chain_keys)
 
-    def _build_chains(self, secrets: dict[int, set[bytes]],
-                      chain_keys: dict[tuple[int, int], set[tuple[int, bytes]]]) -> None:
+    def _build_chains(
+        self, secrets: dict[int, set[bytes]], chain_keys: dict[tuple[int, int], set[tuple[int, bytes]]]
+    ) -> None:
         vid = self.volume.volume_id
         for boot, boot_secrets in secrets.items():
             for secret in sorted(boot_secrets):
@@ -192,16 +210,32 @@ class Verifier:
         h, vid = c.header, self.volume.volume_id
         if h.volume_id != vid:
             if c.digest_ok():
-                self._add(Kind.FRAME_FOREIGN, f"a frame of volume {h.volume_id.hex()} (boot {h.boot}, "
-                          f"stream {h.stream}, seq {h.seq})", region, lba=c.lba)
+                self._add(
+                    Kind.FRAME_FOREIGN,
+                    f"a frame of volume {h.volume_id.hex()} (boot {h.boot}, stream {h.stream}, seq {h.seq})",
+                    region,
+                    lba=c.lba,
+                )
             return None
         if h.stream != region.stream:
-            self._add(Kind.FRAME_MISPLACED, f"a frame of stream {h.stream} in region {region.name!r}",
-                      region, boot=h.boot, seq=h.seq, lba=c.lba)
+            self._add(
+                Kind.FRAME_MISPLACED,
+                f"a frame of stream {h.stream} in region {region.name!r}",
+                region,
+                boot=h.boot,
+                seq=h.seq,
+                lba=c.lba,
+            )
             return None
         if h.lba != c.lba:
-            self._add(Kind.FRAME_MOVED, f"a frame written at sector {h.lba} found at sector {c.lba}",
-                      region, boot=h.boot, seq=h.seq, lba=c.lba)
+            self._add(
+                Kind.FRAME_MOVED,
+                f"a frame written at sector {h.lba} found at sector {c.lba}",
+                region,
+                boot=h.boot,
+                seq=h.seq,
+                lba=c.lba,
+            )
             return None
         entry = Entry(c.lba, h.type, h.boot, h.seq, h.sectors, c.tag, h.prev_tag, "no_key")
         chains = self._chains.get((h.boot, h.stream), [])
@@ -224,8 +258,14 @@ class Verifier:
                 return entry
             entry.status = "torn" if not c.digest_ok() else "corrupt"
             if entry.status == "corrupt":
-                self._add(Kind.FRAME_CORRUPT, "complete frame whose authentication tag does not verify",
-                          region, boot=h.boot, seq=h.seq, lba=c.lba)
+                self._add(
+                    Kind.FRAME_CORRUPT,
+                    "complete frame whose authentication tag does not verify",
+                    region,
+                    boot=h.boot,
+                    seq=h.seq,
+                    lba=c.lba,
+                )
             return entry
         c.accepted = True
         entry.status = "ok"
@@ -246,15 +286,22 @@ class Verifier:
                 if recs:
                     e.first_t, e.last_t = recs[0].t_ns, recs[-1].t_ns
         except DecodeError as err:
-            self._add(Kind.RECORD_MALFORMED, f"authenticated frame body does not parse: {err}",
-                      region, boot=e.boot, seq=e.seq, lba=e.lba)
+            self._add(
+                Kind.RECORD_MALFORMED,
+                f"authenticated frame body does not parse: {err}",
+                region,
+                boot=e.boot,
+                seq=e.seq,
+                lba=e.lba,
+            )
 
     def _scan(self, region: RegionEntry) -> list[Entry]:
         entries = []
         for c in scan_region(self._read, region):
             if isinstance(c, Malformed):
-                self._add(Kind.FRAME_CORRUPT, f"frame magic without a valid header: {c.reason}",
-                          region, lba=c.lba)
+                self._add(
+                    Kind.FRAME_CORRUPT, f"frame magic without a valid header: {c.reason}", region, lba=c.lba
+                )
                 continue
             e = self._verify_candidate(region, c)
             if e is not None:
@@ -272,10 +319,15 @@ class Verifier:
             if e.key in present:
                 other = present[e.key]
                 same = crypto.ct_equal(other.tag, e.tag)
-                self._add(Kind.FRAME_DUPLICATED,
-                          f"frame also at sector {other.lba}" + (" (identical copy)" if same else
-                                                                 " (different contents)"),
-                          region, boot=e.boot, seq=e.seq, lba=e.lba)
+                self._add(
+                    Kind.FRAME_DUPLICATED,
+                    f"frame also at sector {other.lba}"
+                    + (" (identical copy)" if same else " (different contents)"),
+                    region,
+                    boot=e.boot,
+                    seq=e.seq,
+                    lba=e.lba,
+                )
                 continue
             present[e.key] = e
         order = [present[k] for k in sorted(present)]
@@ -293,8 +345,14 @@ class Verifier:
         if y.boot == x.boot:
             if y.seq == x.seq + 1:
                 if not crypto.ct_equal(y.prev_tag, x.tag):
-                    self._add(Kind.CHAIN_BROKEN, f"does not chain to seq {x.seq}", region,
-                              boot=y.boot, seq=y.seq, lba=y.lba)
+                    self._add(
+                        Kind.CHAIN_BROKEN,
+                        f"does not chain to seq {x.seq}",
+                        region,
+                        boot=y.boot,
+                        seq=y.seq,
+                        lba=y.lba,
+                    )
                 return True
             return False
         # y starts a later boot: its boot record says what it found.
@@ -302,43 +360,80 @@ class Verifier:
             return False
         prior = y.boot_body.prior
         if prior is None:
-            self._add(Kind.BOOT_CLAIM_MISMATCH, f"boot {y.boot} found no earlier frame, but boot "
-                      f"{x.boot} seq {x.seq} precedes it", region, boot=y.boot, seq=0, lba=y.lba)
+            self._add(
+                Kind.BOOT_CLAIM_MISMATCH,
+                f"boot {y.boot} found no earlier frame, but boot {x.boot} seq {x.seq} precedes it",
+                region,
+                boot=y.boot,
+                seq=0,
+                lba=y.lba,
+            )
             return True
         if (prior.boot, prior.seq) == (x.boot, x.seq):
             if not crypto.ct_equal(prior.tag, x.tag):
-                self._add(Kind.CHAIN_BROKEN, f"boot record names boot {x.boot} seq {x.seq} with "
-                          "another tag", region, boot=y.boot, seq=0, lba=y.lba)
+                self._add(
+                    Kind.CHAIN_BROKEN,
+                    f"boot record names boot {x.boot} seq {x.seq} with another tag",
+                    region,
+                    boot=y.boot,
+                    seq=0,
+                    lba=y.lba,
+                )
             return True
         if (prior.boot, prior.seq) > (x.boot, x.seq):
-            self._add(Kind.BOOT_TRUNCATED, f"boot {y.boot} found boot {prior.boot} up to seq "
-                      f"{prior.seq}; only up to seq {x.seq} is here" if prior.boot == x.boot else
-                      f"boot {y.boot} found boot {prior.boot} seq {prior.seq}, which is missing",
-                      region, boot=prior.boot, seq=prior.seq, lba=y.lba)
+            self._add(
+                Kind.BOOT_TRUNCATED,
+                f"boot {y.boot} found boot {prior.boot} up to seq {prior.seq}; only up to seq {x.seq} is here"
+                if prior.boot == x.boot
+                else f"boot {y.boot} found boot {prior.boot} seq {prior.seq}, which is missing",
+                region,
+                boot=prior.boot,
+                seq=prior.seq,
+                lba=y.lba,
+            )
             return True
-        self._add(Kind.BOOT_CLAIM_MISMATCH, f"boot {y.boot} found boot {prior.boot} seq {prior.seq} "
-                  f"as the newest frame, but boot {x.boot} seq {x.seq} is newer", region,
-                  boot=x.boot, seq=x.seq, lba=x.lba)
+        self._add(
+            Kind.BOOT_CLAIM_MISMATCH,
+            f"boot {y.boot} found boot {prior.boot} seq {prior.seq} "
+            f"as the newest frame, but boot {x.boot} seq {x.seq} is newer",
+            region,
+            boot=x.boot,
+            seq=x.seq,
+            lba=x.lba,
+        )
         return True
 
-    def _check_torn(self, region: RegionEntry, entries: list[Entry],
-                    present: dict[tuple[int, int], Entry]) -> None:
+    def _check_torn(
+        self, region: RegionEntry, entries: list[Entry], present: dict[tuple[int, int], Entry]
+    ) -> None:
         """A torn frame is a crash if nothing of its boot was written after it (spec §8.4)."""
         last_seq: dict[int, int] = {}
         for b, s in present:
             last_seq[b] = max(last_seq.get(b, -1), s)
         for e in entries:
-            if e.status != "torn" or e.key in present:
+            if e.status != "torn":
                 continue
             if last_seq.get(e.boot, -1) < e.seq and self._boot_moved_on(present, e):
-                self._add(Kind.CRASH_TAIL, "torn frame: the write was cut short by a crash",
-                          region, boot=e.boot, seq=e.seq, lba=e.lba)
+                self._add(
+                    Kind.CRASH_TAIL,
+                    "torn frame: the write was cut short by a crash",
+                    region,
+                    boot=e.boot,
+                    seq=e.seq,
+                    lba=e.lba,
+                )
                 self.report.span(e.boot, region.name).torn_tail = True
                 if e.lba == region.start:
                     self._torn_at_start.add(region.stream)
             else:
-                self._add(Kind.FRAME_CORRUPT, "incomplete frame before the end of its boot",
-                          region, boot=e.boot, seq=e.seq, lba=e.lba)
+                self._add(
+                    Kind.FRAME_CORRUPT,
+                    "incomplete frame before the end of its boot",
+                    region,
+                    boot=e.boot,
+                    seq=e.seq,
+                    lba=e.lba,
+                )
 
     @staticmethod
     def _boot_moved_on(present: dict[tuple[int, int], Entry], torn: Entry) -> bool:
@@ -358,8 +453,8 @@ class Verifier:
         suffix_start = cuts[-1] if cuts else 0
         oldest = order[suffix_start]
         genesis = oldest.seq == 0 and oldest.boot_body is not None and oldest.boot_body.prior is None
-        if suffix_start == 0 and genesis:
-            return
+        if suffix_start == 0 and (genesis or oldest.status == "no_key"):
+            return  # nothing missing, or nothing we can judge without the key
         start_frame = next((e for e in order if e.lba == region.start), None)
         unknown = region.stream in self._torn_at_start or (
             start_frame is not None and start_frame.status == "no_key"
@@ -372,13 +467,25 @@ class Verifier:
             return
         for i, e in enumerate(order[:suffix_start]):
             if unknown or (dead_from is not None and e.lba >= dead_from):
-                self._add(Kind.STALE_REMNANT, "an earlier lap's frame, left where the writer wrapped",
-                          region, boot=e.boot, seq=e.seq, lba=e.lba)
+                self._add(
+                    Kind.STALE_REMNANT,
+                    "an earlier lap's frame, left where the writer wrapped",
+                    region,
+                    boot=e.boot,
+                    seq=e.seq,
+                    lba=e.lba,
+                )
             else:
                 self._report_gap(region, e, order[i + 1], "outside the wrap's dead zone")
                 break
-        self._add(Kind.ROTATED_OUT, f"history before boot {oldest.boot} seq {oldest.seq} was "
-                  "reclaimed by the ring", region, boot=oldest.boot, seq=oldest.seq, lba=oldest.lba)
+        self._add(
+            Kind.ROTATED_OUT,
+            f"history before boot {oldest.boot} seq {oldest.seq} was reclaimed by the ring",
+            region,
+            boot=oldest.boot,
+            seq=oldest.seq,
+            lba=oldest.lba,
+        )
 
     def _report_gap(self, region: RegionEntry, x: Entry | None, y: Entry, why: str) -> None:
         """Frames between x and y (or before y) are gone: name the first missing one."""
@@ -390,8 +497,14 @@ class Verifier:
             boot, seq = x.boot, x.seq + 1
         else:
             boot, seq = y.boot, y.seq - 1 if y.seq else 0
-        self._add(Kind.FRAME_MISSING, f"frames from boot {boot} seq {seq} up to boot {y.boot} "
-                  f"seq {y.seq} are missing, {why}", region, boot=boot, seq=seq, lba=y.lba)
+        self._add(
+            Kind.FRAME_MISSING,
+            f"frames from boot {boot} seq {seq} up to boot {y.boot} seq {y.seq} are missing, {why}",
+            region,
+            boot=boot,
+            seq=seq,
+            lba=y.lba,
+        )
         if y.boot != boot:
             self._violated.add((y.boot, region.name))
 
@@ -411,7 +524,9 @@ class Verifier:
             span.ended_clean |= e.type == FrameType.END
             if e.first_t is not None:
                 span.first_t_ns = e.first_t if span.first_t_ns is None else min(span.first_t_ns, e.first_t)
-                span.last_t_ns = e.last_t if span.last_t_ns is None else max(span.last_t_ns or 0, e.last_t or 0)
+                span.last_t_ns = (
+                    e.last_t if span.last_t_ns is None else max(span.last_t_ns or 0, e.last_t or 0)
+                )
             if e.boot_body is not None:
                 self._summarise_boot(region, e)
         unread = sum(1 for e in order if e.status == "no_key")
@@ -421,9 +536,14 @@ class Verifier:
         for b in boots:
             span = self.report.span(b, region.name)
             if not span.ended_clean and not span.torn_tail:
-                detail = ("the newest boot's end is not sealed: it may still be running, or it "
-                          "stopped after its last flush") if b == boots[-1] else (
-                          "the boot left no shutdown record in this stream")
+                detail = (
+                    (
+                        "the newest boot's end is not sealed: it may still be running, or it "
+                        "stopped after its last flush"
+                    )
+                    if b == boots[-1]
+                    else ("the boot left no shutdown record in this stream")
+                )
                 self._add(Kind.NO_SHUTDOWN, detail, region, boot=b)
         for b, name in self._violated:
             if name == region.name:
@@ -433,8 +553,14 @@ class Verifier:
         body = e.boot_body
         assert body is not None
         if not crypto.ct_equal(body.superblock_digest, self.volume.digest):
-            self._add(Kind.SUPERBLOCK_MISMATCH, "the superblock differs from the one this boot "
-                      "started with", region, boot=e.boot, seq=e.seq, lba=0)
+            self._add(
+                Kind.SUPERBLOCK_MISMATCH,
+                "the superblock differs from the one this boot started with",
+                region,
+                boot=e.boot,
+                seq=e.seq,
+                lba=0,
+            )
         s = self.report.boots[e.boot]
         s.host_time_ns = body.host_time_ns
         s.config_digest = body.config_digest
@@ -459,11 +585,22 @@ class Verifier:
             found = next((e for e in order if e.key == (h.boot, h.seq)), None)
             if found is None:
                 newest = order[-1].key if order else None
-                self._add(Kind.ANCHOR_TRUNCATED, f"the anchored head boot {h.boot} seq {h.seq} is "
-                          f"missing (newest here: {newest})", region, boot=h.boot, seq=h.seq)
+                self._add(
+                    Kind.ANCHOR_TRUNCATED,
+                    f"the anchored head boot {h.boot} seq {h.seq} is missing (newest here: {newest})",
+                    region,
+                    boot=h.boot,
+                    seq=h.seq,
+                )
             elif not crypto.ct_equal(found.tag, h.tag):
-                self._add(Kind.ANCHOR_MISMATCH, "the anchored head has another tag", region,
-                          boot=h.boot, seq=h.seq, lba=found.lba)
+                self._add(
+                    Kind.ANCHOR_MISMATCH,
+                    "the anchored head has another tag",
+                    region,
+                    boot=h.boot,
+                    seq=h.seq,
+                    lba=found.lba,
+                )
 
     # ------------------------------------------------------------------ entry points
 

@@ -31,9 +31,7 @@ class StreamSpec:
 def check_geometry(sb: Superblock, device_sectors: int) -> None:
     """Every rule of spec §4.2; raises GeometryError naming the first one broken."""
     if sb.total_sectors > device_sectors:
-        raise GeometryError(
-            f"superblock claims {sb.total_sectors} sectors, the image has {device_sectors}"
-        )
+        raise GeometryError(f"superblock claims {sb.total_sectors} sectors, the image has {device_sectors}")
     if not 1 <= len(sb.regions) <= MAX_REGIONS:
         raise GeometryError("region count out of range")
     seen_ids: set[int] = set()

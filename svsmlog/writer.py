@@ -122,9 +122,7 @@ class LogWriter:
         self._clock = clock
         self.volume = self._mount(device, streams, rng)
         vid = self.volume.volume_id
-        heads = {
-            r.stream: find_head(device.read, r, vid) for r in self.volume.superblock.regions
-        }
+        heads = {r.stream: find_head(device.read, r, vid) for r in self.volume.superblock.regions}
         newest = max((h.boot for h in heads.values() if h is not None), default=0)
         if newest >= MAX_BOOT:
             raise WriterError("boot counter exhausted on this volume")
@@ -232,9 +230,7 @@ class LogWriter:
 
     def anchor(self) -> Anchor:
         """The head commitment over every stream's newest frame (spec §6.5)."""
-        heads = tuple(
-            AnchorHead(sid, self.boot, st.last_seq, st.tag) for sid, st in self._streams.items()
-        )
+        heads = tuple(AnchorHead(sid, self.boot, st.last_seq, st.tag) for sid, st in self._streams.items())
         return Anchor(self.volume_id, self.boot, heads)
 
     # ------------------------------------------------------------------ internals
@@ -273,8 +269,15 @@ class LogWriter:
         def body(wrap_from: int) -> bytes:
             return encode_boot_body(
                 BootBody(
-                    self.volume.digest, p.config_digest, p.host_time_ns, p.debug_ceiling,
-                    p.debug_enabled, p.layout, int(p.min_level), prior, wrap_from,
+                    self.volume.digest,
+                    p.config_digest,
+                    p.host_time_ns,
+                    p.debug_ceiling,
+                    p.debug_enabled,
+                    p.layout,
+                    int(p.min_level),
+                    prior,
+                    wrap_from,
                 )
             )
 
@@ -311,15 +314,30 @@ class LogWriter:
         first_lba = st.region.start + st.pos - len(out) // SECTOR
         frame, seq = self._seal(st, ftype, clear, plaintext_for(wrap_from))
         self.device.write(first_lba, out + frame)
-        return Sealed(st.region.stream, seq, ftype, first_lba + len(out) // SECTOR,
-                      len(frame) // SECTOR, st.tag, records)
+        return Sealed(
+            st.region.stream,
+            seq,
+            ftype,
+            first_lba + len(out) // SECTOR,
+            len(frame) // SECTOR,
+            st.tag,
+            records,
+        )
 
     def _seal(self, st: _Stream, ftype: FrameType, clear: bytes, plaintext: bytes) -> tuple[bytes, int]:
         seq, key, nonce = st.chain.next_frame()
         frame, tag = seal_frame(
-            ftype=ftype, stream=st.region.stream, boot=self.boot, seq=seq,
-            lba=st.region.start + st.pos, volume_id=self.volume_id, prev_tag=st.tag,
-            clear=clear, plaintext=plaintext, key=key, nonce=nonce,
+            ftype=ftype,
+            stream=st.region.stream,
+            boot=self.boot,
+            seq=seq,
+            lba=st.region.start + st.pos,
+            volume_id=self.volume_id,
+            prev_tag=st.tag,
+            clear=clear,
+            plaintext=plaintext,
+            key=key,
+            nonce=nonce,
         )
         st.pos += len(frame) // SECTOR
         st.tag, st.last_seq = tag, seq

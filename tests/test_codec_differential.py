@@ -1,0 +1,254 @@
+"""The fast decoders (svsmlog.codec) agree with the declarative definitions
+(svsmlog.format) on valid input, on mutated input, and on random bytes."""
+
+from __future__ import annotations
+
+import construct
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from svsmlog import codec, format
+from svsmlog.records import Level, Record
+
+text = st.text(max_size=40)
+short = st.text(max_size=20).filter(lambda s: len(s.encode()) <= 255)
+records = st.builds(
+    Record,
+    t_ns=st.integers(0, 2**64 - 1),
+    level=st.sampled_from(list(Level)),
+    service=short,
+    component=short,
+    message=st.text(max_size=300),
+    target=st.one_of(st.none(), short.filter(bool)),
+    fields=st.lists(st.tuples(short, text), max_size=4).map(tuple),
+    flags=st.sampled_from([0, 1]),
+)
+
+
+def construct_records(buf: bytes) -> list[Record] | None:
+    try:
+        parsed = format.RecordBlock.parse(buf)
+    except (construct.ConstructError, UnicodeDecodeError):
+        return None
+    return [
+        Record(
+            r.t_ns,
+            Level(r.level),
+            r.service,
+            r.component,
+            r.message,
+            r.target or None,
+            tuple((f.key, f.value) for f in r.fields),
+            r.flags,
+        )
+        for r in parsed.records
+    ]
+
+
+def fast_records(buf: bytes) -> list[Record] | None:
+    try:
+        return codec.decode_record_block(buf)
+    except codec.DecodeError:
+        return None
+
+
+@given(st.lists(records, max_size=8))
+def test_record_block_round_trip_and_agreement(recs: list[Record]) -> None:
+    buf = codec.encode_record_block([codec.encode_record(r) for r in recs])
+    assert fast_records(buf) == recs
+    assert construct_records(buf) == recs
+
+
+@given(st.lists(records, min_size=1, max_size=4), st.data())
+@settings(max_examples=300)
+def test_record_block_mutations_agree(recs: list[Record], data: st.DataObject) -> None:
+    buf = bytearray(codec.encode_record_block([codec.encode_record(r) for r in recs]))
+    for _ in range(data.draw(st.integers(1, 3))):
+        op = data.draw(st.sampled_from(["flip", "cut", "grow"]))
+        if op == "flip" and buf:
+            i = data.draw(st.integers(0, len(buf) - 1))
+            buf[i] ^= data.draw(st.integers(1, 255))
+        elif op == "cut" and buf:
+            del buf[data.draw(st.integers(0, len(buf) - 1)) :]
+        else:
+            buf += data.draw(st.binary(min_size=1, max_size=8))
+    assert fast_records(bytes(buf)) == construct_records(bytes(buf))
+
+
+@given(st.binary(max_size=200))
+def test_record_block_random_bytes_agree(buf: bytes) -> None:
+    assert fast_records(buf) == construct_records(buf)
+
+
+def header_pair(buf: bytes) -> tuple[object, object]:
+    try:
+        fast: object = codec.decode_frame_header(buf)
+    except codec.DecodeError:
+        fast = None
+    try:
+        c = format.FrameHeader.parse(buf)
+        slow: object = codec.FrameHeader(
+            c.type, c.stream, c.boot, c.seq, c.lba, c.volume_id, c.prev_tag, c.clear_len, c.ct_len, c.digest
+        )
+    except construct.ConstructError:
+        slow = None
+    return fast, slow
+
+
+headers = st.builds(
+    codec.FrameHeader,
+    type=st.integers(0, 6),
+    stream=st.integers(0, 2**16 - 1),
+    boot=st.integers(0, 2**32 - 1),
+    seq=st.integers(0, 2**64 - 1),
+    lba=st.integers(0, 2**64 - 1),
+    volume_id=st.binary(min_size=16, max_size=16),
+    prev_tag=st.binary(min_size=16, max_size=16),
+    clear_len=st.integers(0, 2**17),
+    ct_len=st.integers(0, 2**21),
+    digest=st.binary(min_size=16, max_size=16),
+)
+
+
+@given(headers)
+def test_frame_header_agreement(h: codec.FrameHeader) -> None:
+    fast, slow = header_pair(codec.encode_frame_header(h))
+    assert fast == slow
+    valid = (
+        h.type in (1, 2, 3, 4) and h.clear_len <= format.MAX_CLEAR_LEN and 16 <= h.ct_len <= format.MAX_CT_LEN
+    )
+    assert (fast is not None) == valid
+
+
+@given(st.binary(min_size=0, max_size=100))
+def test_frame_header_random_bytes_agree(buf: bytes) -> None:
+    buf = b"SVLF\x01" + buf if len(buf) % 2 else buf
+    fast, slow = header_pair(buf)
+    assert fast == slow
+
+
+def clear_pair(buf: bytes) -> tuple[object, object]:
+    try:
+        fast: object = codec.decode_clear_section(buf)
+    except codec.DecodeError:
+        fast = None
+    try:
+        c = format.ClearSection.parse(buf)
+        slow: object = [codec.Envelope(e.kind, e.kem_id, e.key_id, e.sealed) for e in c.envelopes]
+    except construct.ConstructError:
+        slow = None
+    return fast, slow
+
+
+envelopes = st.lists(
+    st.builds(
+        codec.Envelope,
+        kind=st.sampled_from([1, 2]),
+        kem_id=st.sampled_from([0x20, 0x647A]),
+        key_id=st.binary(min_size=16, max_size=16),
+        sealed=st.binary(min_size=1, max_size=90),
+    ),
+    max_size=5,
+)
+
+
+@given(envelopes, st.integers(0, 400), st.integers(0, 255))
+def test_clear_section_agreement(envs: list[codec.Envelope], pos: int, xor: int) -> None:
+    buf = bytearray(codec.encode_clear_section(envs))
+    fast, slow = clear_pair(bytes(buf))
+    assert fast == slow == envs
+    if buf:
+        buf[pos % len(buf)] ^= xor
+    fast, slow = clear_pair(bytes(buf))
+    assert fast == slow
+
+
+@given(st.binary(min_size=113, max_size=113))
+def test_boot_body_random_bytes_agree(buf: bytes) -> None:
+    try:
+        fast: object = codec.decode_boot_body(buf)
+    except codec.DecodeError:
+        fast = None
+    try:
+        c = format.BootBody.parse(buf)
+        ok_prior = c.prior_present or (c.prior_boot == 0 and c.prior_seq == 0 and c.prior_tag == bytes(16))
+        slow: object = c if ok_prior else None
+    except construct.ConstructError:
+        slow = None
+    assert (fast is None) == (slow is None)
+
+
+@pytest.mark.parametrize("ceiling", [0, 1, 2, 3])
+def test_boot_body_round_trip(ceiling: int) -> None:
+    body = codec.BootBody(
+        bytes(range(32)), bytes(32), 7, ceiling, True, 1, 2, codec.PriorHead(3, 9, bytes(range(16))), 5
+    )
+    buf = codec.encode_boot_body(body)
+    assert len(buf) == format.BOOT_BODY_LEN
+    if ceiling == 3:
+        with pytest.raises(codec.DecodeError):
+            codec.decode_boot_body(buf)
+        with pytest.raises(construct.ConstructError):
+            format.BootBody.parse(buf)
+    else:
+        assert codec.decode_boot_body(buf) == body
+        assert format.BootBody.parse(buf).wrap_from == 5
+
+
+@given(st.binary(min_size=17, max_size=17))
+def test_keys_body_random_bytes_agree(buf: bytes) -> None:
+    try:
+        fast: object = codec.decode_keys_body(buf)
+    except codec.DecodeError:
+        fast = None
+    try:
+        c = format.KeysBody.parse(buf)
+        slow: object = c if (c.reason == 2) == (c.wrap_from > 0) else None
+    except construct.ConstructError:
+        slow = None
+    assert (fast is None) == (slow is None)
+
+
+superblocks = st.builds(
+    codec.Superblock,
+    volume_id=st.binary(min_size=16, max_size=16),
+    total_sectors=st.integers(0, 2**40),
+    regions=st.lists(
+        st.builds(
+            codec.RegionEntry,
+            stream=st.integers(0, 2**16 - 1),
+            name=st.text("abcxyz019_-", min_size=1, max_size=12),
+            start=st.integers(0, 2**40),
+            sectors=st.integers(0, 2**40),
+        ),
+        min_size=1,
+        max_size=14,
+    ).map(tuple),
+)
+
+
+@given(superblocks, st.integers(0, 511), st.integers(0, 255))
+def test_superblock_agreement(sb: codec.Superblock, pos: int, xor: int) -> None:
+    buf = bytearray(codec.encode_superblock(sb))
+    assert codec.decode_superblock(bytes(buf)) == sb
+    buf[pos] ^= xor
+
+    def fast() -> object:
+        try:
+            return codec.decode_superblock(bytes(buf))
+        except codec.DecodeError:
+            return None
+
+    def slow() -> object:
+        try:
+            c = format.Superblock.parse(bytes(buf))
+        except (construct.ConstructError, UnicodeDecodeError):
+            return None
+        return codec.Superblock(
+            c.volume_id,
+            c.total_sectors,
+            tuple(codec.RegionEntry(r.stream, r.name, r.start, r.sectors) for r in c.regions),
+        )
+
+    assert fast() == slow()

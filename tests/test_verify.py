@@ -1,0 +1,211 @@
+"""Verifier behaviour: crash consistency at every write and tear point, rotation without
+false alarms, and located findings for changes spec §10 claims to detect."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from svsmlog import crypto
+from svsmlog.device import SECTOR, MemoryDevice, RecordingDevice, replay
+from svsmlog.records import Level, Record
+from svsmlog.report import Kind
+from svsmlog.volume import StreamSpec
+from svsmlog.writer import LogWriter
+
+from .helpers import image_device, rec, verify
+
+TWO = [StreamSpec(1, "core", 48), StreamSpec(2, "vtpm", 32)]
+
+
+def run_two_boots(owner: crypto.PrivateKey) -> tuple[bytes, RecordingDevice, list[set[str]]]:
+    """Two boots over a fresh volume; returns the empty image, the writes, and after each
+    write k (1-based) the set of messages whose frame had been written by then."""
+    empty = bytes(128 * SECTOR)
+    dev = RecordingDevice(MemoryDevice(128))
+    written_by: dict[str, int] = {}
+
+    def note(sealed: list) -> None:  # type: ignore[type-arg]
+        for s in sealed:
+            # the write that carried this frame: the newest one covering its first sector
+            k = max(i for i, w in enumerate(dev.writes) if w.lba <= s.lba < w.lba + w.sectors)
+            for r in s.records:
+                written_by[r.message] = k
+
+    for boot in range(2):
+        w = LogWriter(dev, TWO, [owner.public])
+        for i in range(12):
+            level = Level.ERROR if i % 5 == 4 else Level.INFO
+            note(w.append(1 + i % 2, Record(i, level, "core", "svsm", f"b{boot}-{i} " + "z" * (40 * i))))
+            if level == Level.ERROR or i % 4 == 3:
+                note(w.flush())
+        if boot == 0:
+            note(w.close())
+    durable = [{m for m, i in written_by.items() if i < k} for k in range(1, len(dev.writes) + 1)]
+    return empty, dev, durable
+
+
+def test_crash_at_every_write_and_tear(owner: crypto.PrivateKey) -> None:
+    empty, dev, durable = run_two_boots(owner)
+    writes = dev.writes
+    cases = 0
+    for k in range(len(writes) + 1):
+        tears = range(writes[k].sectors) if k < len(writes) else [0]
+        for t in tears:
+            for garbage in (None, b"\xa5\x5a"):
+                img = replay(empty, writes, k, t, garbage)
+                cases += 1
+                if k <= 2:  # formatting: no superblock yet (it is written last)
+                    continue
+                v, report = verify(image_device(img), owner)
+                assert report.verdict == "intact", (k, t, [f.as_json() for f in report.findings])
+                got = {r.record.message for r in v.records()}
+                want = durable[k - 1]
+                assert want <= got, (k, t, want - got)
+                # The next boot appends over the crashed image and everything still verifies.
+                nxt = image_device(img)
+                w = LogWriter(nxt, TWO, [owner.public])
+                w.append(2, Record(1, Level.INFO, "vtpm", "vtpm", "after the crash"))
+                w.close()
+                v2, report2 = verify(nxt, owner)
+                assert report2.verdict == "intact", (k, t, [f.as_json() for f in report2.findings])
+                assert want | {"after the crash"} <= {r.record.message for r in v2.records()}
+    assert cases > 100
+
+
+def test_torn_tail_is_reported_as_crash(owner: crypto.PrivateKey) -> None:
+    empty, dev, _ = run_two_boots(owner)
+    multi = max((i for i, w in enumerate(dev.writes) if w.sectors > 1))
+    img = replay(empty, dev.writes, multi, 1)
+    _, report = verify(image_device(img), owner)
+    assert report.verdict == "intact"
+    assert any(f.kind is Kind.CRASH_TAIL for f in report.findings)
+    assert any(b.ending.name == "CRASH" for b in report.boots.values())
+
+
+def _ring_history(owner: crypto.PrivateKey, plan: list[tuple[int, list[int], bool]]) -> MemoryDevice:
+    dev = MemoryDevice(128)
+    for _flush_every, sizes, clean in plan:
+        w = LogWriter(dev, [StreamSpec(1, "all", 24)], [owner.public])
+        for i, size in enumerate(sizes):
+            w.append(1, Record(i, Level.INFO, "core", "svsm", "m" * size))
+            if i % max(1, _flush_every) == 0:
+                w.flush()
+        if clean:
+            w.close()
+        else:
+            w.flush()
+    return dev
+
+
+plans = st.lists(
+    st.tuples(st.integers(1, 4), st.lists(st.integers(1, 2500), max_size=12), st.booleans()),
+    min_size=1,
+    max_size=6,
+)
+
+
+@given(plans)
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_ring_histories_never_raise_false_alarms(plan: list[tuple[int, list[int], bool]]) -> None:
+    from svsmlog.vectors import vector_key
+
+    owner = vector_key("owner")
+    dev = _ring_history(owner, plan)
+    v, report = verify(dev, owner)
+    assert report.verdict == "intact", [f.as_json() for f in report.findings]
+    kinds = {f.kind for f in report.findings}
+    got = [r.record.message for r in v.records()]
+    if not kinds & {Kind.ROTATED_OUT, Kind.NO_KEY, Kind.STALE_REMNANT}:
+        assert len(got) == sum(len(s) for _, s, _ in plan)
+
+
+def _frames(image: bytes) -> list:  # type: ignore[type-arg]
+    from svsmlog.vectors import frames_of
+
+    return frames_of(image)
+
+
+def test_dropping_the_oldest_history_of_an_unwrapped_region_is_detected(owner: crypto.PrivateKey) -> None:
+    dev = MemoryDevice(256)
+    w = LogWriter(dev, TWO, [owner.public])
+    for i in range(6):
+        w.append(1, rec(i))
+        w.flush()
+    w.close()
+    img = bytearray(dev.image())
+    first = [f for f in _frames(bytes(img)) if f.region.name == "core"][:2]  # BOOT and the first DATA
+    for f in first:
+        img[f.lba * SECTOR : (f.lba + f.sectors) * SECTOR] = bytes(f.sectors * SECTOR)
+    _, report = verify(image_device(bytes(img)), owner)
+    assert report.verdict == "violated"
+    assert any(f.kind is Kind.FRAME_MISSING and f.stream == "core" for f in report.findings)
+
+
+def test_stale_copy_outside_the_dead_zone_is_not_excused(owner: crypto.PrivateKey) -> None:
+    """Putting an old frame back (rolling one sector range back) is never rotation."""
+    dev = MemoryDevice(128)
+    w = LogWriter(dev, [StreamSpec(1, "all", 24)], [owner.public])
+    w.append(1, rec(0, "first"))
+    w.flush()
+    snapshot = dev.image()
+    for i in range(1, 30):
+        w.append(1, rec(i, "n" * 700))
+        w.flush()
+    w.close()
+    img = bytearray(dev.image())
+    old = next(f for f in _frames(snapshot) if f.seq == 1)
+    rng = slice(old.lba * SECTOR, (old.lba + old.sectors) * SECTOR)
+    img[rng] = snapshot[rng]
+    _, report = verify(image_device(bytes(img)), owner)
+    assert report.verdict == "violated"
+
+
+@pytest.mark.parametrize("field_offset,kind", [(20, Kind.FRAME_CORRUPT), (6, Kind.FRAME_CORRUPT)])
+def test_header_changes_are_located(owner: crypto.PrivateKey, field_offset: int, kind: Kind) -> None:
+    dev = MemoryDevice(256)
+    w = LogWriter(dev, TWO, [owner.public])
+    for i in range(4):
+        w.append(1, rec(i))
+        w.flush()
+    w.close()
+    img = bytearray(dev.image())
+    target = [f for f in _frames(bytes(img)) if f.region.name == "core"][2]
+    img[target.lba * SECTOR + field_offset] ^= 0x40
+    _, report = verify(image_device(bytes(img)), owner)
+    assert report.verdict == "violated"
+    hits = [f for f in report.findings if f.violation and f.offset == target.lba * SECTOR]
+    assert hits, [f.as_json() for f in report.findings]
+
+
+def test_anchor_proves_tail_truncation(owner: crypto.PrivateKey) -> None:
+    dev = MemoryDevice(256)
+    w = LogWriter(dev, TWO, [owner.public])
+    for i in range(4):
+        w.append(2, rec(i))
+        w.flush()
+    anchor = w.anchor()
+    img = bytearray(dev.image())
+    last = [f for f in _frames(bytes(img)) if f.region.name == "vtpm"][-1]
+    img[last.lba * SECTOR : (last.lba + last.sectors) * SECTOR] = bytes(last.sectors * SECTOR)
+    _, without = verify(image_device(bytes(img)), owner)
+    assert without.verdict == "intact"
+    from svsmlog.verify import Keyring, Verifier
+
+    d = image_device(bytes(img))
+    report = Verifier(d.read, d.sector_count, Keyring([owner])).run(anchor)
+    assert report.verdict == "violated"
+    assert any(f.kind is Kind.ANCHOR_TRUNCATED and f.seq == last.seq for f in report.findings)
+    d = image_device(dev.image())
+    assert Verifier(d.read, d.sector_count, Keyring([owner])).run(anchor).verdict == "intact"
+
+
+def test_wrong_key_reads_nothing(owner: crypto.PrivateKey) -> None:
+    dev = MemoryDevice(256)
+    w = LogWriter(dev, TWO, [owner.public])
+    w.append(1, rec(1))
+    w.close()
+    v, report = verify(dev, crypto.generate_private_key())
+    assert list(v.records()) == []
+    assert report.verdict == "intact" and {f.kind for f in report.findings} == {Kind.NO_KEY}
