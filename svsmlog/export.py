@@ -1,0 +1,492 @@
+"""Output formats for recovered records: text (rich), JSON lines, journal export, syslog.
+
+Every writer takes an iterable of :class:`LocatedRecord` and writes record by record,
+so a multi-gigabyte extraction never has to be held in memory.
+
+Everything in a record came out of a confidential VM but is *content*, not code:
+a compromised or buggy service can log any bytes.  The writers therefore treat
+message, service, component, stream and field text as hostile: nothing in it can
+start a new record, forge a field, inject terminal escapes or rich markup.
+
+Time: ``t_ns`` is the SVSM's boot-relative monotonic clock.  Wall-clock time is only
+known through ``realtime_base_us`` (per boot: the UNIX time in µs at ``t_ns == 0``),
+which comes from the host or the guest owner's own notes.  The host is untrusted in
+this threat model, so a wall-clock timestamp is a convenience for correlation with
+other logs, never evidence; the boot-relative time is what the SVSM itself recorded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import struct
+import sys
+import uuid
+from collections.abc import Iterable, Iterator, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import BinaryIO, TextIO
+from urllib.parse import quote
+
+from rich.console import Console
+from rich.text import Text
+
+from .records import Level, LocatedRecord, Record
+
+FORMATS = ("text", "jsonl", "journal", "syslog")
+
+# syslog severities (RFC 5424 §6.2.1); the journal's PRIORITY uses the same numbers.
+# `log` has no level between info and debug, so trace shares debug's severity;
+# SVSM_LEVEL / the level SD-PARAM keep the distinction.
+SEVERITY: Mapping[Level, int] = {
+    Level.ERROR: 3,
+    Level.WARN: 4,
+    Level.INFO: 6,
+    Level.DEBUG: 7,
+    Level.TRACE: 7,
+}
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _utf8_bytes(text: str) -> bytes:
+    """Encode ``text`` to bytes without ever failing.
+
+    Lone surrogates cannot be UTF-8.  Those in U+DC80..U+DCFF are how Python carries
+    undecodable bytes (``surrogateescape``), so they become those bytes again; any
+    other surrogate is spelled out as ``\\udXXX`` rather than silently dropped.
+    """
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        pass
+    try:
+        return text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace")
+
+
+def _valid_str(text: str) -> str:
+    """``text`` as a string any UTF-8 stream can write (lone surrogates spelled out)."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+# C0 controls, DEL, C1 controls, and the bidi embedding/override/isolate characters
+# ("Trojan Source"), which can make a terminal show text in a different order.
+_UNSAFE_FOR_TERMINAL = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def _escape_char(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def _visible(text: str, *, keep_newlines: bool = False) -> str:
+    """Spell out control characters so log content cannot drive the terminal."""
+    text = _valid_str(text)
+    if keep_newlines:
+        return "\n".join(_UNSAFE_FOR_TERMINAL.sub(_escape_char, p) for p in text.split("\n"))
+    return _UNSAFE_FOR_TERMINAL.sub(_escape_char, text)
+
+
+# C0 controls but TAB, DEL, and what other tools take as line ends (NEL, LS, PS).
+_LINE_CONTROLS = re.compile("[\x00-\x08\x0a-\x1f\x7f\x85\u2028\u2029]")
+_LINE_ESCAPES = {"\n": "\\n", "\r": "\\r"}
+
+
+def _one_line(text: str) -> str:
+    """Escape line breaks and other controls (tab kept) for line-oriented formats."""
+    text = _valid_str(text)
+    return _LINE_CONTROLS.sub(_line_escape, text)
+
+
+def _line_escape(match: re.Match[str]) -> str:
+    ch = match.group()
+    return _LINE_ESCAPES.get(ch) or _escape_char(match)
+
+
+def _wallclock_us(located: LocatedRecord, realtime_base_us: Mapping[int, int] | None) -> int | None:
+    """UNIX time in µs of the record, if the boot's wall-clock base is known."""
+    if realtime_base_us is None:
+        return None
+    base = realtime_base_us.get(located.boot)
+    if base is None:
+        return None
+    return base + located.record.t_ns // 1000
+
+
+# --------------------------------------------------------------------------- JSON lines
+
+
+def write_jsonl(records: Iterable[LocatedRecord], out: TextIO) -> int:
+    """Write one compact JSON object per record (``LocatedRecord.as_json``); return count."""
+    count = 0
+    for located in records:
+        obj = located.as_json()
+        line = json.dumps(obj, ensure_ascii=False, separators=(",", ":")) + "\n"
+        try:
+            out.write(line)
+        except UnicodeEncodeError:
+            # A lone surrogate cannot be written to a UTF-8 stream; JSON's \\udXXX
+            # escape can carry it. TextIOWrapper encodes before writing, so nothing of
+            # the failed line has been written.
+            out.write(json.dumps(obj, ensure_ascii=True, separators=(",", ":")) + "\n")
+        count += 1
+    return count
+
+
+# --------------------------------------------------------------------------- journal
+
+JOURNAL_FIELD_PREFIX = "SVSM_FIELD_"
+JOURNAL_FIELD_NAME_MAX = 64
+# systemd-journal-remote drops entries with more than ~1024 fields; leave room for ours.
+JOURNAL_MAX_RECORD_FIELDS = 512
+# journald rejects a realtime timestamp of 0 or >= 2^55 and, worse, closes the whole
+# import stream on one such value; clamp into the valid range.
+_JOURNAL_TS_MAX = (1 << 55) - 1
+_SVSMLOG_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://github.com/coconut-svsm/svsm#svsmlog")
+_NOT_FIELD_CHAR = re.compile("[^A-Z0-9_]")
+# Characters the export format's text form cannot carry: controls except TAB.
+_JOURNAL_BINARY_CHARS = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f]")
+
+
+def journal_field_name(key: str) -> str:
+    """Journal field name for a record field key: ``SVSM_FIELD_<KEY>``.
+
+    Journal names allow only ``A-Z 0-9 _``, must not start with ``_`` or a digit and
+    are at most 64 characters.  Other characters become ``_``; the fixed prefix makes
+    the first-character rule hold.  Distinct keys can collide (``a-b`` and ``a.b``);
+    the journal keeps both values, as a field may repeat.  A key too long to fit is
+    cut and given a hash suffix so that different long keys stay distinguishable.
+    """
+    upper = "".join(c.upper() if "a" <= c <= "z" else c for c in key)
+    name = _NOT_FIELD_CHAR.sub("_", upper) or "_"
+    room = JOURNAL_FIELD_NAME_MAX - len(JOURNAL_FIELD_PREFIX)
+    if len(name) > room:
+        digest = hashlib.sha256(_utf8_bytes(key)).hexdigest()[:8].upper()
+        name = f"{name[: room - 9]}_{digest}"
+    return JOURNAL_FIELD_PREFIX + name
+
+
+def derive_boot_id(boot: int, machine_id: str | None = None) -> str:
+    """A stable 128-bit journal boot ID (32 lowercase hex) for an SVSM boot number.
+
+    The SVSM has no boot UUID; a name-based UUID keeps the mapping reproducible across
+    exports, and mixing in ``machine_id`` keeps boot 1 of two guests apart.
+    """
+    return uuid.uuid5(_SVSMLOG_NAMESPACE, f"{machine_id or ''}/boot/{boot}").hex
+
+
+def _journal_boot_id(
+    boot: int, boot_ids: Mapping[int, bytes] | None, machine_id: str | None
+) -> str:
+    given = boot_ids.get(boot) if boot_ids is not None else None
+    if given is None:
+        return derive_boot_id(boot, machine_id)
+    if len(given) != 16:
+        raise ValueError(f"boot id for boot {boot} must be 16 bytes, got {len(given)}")
+    return given.hex()
+
+
+def _journal_field(name: str, value: str | bytes) -> bytes:
+    """Serialize one field: ``NAME=value\\n`` or the binary-safe length-prefixed form."""
+    raw = value if isinstance(value, bytes) else _utf8_bytes(value)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    if text is not None and not _JOURNAL_BINARY_CHARS.search(text):
+        return b"%s=%s\n" % (name.encode("ascii"), raw)
+    return b"%s\n%s%s\n" % (name.encode("ascii"), struct.pack("<Q", len(raw)), raw)
+
+
+def _cursor(located: LocatedRecord, source: str, index: int) -> str:
+    # Components are percent-encoded so a stream name cannot forge ';' or '=' parts.
+    # seq.index names the record within its frame; o= is the byte offset, unique per
+    # stream, so the cursor stays unique even if a frame's records arrive split up.
+    return (
+        f"s={quote(source, safe='')};b={located.boot};st={quote(located.stream, safe='')};"
+        f"i={located.seq}.{index};o={located.offset}"
+    )
+
+
+def _clamp_ts(us: int, *, minimum: int) -> int:
+    return min(max(us, minimum), _JOURNAL_TS_MAX)
+
+
+def _journal_fields(
+    located: LocatedRecord,
+    *,
+    cursor: str,
+    boot_id: str,
+    realtime_us: int | None,
+) -> Iterator[tuple[str, str]]:
+    rec: Record = located.record
+    monotonic = rec.t_ns // 1000
+    realtime = monotonic if realtime_us is None else realtime_us
+    yield "__CURSOR", cursor
+    yield "__REALTIME_TIMESTAMP", str(_clamp_ts(realtime, minimum=1))
+    yield "__MONOTONIC_TIMESTAMP", str(_clamp_ts(monotonic, minimum=0))
+    yield "_BOOT_ID", boot_id
+    yield "MESSAGE", rec.message
+    yield "PRIORITY", str(SEVERITY[rec.level])
+    yield "SYSLOG_IDENTIFIER", f"svsm-{rec.service}"
+    yield "SVSM_SERVICE", rec.service
+    yield "SVSM_COMPONENT", rec.component
+    if rec.target is not None:
+        yield "SVSM_TARGET", rec.target
+    yield "SVSM_LEVEL", rec.level.label
+    yield "SVSM_STREAM", located.stream
+    yield "SVSM_BOOT", str(located.boot)
+    yield "SVSM_SEQ", str(located.seq)
+    yield "SVSM_OFFSET", str(located.offset)
+    yield "SVSM_T_NS", str(rec.t_ns)
+    if rec.panic:
+        yield "SVSM_PANIC", "1"
+    if not located.verified:
+        yield "SVSM_VERIFIED", "0"
+    for key, value in rec.fields[:JOURNAL_MAX_RECORD_FIELDS]:
+        yield journal_field_name(key), value
+    dropped = len(rec.fields) - JOURNAL_MAX_RECORD_FIELDS
+    if dropped > 0:
+        yield "SVSM_FIELDS_DROPPED", str(dropped)
+
+
+def write_journal(
+    records: Iterable[LocatedRecord],
+    out: BinaryIO,
+    *,
+    boot_ids: Mapping[int, bytes] | None = None,
+    realtime_base_us: Mapping[int, int] | None = None,
+    machine_id: str | None = None,
+) -> int:
+    """Write the systemd Journal Export Format (importable by systemd-journal-remote).
+
+    ``__REALTIME_TIMESTAMP`` is ``realtime_base_us[boot] + t_ns // 1000`` when the boot's
+    base is known, else just ``t_ns // 1000`` (a time in early 1970 that is obviously
+    not wall-clock).  The base comes from the untrusted host: see the module docstring.
+    ``__MONOTONIC_TIMESTAMP`` is always ``t_ns // 1000``, which the SVSM recorded.
+
+    ``_BOOT_ID`` is ``boot_ids[boot]`` (16 bytes) or derived from the boot number and
+    ``machine_id`` (:func:`derive_boot_id`).  ``machine_id`` also names the log source
+    in ``__CURSOR``; it is not emitted as ``_MACHINE_ID``, a field journald fills in
+    for entries it receives itself.
+    """
+    source = machine_id or "svsmlog"
+    last_frame: tuple[int, str, int] | None = None
+    index = 0
+    count = 0
+    for located in records:
+        frame = (located.boot, located.stream, located.seq)
+        index = index + 1 if frame == last_frame else 0
+        last_frame = frame
+        fields = _journal_fields(
+            located,
+            cursor=_cursor(located, source, index),
+            boot_id=_journal_boot_id(located.boot, boot_ids, machine_id),
+            realtime_us=_wallclock_us(located, realtime_base_us),
+        )
+        # One write per entry: streaming, but not one syscall per field.
+        out.write(b"".join(_journal_field(n, v) for n, v in fields) + b"\n")
+        count += 1
+    return count
+
+
+# --------------------------------------------------------------------------- syslog
+
+SYSLOG_FACILITY_LOCAL0 = 16
+# 32473 is the private enterprise number reserved for documentation (RFC 5612).
+SD_ID = "svsm@32473"
+SD_ID_FIELDS = "fields@32473"
+_BOM = "\ufeff"
+_NOT_PRINTUSASCII = re.compile("[^\x21-\x7e]")
+_NOT_SD_NAME = re.compile('[^\x21-\x7e]|[="\\]]')
+
+
+def sd_escape(value: str) -> str:
+    """Escape an SD-PARAM value (RFC 5424 §6.3.3): ``"``, ``\\`` and ``]`` get a backslash."""
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("]", "\\]")
+
+
+def _printusascii(text: str, max_len: int) -> str:
+    """Header field: printable US-ASCII only, bounded, NILVALUE when empty."""
+    return _NOT_PRINTUSASCII.sub("_", text)[:max_len] or "-"
+
+
+def _sd_name(name: str) -> str:
+    return _NOT_SD_NAME.sub("_", name)[:32] or "_"
+
+
+def _sd_element(sd_id: str, params: Iterable[tuple[str, str]]) -> str:
+    body = "".join(f' {_sd_name(k)}="{sd_escape(_one_line(v))}"' for k, v in params)
+    return f"[{sd_id}{body}]"
+
+
+def _rfc3339_us(unix_us: int) -> str:
+    """RFC 3339 UTC timestamp with microseconds, or NILVALUE if out of range."""
+    try:
+        t = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=unix_us)
+    except OverflowError:
+        return "-"
+    # Explicit formatting: strftime("%Y") does not zero-pad years below 1000 on glibc.
+    return (
+        f"{t.year:04d}-{t.month:02d}-{t.day:02d}T"
+        f"{t.hour:02d}:{t.minute:02d}:{t.second:02d}.{t.microsecond:06d}Z"
+    )
+
+
+def _syslog_line(
+    located: LocatedRecord, hostname: str, realtime_base_us: Mapping[int, int] | None
+) -> str:
+    rec = located.record
+    pri = SYSLOG_FACILITY_LOCAL0 * 8 + SEVERITY[rec.level]
+    wall = _wallclock_us(located, realtime_base_us)
+    timestamp = "-" if wall is None else _rfc3339_us(wall)
+    app = _printusascii(f"svsm-{rec.service}", 48)
+    msgid = _printusascii(rec.component, 32)
+    meta: list[tuple[str, str]] = [
+        ("boot", str(located.boot)),
+        ("stream", located.stream),
+        ("seq", str(located.seq)),
+        ("t_ns", str(rec.t_ns)),
+        ("level", rec.level.label),
+    ]
+    if rec.target is not None:
+        meta.append(("target", rec.target))
+    if rec.panic:
+        meta.append(("panic", "1"))
+    if not located.verified:
+        meta.append(("verified", "0"))
+    sd = _sd_element(SD_ID, meta)
+    if rec.fields:
+        # A separate element, so a record field named "boot" cannot pass for ours.
+        sd += _sd_element(SD_ID_FIELDS, rec.fields)
+    return f"<{pri}>1 {timestamp} {hostname} {app} - {msgid} {sd} {_BOM}{_one_line(rec.message)}\n"
+
+
+def write_syslog(
+    records: Iterable[LocatedRecord],
+    out: TextIO,
+    *,
+    hostname: str = "svsm",
+    realtime_base_us: Mapping[int, int] | None = None,
+) -> int:
+    """Write RFC 5424 lines, one per record, facility local0; ``out`` must be UTF-8.
+
+    TIMESTAMP is the wall-clock time if the boot's (untrusted, host-provided) base is
+    known, else NILVALUE; the boot-relative time is always in the ``t_ns`` SD-PARAM.
+    MSG is a BOM plus UTF-8 text.  So that one record stays one line, line breaks and
+    other controls in MSG and in SD-PARAM values are written as ``\\n``, ``\\r``,
+    ``\\xNN``; backslashes are not doubled, so this is for pipelines, not for exact
+    recovery: use ``jsonl`` or ``journal`` for that.  Record fields go into a second
+    SD-ELEMENT ``fields@32473`` with names cut to SD-NAME rules.
+    """
+    host = _printusascii(hostname, 255)
+    count = 0
+    for located in records:
+        out.write(_syslog_line(located, host, realtime_base_us))
+        count += 1
+    return count
+
+
+# --------------------------------------------------------------------------- text
+
+LEVEL_STYLE: Mapping[Level, str] = {
+    Level.ERROR: "bold red",
+    Level.WARN: "yellow",
+    Level.INFO: "",
+    Level.DEBUG: "dim",
+    Level.TRACE: "dim italic",
+}
+UNVERIFIED_TAG = "UNVERIFIED"
+PANIC_TAG = "PANIC"
+
+
+def _no_color_requested() -> bool:
+    # https://no-color.org: set and non-empty means no colour.
+    return bool(os.environ.get("NO_COLOR"))
+
+
+def _is_tty(file: object) -> bool:
+    isatty = getattr(file, "isatty", None)
+    try:
+        return bool(isatty and isatty())
+    except ValueError:  # closed file
+        return False
+
+
+def make_console(file: TextIO | None = None, *, force_plain: bool = False) -> Console:
+    """A console for :func:`write_text`: styled on a terminal, plain text otherwise.
+
+    Plain (no escape sequence at all, not even bold) when ``force_plain``, when
+    ``NO_COLOR`` is set, or when ``file`` is not a TTY.  Markup, emoji codes and
+    highlighting are off and lines are never wrapped: the output is log data.
+    """
+    target = sys.stdout if file is None else file
+    plain = force_plain or _no_color_requested() or not _is_tty(target)
+    # color_system=None makes rich emit text only; force_terminal=False stops
+    # FORCE_COLOR / TTY_COMPATIBLE from turning styling back on.
+    return Console(
+        file=target,
+        color_system=None if plain else "auto",
+        force_terminal=False if plain else None,
+        no_color=plain,
+        markup=False,
+        emoji=False,
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+def _uptime(t_ns: int) -> str:
+    seconds, rem = divmod(t_ns, 1_000_000_000)
+    return f"[{seconds:5d}.{rem // 1000:06d}]"
+
+
+def _text_line(located: LocatedRecord, *, show_stream: bool) -> Text:
+    rec = located.record
+    style = "bold red" if rec.panic else LEVEL_STYLE[rec.level]
+    line = Text()
+    if not located.verified:
+        line.append(UNVERIFIED_TAG, style="reverse bold")
+        line.append(" ")
+    line.append(_uptime(rec.t_ns) + " ", style="green")
+    where = f"b{located.boot}"
+    if show_stream:
+        where += f" {_visible(located.stream)}"
+    line.append(where + " ", style="blue")
+    line.append(f"{rec.level.label.upper():<5} ", style=style)
+    if rec.panic:
+        line.append(PANIC_TAG, style="bold reverse red")
+        line.append(" ")
+    line.append(f"{_visible(rec.service)}/{_visible(rec.component)}", style="cyan")
+    line.append(": ")
+    # Continuation lines of a multi-line message are indented under its first line so
+    # they cannot be mistaken for records of their own.
+    indent = "\n" + " " * line.cell_len
+    line.append(indent.join(_visible(rec.message, keep_newlines=True).split("\n")), style=style)
+    for key, value in rec.fields:
+        line.append(f" {_visible(key)}={_visible(value)}", style="dim")
+    return line
+
+
+def write_text(
+    records: Iterable[LocatedRecord], console: Console, *, show_stream: bool = True
+) -> int:
+    """Human-readable view: ``[uptime] boot stream LEVEL service/component: message``.
+
+    Unverified records carry an ``UNVERIFIED`` tag at the start of the line, panics a
+    ``PANIC`` tag.  Log content is never interpreted as markup, and control characters
+    in it are shown escaped (``\\x1b``), so a message cannot restyle the terminal.
+    """
+    count = 0
+    for located in records:
+        console.print(_text_line(located, show_stream=show_stream), soft_wrap=True)
+        count += 1
+    return count
