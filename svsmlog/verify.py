@@ -89,6 +89,11 @@ class Entry:
         return (self.boot, self.seq)
 
 
+def _is_genesis(e: Entry) -> bool:
+    """The first frame a region ever held: a BOOT frame that found nothing before it."""
+    return e.seq == 0 and e.boot_body is not None and e.boot_body.prior is None
+
+
 class Verifier:
     def __init__(
         self,
@@ -381,17 +386,7 @@ class Verifier:
                 )
             return True
         if (prior.boot, prior.seq) > (x.boot, x.seq):
-            self._add(
-                Kind.BOOT_TRUNCATED,
-                f"boot {y.boot} found boot {prior.boot} up to seq {prior.seq}; only up to seq {x.seq} is here"
-                if prior.boot == x.boot
-                else f"boot {y.boot} found boot {prior.boot} seq {prior.seq}, which is missing",
-                region,
-                boot=prior.boot,
-                seq=prior.seq,
-                lba=y.lba,
-            )
-            return True
+            return False  # frames the later boot saw are gone: a cut, judged with rotation
         self._add(
             Kind.BOOT_CLAIM_MISMATCH,
             f"boot {y.boot} found boot {prior.boot} seq {prior.seq} "
@@ -452,19 +447,21 @@ class Verifier:
         inside the dead zone the newest wrap declared (spec §8.3)."""
         suffix_start = cuts[-1] if cuts else 0
         oldest = order[suffix_start]
-        genesis = oldest.seq == 0 and oldest.boot_body is not None and oldest.boot_body.prior is None
-        if suffix_start == 0 and (genesis or oldest.status == "no_key"):
+        if suffix_start == 0 and (_is_genesis(oldest) or oldest.status == "no_key"):
             return  # nothing missing, or nothing we can judge without the key
         start_frame = next((e for e in order if e.lba == region.start), None)
         unknown = region.stream in self._torn_at_start or (
             start_frame is not None and start_frame.status == "no_key"
         )
         wrapped = start_frame is not None and start_frame.wrap_from > 0
-        dead_from = region.start + start_frame.wrap_from if wrapped and start_frame else None
         if not (wrapped or unknown):
-            where = order[suffix_start - 1] if suffix_start else None
-            self._report_gap(region, where, oldest, "and the region never wrapped")
+            why = "and the region never wrapped"
+            if not _is_genesis(order[0]) and order[0].status == "ok":
+                self._report_gap(region, None, order[0], why)
+            for i in cuts:
+                self._report_gap(region, order[i - 1], order[i], why)
             return
+        dead_from = region.start + start_frame.wrap_from if wrapped and start_frame else None
         for i, e in enumerate(order[:suffix_start]):
             if unknown or (dead_from is not None and e.lba >= dead_from):
                 self._add(
@@ -488,25 +485,30 @@ class Verifier:
         )
 
     def _report_gap(self, region: RegionEntry, x: Entry | None, y: Entry, why: str) -> None:
-        """Frames between x and y (or before y) are gone: name the first missing one."""
-        if x is not None and x.boot == y.boot:
+        """Frames between x and y (or before y) are gone: name the first missing one. When y's
+        boot record saw frames after x, the earlier boot was truncated after y started."""
+        prior = y.boot_body.prior if y.seq == 0 and y.boot_body is not None else None
+        kind = Kind.FRAME_MISSING
+        if x is not None and prior is not None and (prior.boot, prior.seq) > x.key:
+            kind = Kind.BOOT_TRUNCATED
+            boot, seq = (x.boot, x.seq + 1) if prior.boot == x.boot else (prior.boot, prior.seq)
+        elif x is not None and x.boot == y.boot:
             boot, seq = y.boot, x.seq + 1
         elif y.seq > 0:
             boot, seq = y.boot, 0
         elif x is not None:
             boot, seq = x.boot, x.seq + 1
         else:
-            boot, seq = y.boot, y.seq - 1 if y.seq else 0
+            boot, seq = (prior.boot, prior.seq) if prior else (y.boot, y.seq)
         self._add(
-            Kind.FRAME_MISSING,
+            kind,
             f"frames from boot {boot} seq {seq} up to boot {y.boot} seq {y.seq} are missing, {why}",
             region,
             boot=boot,
             seq=seq,
             lba=y.lba,
         )
-        if y.boot != boot:
-            self._violated.add((y.boot, region.name))
+        self._violated.add((y.boot, region.name))
 
     # ------------------------------------------------------------------ summary
 
