@@ -36,7 +36,12 @@ VERSION = 1
 SUPERBLOCK_MAGIC = b"SVSMLOG\x00"
 FRAME_MAGIC = b"SVLF"
 MAX_REGIONS = 14
-FIRST_REGION_LBA = 8  # regions start 4 KiB into the volume
+# The key directory (spec §4.7): one slot per boot, boot b in slot b mod 8, holding the
+# owner envelopes where no region wrap can reach them.
+KEY_DIR_LBA = 8
+KEY_DIR_SLOTS = 8
+KEY_DIR_SLOT_SECTORS = 7
+FIRST_REGION_LBA = KEY_DIR_LBA + KEY_DIR_SLOTS * KEY_DIR_SLOT_SECTORS  # 64: regions start at 32 KiB
 MIN_REGION_SECTORS = 16
 MAX_CLEAR_LEN = 64 * 1024
 MAX_PLAINTEXT = 1024 * 1024
@@ -48,7 +53,7 @@ FRAME_HEADER_LEN = 84
 FRAME_AAD_LEN = 68  # the header without its commit digest
 RECORD_FIXED_LEN = 18
 MAX_RECORDS_PER_FRAME = MAX_PLAINTEXT // RECORD_FIXED_LEN
-NO_STREAM = 0xFFFF  # the stream value in a boot-secret envelope's HPKE info
+NO_STREAM = 0xFFFF  # the stream of key-directory frames and of boot-secret envelopes' HPKE info
 
 # GPT partition type of an svsmlog volume on a whole-disk image (spec §4.1).
 GPT_PARTITION_TYPE = "7997fb1b-5f4d-461a-afeb-0d11d02f1993"
@@ -69,6 +74,7 @@ class EnvelopeKind(IntEnum):
 class KeysReason(IntEnum):
     DEBUG_GRANT = 1
     WRAP_REKEY = 2
+    DIRECTORY = 3  # the boot's slot in the key directory
 
 
 class DebugCeiling(IntEnum):
@@ -218,3 +224,8 @@ RecordBlock = Struct(
 
 def frame_sectors(clear_len: int, ct_len: int) -> int:
     return -(-(FRAME_HEADER_LEN + clear_len + ct_len) // SECTOR)
+
+
+# The largest single wrap write: a KEYS frame with a full clear section, then the largest
+# frame (spec §8.3: a region start lost to a crash is only plausible within this reach).
+MAX_WRAP_SECTORS = frame_sectors(MAX_CLEAR_LEN, KEYS_BODY_LEN + TAG_LEN) + frame_sectors(0, MAX_CT_LEN)

@@ -26,7 +26,7 @@ from .keyschedule import step, stream_root
 from .records import Level, Record
 from .scan import Candidate, scan_region
 from .verify import Keyring, Verifier
-from .volume import StreamSpec, read_volume
+from .volume import StreamSpec, key_dir_slot, read_volume
 from .writer import BootPolicy, LogWriter
 
 # Fixed test keys: never use them for anything but vectors.
@@ -221,7 +221,7 @@ def writer_vectors() -> list[dict[str, Any]]:
             "name": "basic-x25519",
             "description": "one boot, one aggregated stream, two flushes and a clean shutdown",
             "inputs": {
-                "sector_count": 128,
+                "sector_count": 192,
                 "volume_id": "11" * 16,
                 "owners": ["owner"],
                 "streams": one,
@@ -233,7 +233,7 @@ def writer_vectors() -> list[dict[str, Any]]:
             "name": "hybrid-mlkem768-x25519",
             "description": "as basic-x25519, the owner holding an MLKEM768-X25519 key",
             "inputs": {
-                "sector_count": 128,
+                "sector_count": 192,
                 "volume_id": "33" * 16,
                 "owners": ["owner-pq"],
                 "streams": one,
@@ -245,7 +245,7 @@ def writer_vectors() -> list[dict[str, Any]]:
             "name": "multiboot-perservice",
             "description": "two streams, boot 1 shuts down cleanly, boot 2 stops after a multi-sector flush",
             "inputs": {
-                "sector_count": 128,
+                "sector_count": 192,
                 "volume_id": "55" * 16,
                 "owners": ["owner"],
                 "streams": two,
@@ -318,7 +318,7 @@ def writer_vectors() -> list[dict[str, Any]]:
             "read with the debug key it "
             "sees vtpm from the grant on and nothing of core",
             "inputs": {
-                "sector_count": 128,
+                "sector_count": 192,
                 "volume_id": "88" * 16,
                 "owners": ["owner"],
                 "streams": two,
@@ -357,7 +357,7 @@ def writer_vectors() -> list[dict[str, Any]]:
             "name": "wraparound",
             "description": "a 16-sector region wraps within boot 2: a KEYS frame re-keys the region start",
             "inputs": {
-                "sector_count": 64,
+                "sector_count": 96,
                 "volume_id": "aa" * 16,
                 "owners": ["owner"],
                 "streams": [{"stream": 1, "name": "all", "sectors": 16}],
@@ -537,6 +537,20 @@ def reader_vectors(images: dict[str, bytes]) -> list[tuple[dict[str, Any], Mutat
         ),
         (
             {
+                "name": "flip-keydir",
+                "base": base,
+                "mutation": "one bit of boot 2's key-directory slot flipped (its owner envelope); "
+                "the BOOT frames still carry the envelopes",
+                "expect": {
+                    "verdict": "violated",
+                    "kinds": ["frame_corrupt", "no_shutdown"],
+                    "at": {"kind": "frame_corrupt", "stream": "keydir", "boot": 2, "seq": 0},
+                },
+            },
+            _flip_keydir(2),
+        ),
+        (
+            {
                 "name": "drop-middle-frame",
                 "base": base,
                 "mutation": "core boot 1 seq 2 zeroed",
@@ -617,6 +631,13 @@ def reader_vectors(images: dict[str, bytes]) -> list[tuple[dict[str, Any], Mutat
             _superblock_rename,
         ),
     ]
+
+
+def _flip_keydir(boot: int) -> Mutation:
+    def m(img: bytearray, ctx: dict[str, Any]) -> None:
+        img[key_dir_slot(boot) * SECTOR + FRAME_HEADER_LEN + 2 + 23 + 40] ^= 0x01
+
+    return m
 
 
 def _copy_to_free_from_other(other: bytes) -> Mutation:

@@ -29,13 +29,22 @@ from .codec import (
     decode_record_block,
 )
 from .device import SECTOR
-from .format import FRAME_HEADER_LEN, FRAME_MAGIC, DebugCeiling, EnvelopeKind, FrameType, Layout
+from .format import (
+    FRAME_HEADER_LEN,
+    FRAME_MAGIC,
+    MAX_WRAP_SECTORS,
+    NO_STREAM,
+    DebugCeiling,
+    EnvelopeKind,
+    FrameType,
+    Layout,
+)
 from .frames import open_frame
 from .keyschedule import ReaderChain, envelope_info, stream_root
 from .records import LocatedRecord
 from .report import Kind, Report
 from .scan import WINDOW_SECTORS, Candidate, Malformed, ReadSectors, scan_region
-from .volume import Volume, read_volume
+from .volume import KEY_DIRECTORY, Volume, key_dir_slot, read_volume
 
 MAX_FAILED_ENVELOPES = 1024  # HPKE opens that may fail before we stop trying (DoS bound)
 
@@ -118,6 +127,7 @@ class Verifier:
         self._violated: set[tuple[int, str]] = set()
         self._done = False
         self._torn_at_start: set[int] = set()
+        self._torn_slots: list[Entry] = []
 
     # ------------------------------------------------------------------ helpers
 
@@ -156,7 +166,7 @@ class Verifier:
                 chain_keys.setdefault((sk.boot, sk.stream), set()).add((sk.seq, sk.chain_key))
         failures = 0
         tried: set[tuple[int, int, int, bytes]] = set()
-        for region in self.volume.superblock.regions:
+        for region in (KEY_DIRECTORY, *self.volume.superblock.regions):
             for lba, header, clear in _key_frames(self._read, region):
                 if header.volume_id != vid or header.lba != lba or header.stream != region.stream:
                     continue
@@ -202,9 +212,9 @@ class Verifier:
         vid = self.volume.volume_id
         for boot, boot_secrets in secrets.items():
             for secret in sorted(boot_secrets):
-                for r in self.volume.superblock.regions:
-                    root = stream_root(secret, vid, boot, r.stream)
-                    self._chains.setdefault((boot, r.stream), []).append(ReaderChain(0, root))
+                for stream in (NO_STREAM, *(r.stream for r in self.volume.superblock.regions)):
+                    root = stream_root(secret, vid, boot, stream)
+                    self._chains.setdefault((boot, stream), []).append(ReaderChain(0, root))
         for (boot, stream), keys in chain_keys.items():
             for seq, ck in sorted(keys):
                 self._chains.setdefault((boot, stream), []).append(ReaderChain(seq, ck))
@@ -314,6 +324,53 @@ class Verifier:
             if self._progress is not None:
                 self._progress(c.lba)
         return entries
+
+    def _check_directory(self) -> None:
+        """Key-directory slots are single sealed frames: each must authenticate where we
+        hold its boot's key; one torn by a crash at boot start is a crash (spec §8.2)."""
+        d = KEY_DIRECTORY
+        for c in scan_region(self._read, d):
+            if isinstance(c, Malformed):
+                self._add(Kind.FRAME_CORRUPT, f"frame magic without a valid header: {c.reason}", d, lba=c.lba)
+                continue
+            h = c.header
+            if h.lba != key_dir_slot(h.boot) or h.seq != 0 or h.type != FrameType.KEYS:
+                self._add(
+                    Kind.FRAME_MOVED,
+                    "a frame that does not belong in this key-directory slot",
+                    d,
+                    boot=h.boot,
+                    seq=h.seq,
+                    lba=c.lba,
+                )
+                continue
+            e = self._verify_candidate(d, c)
+            if e is not None and e.status == "torn":
+                self._torn_slots.append(e)
+
+    def _judge_torn_slots(self, orders: dict[int, list[Entry]]) -> None:
+        """A slot is written first in a boot: torn, it is a crash only if the boot wrote
+        nothing after it; otherwise it was changed afterwards."""
+        booted = {e.boot for order in orders.values() for e in order}
+        for e in self._torn_slots:
+            if e.boot in booted:
+                self._add(
+                    Kind.FRAME_CORRUPT,
+                    "key-directory slot altered after its boot started",
+                    KEY_DIRECTORY,
+                    boot=e.boot,
+                    seq=e.seq,
+                    lba=e.lba,
+                )
+            else:
+                self._add(
+                    Kind.CRASH_TAIL,
+                    "torn key-directory slot: a crash as the boot started",
+                    KEY_DIRECTORY,
+                    boot=e.boot,
+                    seq=e.seq,
+                    lba=e.lba,
+                )
 
     # ------------------------------------------------------------------ pass 2: checks
 
@@ -450,8 +507,10 @@ class Verifier:
         if suffix_start == 0 and (_is_genesis(oldest) or oldest.status == "no_key"):
             return  # nothing missing, or nothing we can judge without the key
         start_frame = next((e for e in order if e.lba == region.start), None)
-        unknown = region.stream in self._torn_at_start or (
-            start_frame is not None and start_frame.status == "no_key"
+        unknown = (
+            region.stream in self._torn_at_start
+            or (start_frame is not None and start_frame.status == "no_key")
+            or (start_frame is None and self._crash_while_wrapping(region, order))
         )
         wrapped = start_frame is not None and start_frame.wrap_from > 0
         if not (wrapped or unknown):
@@ -483,6 +542,24 @@ class Verifier:
             seq=oldest.seq,
             lba=oldest.lba,
         )
+
+    def _crash_while_wrapping(self, region: RegionEntry, order: list[Entry]) -> bool:
+        """No frame at the region start: a crash in the middle of the write that wrapped the
+        ring can leave it garbled with no header at all. Plausible only if less room is left
+        after the newest frame than the largest write that wraps (spec §8.3): the room only
+        shrinks until the next wrap, so later boots keep the case plausible."""
+        head = order[-1]
+        room = region.sectors - (head.lba - region.start + head.sectors)
+        if head.status != "ok" or room >= MAX_WRAP_SECTORS:
+            return False
+        self._add(
+            Kind.CRASH_TAIL,
+            "no frame at the region start: consistent with a crash while the ring wrapped",
+            region,
+            boot=head.boot,
+            lba=region.start,
+        )
+        return True
 
     def _report_gap(self, region: RegionEntry, x: Entry | None, y: Entry, why: str) -> None:
         """Frames between x and y (or before y) are gone: name the first missing one. When y's
@@ -610,12 +687,14 @@ class Verifier:
         if self._done:
             return self.report
         self._harvest_keys()
+        self._check_directory()
         orders: dict[int, list[Entry]] = {}
         for region in self.volume.superblock.regions:
             entries = self._scan(region)
             order = self._check_region(region, entries)
             orders[region.stream] = order
             self._entries[region.stream] = [e for e in order if e.status == "ok"]
+        self._judge_torn_slots(orders)
         for region in self.volume.superblock.regions:
             self._summarise(region, orders[region.stream])
         if anchor is not None:

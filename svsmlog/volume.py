@@ -9,7 +9,23 @@ from dataclasses import dataclass
 from . import crypto
 from .codec import DecodeError, RegionEntry, Superblock, decode_superblock, encode_superblock
 from .device import SECTOR, BlockDevice
-from .format import FIRST_REGION_LBA, MAX_REGIONS, MIN_REGION_SECTORS, NO_STREAM
+from .format import (
+    FIRST_REGION_LBA,
+    KEY_DIR_LBA,
+    KEY_DIR_SLOT_SECTORS,
+    KEY_DIR_SLOTS,
+    MAX_REGIONS,
+    MIN_REGION_SECTORS,
+    NO_STREAM,
+)
+
+KEY_DIRECTORY = RegionEntry(NO_STREAM, "keydir", KEY_DIR_LBA, KEY_DIR_SLOTS * KEY_DIR_SLOT_SECTORS)
+
+
+def key_dir_slot(boot: int) -> int:
+    """LBA of boot ``boot``'s slot in the key directory."""
+    return KEY_DIR_LBA + (boot % KEY_DIR_SLOTS) * KEY_DIR_SLOT_SECTORS
+
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,11}$")
 ALIGN = 8  # regions start on 4 KiB boundaries: the device does I/O in 4 KiB pages
@@ -97,11 +113,12 @@ ZERO_CHUNK_SECTORS = 2048  # 1 MiB per write while formatting
 
 
 def format_volume(device: BlockDevice, volume_id: bytes, streams: list[StreamSpec]) -> Volume:
-    """Zero every region, then write the superblock last: a crash while formatting leaves
-    no superblock, and the next boot formats again. Zeroing means any frame later found
-    under another volume id was put there by someone else (spec §7.1)."""
+    """Zero the key directory and every region, then write the superblock last: a crash
+    while formatting leaves no superblock, and the next boot formats again. Zeroing means
+    any frame later found under another volume id was put there by someone else (§7.1)."""
     sb = plan_superblock(volume_id, device.sector_count, streams)
     zeros = bytes(ZERO_CHUNK_SECTORS * SECTOR)
+    device.write(1, zeros[: (FIRST_REGION_LBA - 1) * SECTOR])  # sectors 1..7 and the key directory
     for r in sb.regions:
         for lba in range(r.start, r.start + r.sectors, ZERO_CHUNK_SECTORS):
             n = min(ZERO_CHUNK_SECTORS, r.start + r.sectors - lba)

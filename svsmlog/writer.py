@@ -32,8 +32,10 @@ from .device import SECTOR, BlockDevice
 from .format import (
     BOOT_BODY_LEN,
     FRAME_HEADER_LEN,
+    KEY_DIR_SLOT_SECTORS,
     KEYS_BODY_LEN,
     MAX_PLAINTEXT,
+    NO_STREAM,
     TAG_LEN,
     DebugCeiling,
     EnvelopeKind,
@@ -46,7 +48,7 @@ from .frames import seal_frame
 from .keyschedule import WriterChain, envelope_info, stream_root
 from .records import Level, Record
 from .scan import find_head
-from .volume import StreamSpec, Volume, format_volume, read_volume
+from .volume import StreamSpec, Volume, format_volume, key_dir_slot, read_volume
 
 Sealer = Callable[[crypto.PublicKey, bytes, bytes], bytes]
 MAX_BOOT = 0xFFFFFFFF
@@ -134,6 +136,7 @@ class LogWriter:
             Envelope(EnvelopeKind.BOOT_SECRET, k.kem_id, k.key_id, sealer(k, bytes(boot_secret), info))
             for k in owners
         ]
+        directory_root = stream_root(bytes(boot_secret), vid, self.boot, NO_STREAM)
         self._streams: dict[int, _Stream] = {}
         grants = stream_grants or {}
         for r in self.volume.superblock.regions:
@@ -147,6 +150,7 @@ class LogWriter:
                 grantees=list(grants.get(r.stream, [])),
             )
         crypto.erase(boot_secret)
+        self._write_directory_slot(directory_root)
         for sid, st in self._streams.items():
             head = heads[sid]
             prior = PriorHead(head.boot, head.seq, head.tag) if head else None
@@ -262,6 +266,30 @@ class LogWriter:
         seq, ck = st.chain.seq, st.chain.current_chain_key()
         envs = self._owner_envelopes + [self._chain_envelope(st, k, seq, ck) for k in st.grantees]
         return encode_clear_section(envs)
+
+    def _write_directory_slot(self, root: bytes) -> None:
+        """The boot's owner envelopes in its key-directory slot, out of reach of any ring
+        wrap (spec §7.2). Skipped if they do not fit a slot: BOOT frames still carry them."""
+        clear = encode_clear_section(self._owner_envelopes)
+        body = encode_keys_body(KeysBody(KeysReason.DIRECTORY, self._clock()))
+        if frame_sectors(len(clear), len(body) + TAG_LEN) > KEY_DIR_SLOT_SECTORS:
+            return
+        lba = key_dir_slot(self.boot)
+        _, key, nonce = WriterChain(root).next_frame()
+        frame, _ = seal_frame(
+            ftype=FrameType.KEYS,
+            stream=NO_STREAM,
+            boot=self.boot,
+            seq=0,
+            lba=lba,
+            volume_id=self.volume_id,
+            prev_tag=bytes(TAG_LEN),
+            clear=clear,
+            plaintext=body,
+            key=key,
+            nonce=nonce,
+        )
+        self.device.write(lba, frame)
 
     def _write_boot_frame(self, st: _Stream, prior: PriorHead | None) -> Sealed:
         p = self.policy

@@ -22,8 +22,8 @@ TWO = [StreamSpec(1, "core", 48), StreamSpec(2, "vtpm", 32)]
 def run_two_boots(owner: crypto.PrivateKey) -> tuple[bytes, RecordingDevice, list[set[str]]]:
     """Two boots over a fresh volume; returns the empty image, the writes, and after each
     write k (1-based) the set of messages whose frame had been written by then."""
-    empty = bytes(128 * SECTOR)
-    dev = RecordingDevice(MemoryDevice(128))
+    empty = bytes(192 * SECTOR)
+    dev = RecordingDevice(MemoryDevice(192))
     written_by: dict[str, int] = {}
 
     def note(sealed: list) -> None:  # type: ignore[type-arg]
@@ -49,6 +49,7 @@ def run_two_boots(owner: crypto.PrivateKey) -> tuple[bytes, RecordingDevice, lis
 def test_crash_at_every_write_and_tear(owner: crypto.PrivateKey) -> None:
     empty, dev, durable = run_two_boots(owner)
     writes = dev.writes
+    formatted = next(i for i, w in enumerate(writes) if w.lba == 0) + 1  # the superblock goes last
     cases = 0
     for k in range(len(writes) + 1):
         tears = range(writes[k].sectors) if k < len(writes) else [0]
@@ -56,7 +57,7 @@ def test_crash_at_every_write_and_tear(owner: crypto.PrivateKey) -> None:
             for garbage in (None, b"\xa5\x5a"):
                 img = replay(empty, writes, k, t, garbage)
                 cases += 1
-                if k <= 2:  # formatting: no superblock yet (it is written last)
+                if k < formatted:  # no superblock yet: nothing to verify
                     continue
                 v, report = verify(image_device(img), owner)
                 assert report.verdict == "intact", (k, t, [f.as_json() for f in report.findings])
@@ -85,7 +86,7 @@ def test_torn_tail_is_reported_as_crash(owner: crypto.PrivateKey) -> None:
 
 
 def _ring_history(owner: crypto.PrivateKey, plan: list[tuple[int, list[int], bool]]) -> MemoryDevice:
-    dev = MemoryDevice(128)
+    dev = MemoryDevice(192)
     for _flush_every, sizes, clean in plan:
         w = LogWriter(dev, [StreamSpec(1, "all", 24)], [owner.public])
         for i, size in enumerate(sizes):
@@ -127,7 +128,9 @@ def _frames(image: bytes) -> list:  # type: ignore[type-arg]
     return frames_of(image)
 
 
-def test_dropping_the_oldest_history_of_an_unwrapped_region_is_detected(owner: crypto.PrivateKey) -> None:
+def test_erasing_the_start_of_a_small_region_reads_as_a_crash_while_wrapping(owner: crypto.PrivateKey) -> None:
+    """The documented limit of spec §10: with less room left than the largest wrapping write,
+    an erased region start cannot be told from a crash that garbled the wrap."""
     dev = MemoryDevice(256)
     w = LogWriter(dev, TWO, [owner.public])
     for i in range(6):
@@ -139,13 +142,14 @@ def test_dropping_the_oldest_history_of_an_unwrapped_region_is_detected(owner: c
     for f in first:
         img[f.lba * SECTOR : (f.lba + f.sectors) * SECTOR] = bytes(f.sectors * SECTOR)
     _, report = verify(image_device(bytes(img)), owner)
-    assert report.verdict == "violated"
-    assert any(f.kind is Kind.FRAME_MISSING and f.stream == "core" for f in report.findings)
+    assert report.verdict == "intact"
+    assert any(f.kind is Kind.CRASH_TAIL and f.stream == "core" for f in report.findings)
+    assert any(f.kind is Kind.ROTATED_OUT and f.stream == "core" for f in report.findings)
 
 
 def test_stale_copy_outside_the_dead_zone_is_not_excused(owner: crypto.PrivateKey) -> None:
     """Putting an old frame back (rolling one sector range back) is never rotation."""
-    dev = MemoryDevice(128)
+    dev = MemoryDevice(192)
     w = LogWriter(dev, [StreamSpec(1, "all", 24)], [owner.public])
     w.append(1, rec(0, "first"))
     w.flush()
@@ -209,3 +213,41 @@ def test_wrong_key_reads_nothing(owner: crypto.PrivateKey) -> None:
     v, report = verify(dev, crypto.generate_private_key())
     assert list(v.records()) == []
     assert report.verdict == "intact" and {f.kind for f in report.findings} == {Kind.NO_KEY}
+
+
+@pytest.mark.parametrize("clean_end", [False, True])
+def test_crash_garbling_a_wrap_write_is_a_crash(owner: crypto.PrivateKey, clean_end: bool) -> None:
+    """Found by the stress run: the write that wraps the ring lands as garbage only, so the
+    region start holds no frame at all (regression for spec §8.3's crash-while-wrapping)."""
+    spec = [StreamSpec(1, "all", 16)]
+    dev = RecordingDevice(MemoryDevice(128))
+    w = LogWriter(dev, spec, [owner.public])
+    for i in range(3):
+        w.append(1, rec(i, "w" * 1500))
+        w.flush()
+    if clean_end:  # boot until a boot's first frame is the one that wraps
+        while dev.writes[-1].lba != 64:
+            w.close()
+            w = LogWriter(dev, spec, [owner.public])
+    else:
+        while dev.writes[-1].lba != 64:
+            w.append(1, rec(9, "w" * 1500))
+            w.flush()
+    wrap = max(i for i, x in enumerate(dev.writes) if x.lba == 64)
+    img = replay(bytes(128 * SECTOR), dev.writes, wrap, 0, b"\xde\xad")
+    _, report = verify(image_device(img), owner)
+    assert report.verdict == "intact", [f.as_json() for f in report.findings]
+    assert any(f.kind is Kind.CRASH_TAIL and f.offset == 64 * SECTOR for f in report.findings)
+
+
+def test_erasing_the_start_of_a_roomy_region_is_still_detected(owner: crypto.PrivateKey) -> None:
+    dev = MemoryDevice(4096)
+    w = LogWriter(dev, [StreamSpec(1, "all", 3000), StreamSpec(2, "spare", 64)], [owner.public])
+    for i in range(5):
+        w.append(1, rec(i))
+        w.flush()
+    img = bytearray(dev.image())
+    img[64 * SECTOR : 66 * SECTOR] = b"\xde\xad" * SECTOR  # BOOT and the first DATA frame
+    _, report = verify(image_device(bytes(img)), owner)
+    assert report.verdict == "violated"
+    assert any(f.kind is Kind.FRAME_MISSING and f.boot == 1 and f.seq == 0 for f in report.findings)

@@ -46,7 +46,7 @@ def test_committed_sectors_are_only_rewritten_by_the_ring(owner: crypto.PrivateK
     base = MemoryDevice(256)
     dev = RecordingDevice(base)
     LogWriter(dev, TWO, [owner.public]).close()
-    formatting = len(dev.writes) - 2
+    formatting = len(dev.writes) - 3  # the directory slot and two BOOT frames follow formatting
     for boot in range(6):
         w = LogWriter(dev, TWO, [owner.public])
         for i in range(40):
@@ -58,7 +58,7 @@ def test_committed_sectors_are_only_rewritten_by_the_ring(owner: crypto.PrivateK
         else:
             w.flush()
     for spec in TWO:
-        start, end = {1: (8, 72), 2: (72, 112)}[spec.stream]
+        start, end = {1: (64, 128), 2: (128, 168)}[spec.stream]
         writes = [(lba, n) for lba, n in _frame_writes(dev, formatting) if start <= lba < end]
         wraps = 0
         for (a, na), (b, nb) in itertools.pairwise(writes):
