@@ -348,16 +348,17 @@ def encode_record_block(encoded_records: list[bytes]) -> bytes:
 
 
 def decode_record_block(buf: bytes) -> list[Record]:
-    """Decode a frame's plaintext into records; every length checked before use."""
+    """Decode a frame's plaintext into records; every length checked before use.
+    ``buf`` must be ``bytes`` (slicing it copies, and ``.decode`` is strict UTF-8)."""
     n = len(buf)
     if n < 4:
         raise DecodeError("record block is truncated")
     (count,) = struct.unpack_from("<I", buf)
     if count > (n - 4) // RECORD_FIXED_LEN:
         raise DecodeError(f"record count {count} cannot fit in {n} bytes")
-    mv = memoryview(buf)
     pos, out = 4, []
     unpack_rec, unpack_field = _REC.unpack_from, _FIELD.unpack_from
+    levels, append = _LEVELS, out.append
     try:
         for _ in range(count):
             if n - pos < RECORD_FIXED_LEN:
@@ -366,16 +367,13 @@ def decode_record_block(buf: bytes) -> list[Record]:
             pos += RECORD_FIXED_LEN
             if level > 4 or flags & ~KNOWN_FLAGS:
                 raise DecodeError("record level or flags out of range")
-            end = pos + ls + lc + lt + lm
+            a, b, c = pos + ls, pos + ls + lc, pos + ls + lc + lt
+            end = c + lm
             if end > n:
                 raise DecodeError("record strings run past the block")
-            svc = str(mv[pos : pos + ls], "utf-8")
-            pos += ls
-            comp = str(mv[pos : pos + lc], "utf-8")
-            pos += lc
-            tgt = str(mv[pos : pos + lt], "utf-8") if lt else None
-            pos += lt
-            msg = str(mv[pos:end], "utf-8")
+            svc, comp = buf[pos:a].decode(), buf[a:b].decode()
+            tgt = buf[b:c].decode() if lt else None
+            msg = buf[c:end].decode()
             pos = end
             fields: tuple[tuple[str, str], ...] = ()
             if nf:
@@ -387,10 +385,10 @@ def decode_record_block(buf: bytes) -> list[Record]:
                     pos += 3
                     if pos + lk + lv > n:
                         raise DecodeError("record field runs past the block")
-                    fl.append((str(mv[pos : pos + lk], "utf-8"), str(mv[pos + lk : pos + lk + lv], "utf-8")))
+                    fl.append((buf[pos : pos + lk].decode(), buf[pos + lk : pos + lk + lv].decode()))
                     pos += lk + lv
                 fields = tuple(fl)
-            out.append(Record(t_ns, _LEVELS[level], svc, comp, msg, tgt, fields, flags))
+            append(Record(t_ns, levels[level], svc, comp, msg, tgt, fields, flags))
     except UnicodeDecodeError as e:
         raise DecodeError(f"record text is not UTF-8: {e.reason}") from None
     if pos != n:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import IntEnum
 
 
@@ -33,9 +33,10 @@ FLAG_PANIC = 0x01
 KNOWN_FLAGS = FLAG_PANIC
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Record:
-    """One log line as the SVSM wrote it."""
+    """One log line as the SVSM wrote it. Not frozen: a frozen dataclass costs four times
+    as much to construct, and the reader builds one per record (the hot path)."""
 
     t_ns: int  # boot-relative monotonic time, nanoseconds
     level: Level
@@ -51,7 +52,7 @@ class Record:
         return bool(self.flags & FLAG_PANIC)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class LocatedRecord:
     """A record with where it was found: boot, stream, frame sequence, byte offset."""
 
@@ -61,7 +62,6 @@ class LocatedRecord:
     offset: int
     record: Record
     verified: bool = True
-    extra: dict[str, str] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, object]:
         r = self.record
