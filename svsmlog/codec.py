@@ -356,7 +356,8 @@ def decode_record_block(buf: bytes) -> list[Record]:
     (count,) = struct.unpack_from("<I", buf)
     if count > (n - 4) // RECORD_FIXED_LEN:
         raise DecodeError(f"record count {count} cannot fit in {n} bytes")
-    pos, out = 4, []
+    pos = 4
+    out: list[Record] = []
     unpack_rec, unpack_field = _REC.unpack_from, _FIELD.unpack_from
     levels, append = _LEVELS, out.append
     try:

@@ -280,13 +280,13 @@ def public_key_from_raw(kem_id: int, raw: bytes) -> PublicKey:
 
 def hpke_seal(recipient: PublicKey, plaintext: bytes, info: bytes) -> bytes:
     """Single-shot HPKE base mode: returns enc || ciphertext."""
-    return _SUITES[recipient.kem_id].encrypt(plaintext, recipient._key, info)
+    return _SUITES[recipient.kem_id].encrypt(plaintext, recipient._key, info)  # type: ignore[arg-type]
 
 
 def hpke_open(key: PrivateKey, sealed: bytes, info: bytes) -> bytes | None:
     """``None`` when the envelope does not open with this key (wrong key or altered bytes)."""
     try:
-        return _SUITES[key.kem_id].decrypt(sealed, key._key, info)
+        return _SUITES[key.kem_id].decrypt(sealed, key._key, info)  # type: ignore[arg-type]
     except (InvalidTag, ValueError):
         return None
 

@@ -148,6 +148,10 @@ class Report:
     findings: list[Finding] = field(default_factory=list)
     boots: dict[int, BootSummary] = field(default_factory=dict)
     anchor_checked: bool = False
+    attested_boots: set[int] = field(default_factory=set)  # boots an anchor vouches for (§8.5)
+
+    def attested(self, boot: int) -> bool:
+        return boot in self.attested_boots
 
     @property
     def verdict(self) -> str:
@@ -174,6 +178,7 @@ class Report:
             "verdict": self.verdict,
             "volume_id": self.volume_id.hex(),
             "anchor_checked": self.anchor_checked,
-            "boots": [self.boots[b].as_json() for b in sorted(self.boots)],
+            "attested_boots": sorted(self.attested_boots),
+            "boots": [{**self.boots[b].as_json(), "attested": self.attested(b)} for b in sorted(self.boots)],
             "findings": [f.as_json() for f in self.findings],
         }

@@ -72,10 +72,19 @@ class _Window:
         return self._buf[off : off + count * SECTOR]
 
 
+def rejection_budget(region: RegionEntry) -> int:
+    """Bytes that rejected candidates may cost in a region (spec §8.1). A rejected candidate
+    moves the scan on by one sector only, so a hostile region with a long forged header on
+    every sector would otherwise cost a frame's length per sector. Honest regions reject
+    a handful of torn frames at most."""
+    return region.sectors * SECTOR + 64 * 1024 * 1024
+
+
 def scan_region(read: ReadSectors, region: RegionEntry) -> Iterator[Candidate | Malformed]:
     end = region.start + region.sectors
     win = _Window(read, region.start, end)
     lba = region.start
+    budget = rejection_budget(region)
     while lba < end:
         first = win.get(lba, 1)
         if first[:4] != FRAME_MAGIC:
@@ -92,10 +101,19 @@ def scan_region(read: ReadSectors, region: RegionEntry) -> Iterator[Candidate | 
             yield Malformed(lba, f"frame of {n} sectors runs past the end of region {region.name!r}")
             lba += 1
             continue
+        if budget < n * SECTOR:
+            yield Malformed(
+                lba, "too many overlapping invalid frames: the rest of the region is not examined"
+            )
+            return
         raw = first[: header.body_len] if n == 1 else win.get(lba, n)[: header.body_len]
         cand = Candidate(lba, header, raw)
         yield cand
-        lba += n if cand.accepted else 1
+        if cand.accepted:
+            lba += n
+        else:
+            budget -= n * SECTOR
+            lba += 1
 
 
 @dataclass(frozen=True, slots=True)

@@ -78,6 +78,14 @@ def _record(d: dict[str, Any]) -> Record:
     )
 
 
+def _popper(values: list[bytes]) -> Callable[[int], bytes]:
+    return lambda n: values.pop(0)[:n]
+
+
+def _reader(cell: dict[str, int]) -> Callable[[], int]:
+    return lambda: cell["t"]
+
+
 def run_writer_vector(vec: dict[str, Any], *, record_envelopes: bool = False) -> tuple[bytes, list[Anchor]]:
     """Execute a writer vector's operations; returns the image and the anchors taken."""
     inp = vec["inputs"]
@@ -106,9 +114,9 @@ def run_writer_vector(vec: dict[str, Any], *, record_envelopes: bool = False) ->
                 int(s): [vector_key(n).public for n in names]
                 for s, names in boot.get("grants_at_boot", {}).items()
             },
-            rng=lambda n, r=randoms: r.pop(0)[:n],
+            rng=_popper(randoms),
             sealer=book,
-            clock=lambda c=clock: c["t"],
+            clock=_reader(clock),
         )
         for op in boot["ops"]:
             kind = op["op"]
@@ -745,7 +753,7 @@ def generate(out: Path) -> None:
     anchor = Anchor.from_json(json.dumps(vec["anchors"][0]))
     cut = bytearray(anchor_base)
     _zero("vtpm", 2, 2)(cut, {})
-    for name, with_anchor, expect in [
+    cases: list[tuple[str, bool, dict[str, Any]]] = [
         ("truncate-tail-no-anchor", False, {"verdict": "intact", "kinds": ["no_shutdown"]}),
         (
             "truncate-tail-with-anchor",
@@ -756,7 +764,8 @@ def generate(out: Path) -> None:
                 "at": {"kind": "anchor_truncated", "stream": "vtpm", "boot": 2, "seq": 2},
             },
         ),
-    ]:
+    ]
+    for name, with_anchor, expect in cases:
         meta = {
             "name": name,
             "base": "multiboot-perservice",

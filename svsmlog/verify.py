@@ -43,7 +43,7 @@ from .frames import open_frame
 from .keyschedule import ReaderChain, envelope_info, stream_root
 from .records import LocatedRecord
 from .report import Kind, Report
-from .scan import WINDOW_SECTORS, Candidate, Malformed, ReadSectors, scan_region
+from .scan import WINDOW_SECTORS, Candidate, Malformed, ReadSectors, rejection_budget, scan_region
 from .volume import KEY_DIRECTORY, Volume, key_dir_slot, read_volume
 
 MAX_FAILED_ENVELOPES = 1024  # HPKE opens that may fail before we stop trying (DoS bound)
@@ -681,6 +681,21 @@ class Verifier:
                     lba=found.lba,
                 )
 
+    _CHAIN_KINDS = frozenset(
+        {Kind.FRAME_MISSING, Kind.CHAIN_BROKEN, Kind.BOOT_TRUNCATED, Kind.BOOT_CLAIM_MISMATCH}
+    )
+
+    def _attest(self, anchor: Anchor) -> None:
+        """Which boots the anchor vouches for (spec §8.5): its own boot when it matched, and
+        the boots before it when nothing breaks the chain back to them."""
+        kinds = {f.kind for f in self.report.findings}
+        if kinds & {Kind.ANCHOR_MISMATCH, Kind.ANCHOR_TRUNCATED}:
+            return
+        if kinds & self._CHAIN_KINDS:
+            self.report.attested_boots = {anchor.boot}
+        else:
+            self.report.attested_boots = {b for b in self.report.boots if b <= anchor.boot}
+
     # ------------------------------------------------------------------ entry points
 
     def run(self, anchor: Anchor | None = None) -> Report:
@@ -699,6 +714,7 @@ class Verifier:
             self._summarise(region, orders[region.stream])
         if anchor is not None:
             self._check_anchor(anchor, orders)
+            self._attest(anchor)
         self._done = True
         return self.report
 
@@ -737,8 +753,10 @@ class Verifier:
 
 def _key_frames(read: ReadSectors, region: RegionEntry) -> Iterator[tuple[int, FrameHeader, bytes]]:
     """Every sector of the region that starts a BOOT or KEYS frame header, with its clear
-    section. Looks at every sector (no jumping) so nothing can hide a key frame."""
+    section. Looks at every sector (no jumping) so nothing can hide a key frame; the
+    bytes read beyond the scan window are bounded like the scan's (rejection_budget)."""
     end = region.start + region.sectors
+    budget = rejection_budget(region)
     lba = region.start
     while lba < end:
         n = min(WINDOW_SECTORS, end - lba)
@@ -747,18 +765,18 @@ def _key_frames(read: ReadSectors, region: RegionEntry) -> Iterator[tuple[int, F
         while pos != -1:
             if pos % SECTOR == 0:
                 try:
-                    h = decode_frame_header(buf, pos)
+                    h: FrameHeader | None = decode_frame_header(buf, pos)
                 except DecodeError:
                     h = None
                 if h is not None and h.type in (FrameType.BOOT, FrameType.KEYS):
                     start = pos + FRAME_HEADER_LEN
                     clear = buf[start : start + h.clear_len]
                     at = lba + pos // SECTOR
-                    if len(clear) < h.clear_len and at + h.sectors <= end:
-                        clear = read(at, h.sectors)[FRAME_HEADER_LEN:][: h.clear_len]
+                    need = -(-(FRAME_HEADER_LEN + h.clear_len) // SECTOR)
+                    if len(clear) < h.clear_len and at + need <= end and budget >= need * SECTOR:
+                        budget -= need * SECTOR
+                        clear = read(at, need)[FRAME_HEADER_LEN:][: h.clear_len]
                     if len(clear) == h.clear_len:
                         yield at, h, clear
-                pos = buf.find(FRAME_MAGIC, pos - pos % SECTOR + SECTOR)
-            else:
-                pos = buf.find(FRAME_MAGIC, pos - pos % SECTOR + SECTOR)
+            pos = buf.find(FRAME_MAGIC, pos - pos % SECTOR + SECTOR)
         lba += n

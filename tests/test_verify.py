@@ -251,3 +251,81 @@ def test_erasing_the_start_of_a_roomy_region_is_still_detected(owner: crypto.Pri
     _, report = verify(image_device(bytes(img)), owner)
     assert report.verdict == "violated"
     assert any(f.kind is Kind.FRAME_MISSING and f.boot == 1 and f.seq == 0 for f in report.findings)
+
+
+def test_hostile_headers_cost_work_proportional_to_the_image(owner: crypto.PrivateKey) -> None:
+    """A forged 1 MiB frame header on every sector: the scan's rejection budget keeps the bytes
+    read (and so hashed or decrypted) within a constant factor of the image size."""
+    from svsmlog.codec import FrameHeader, encode_frame_header
+    from svsmlog.verify import Keyring, Verifier
+
+    n = 8000
+    dev = MemoryDevice(n + 128)
+    w = LogWriter(dev, [StreamSpec(1, "all", n)], [owner.public])
+    w.close()
+    img = bytearray(dev.image())
+    for lba in range(100, 64 + n):
+        h = FrameHeader(3, 1, 1, lba, lba, w.volume_id, bytes(16), 0, 1024 * 1024, bytes(16))
+        img[lba * SECTOR : lba * SECTOR + 84] = encode_frame_header(h)
+    hostile = image_device(bytes(img))
+    read_bytes = 0
+
+    def counting_read(lba: int, count: int) -> bytes:
+        nonlocal read_bytes
+        read_bytes += count * SECTOR
+        return hostile.read(lba, count)
+
+    report = Verifier(counting_read, hostile.sector_count, Keyring([owner])).run()
+    assert report.verdict == "violated"
+    assert read_bytes < 8 * len(img) + 3 * 64 * 1024 * 1024
+
+
+def test_anchor_attests_its_boot_and_the_boots_it_chains_to(owner: crypto.PrivateKey) -> None:
+    from svsmlog.verify import Keyring, Verifier
+
+    dev = MemoryDevice(256)
+    for _ in range(2):
+        w = LogWriter(dev, TWO, [owner.public])
+        w.append(1, rec(1))
+        w.flush()
+    anchor = w.anchor()
+    w.close()
+    w3 = LogWriter(dev, TWO, [owner.public])  # a later boot the anchor cannot vouch for
+    w3.append(1, rec(2))
+    w3.close()
+    report = Verifier(dev.read, dev.sector_count, Keyring([owner])).run(anchor)
+    assert report.verdict == "intact"
+    assert report.attested_boots == {1, 2}
+    assert not report.attested(3)
+    _, unanchored = verify(dev, owner)
+    assert unanchored.attested_boots == set()
+
+
+def test_a_boot_forged_with_the_public_key_verifies_but_is_not_attested(owner: crypto.PrivateKey) -> None:
+    """The limit spec §1 states: HPKE base mode is anonymous, so the host can write a whole
+    boot to the owner's public key. Only an anchor tells it from a genuine one."""
+    from svsmlog.verify import Keyring, Verifier
+
+    dev = MemoryDevice(256)
+    w = LogWriter(dev, TWO, [owner.public])
+    w.append(1, rec(1, "genuine"))
+    w.flush()
+    anchor = w.anchor()
+    snapshot = dev.image()
+    w.append(1, rec(2, "genuine, later"))
+    w.close()
+    forged = image_device(snapshot)  # the host rolls back and plays SVSM with the public key
+    fw = LogWriter(forged, TWO, [owner.public])
+    assert fw.boot == 2
+    fw.append(1, rec(3, "forged"))
+    fw.close()
+    plain = Verifier(forged.read, forged.sector_count, Keyring([owner])).run()
+    assert plain.verdict == "intact" and not plain.attested_boots
+    genuine_dev = image_device(snapshot)
+    later = LogWriter(genuine_dev, TWO, [owner.public])
+    later.append(1, rec(4))
+    later_anchor = later.anchor()
+    report = Verifier(forged.read, forged.sector_count, Keyring([owner])).run(later_anchor)
+    assert report.verdict == "violated"
+    assert report.attested_boots == set()
+    assert Verifier(forged.read, forged.sector_count, Keyring([owner])).run(anchor).attested_boots == {1}
