@@ -30,3 +30,6 @@ vectors: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache build *.egg-info
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench.py --size-mb 100 --repeat 3
