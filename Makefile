@@ -33,3 +33,10 @@ clean:
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench.py --size-mb 100 --repeat 3
+
+# The main job: a guest owner extracting the logs of a crashed (panicked) SVSM.
+demo: $(STAMP)
+	$(BIN)/svsmlog extract samples/vtpm-panic.img --key samples/TEST-ONLY-owner.key
+
+samples: $(STAMP)
+	$(BIN)/python -m svsmlog.model.samples samples

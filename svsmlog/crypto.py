@@ -224,8 +224,10 @@ def load_private_key(data: bytes, passphrase: bytes | None = None) -> PrivateKey
     -algorithm X25519`` works unchanged) or ML-KEM-768 + X25519 blocks for the hybrid."""
     parts: list[object] = []
     for block in _pem_blocks(data):
+        # A passphrase given for a key that is not encrypted is simply not needed.
+        secret = passphrase if b"ENCRYPTED" in block else None
         try:
-            parts.append(serialization.load_pem_private_key(block, passphrase))
+            parts.append(serialization.load_pem_private_key(block, secret))
         except TypeError as e:
             if passphrase is None:
                 raise KeyError_(

@@ -123,7 +123,8 @@ class BootSummary:
         spans = list(self.streams.values())
         if any(s.panic for s in spans):
             return Ending.PANIC
-        if spans and all(s.ended_clean for s in spans if s.frames):
+        read = [s for s in spans if s.frames]
+        if read and all(s.ended_clean for s in read):
             return Ending.CLEAN
         if any(s.torn_tail for s in spans):
             return Ending.CRASH

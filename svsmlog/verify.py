@@ -402,8 +402,11 @@ class Verifier:
         return order
 
     def _link_ok(self, region: RegionEntry, x: Entry, y: Entry) -> bool:
-        """True if y directly follows x; reports what is wrong otherwise, except a plain gap,
-        which is judged later (it may be rotation)."""
+        """True if y directly follows x, or if we cannot tell because one of them is a frame
+        we hold no key for; reports what is wrong otherwise, except a plain gap, which is
+        judged later (it may be rotation)."""
+        if y.status == "no_key" or (x.status == "no_key" and y.boot != x.boot):
+            return True  # unknown, not a cut: spec §8.3
         if y.boot == x.boot:
             if y.seq == x.seq + 1:
                 if not crypto.ct_equal(y.prev_tag, x.tag):

@@ -115,6 +115,7 @@ class LogWriter:
         rng: Callable[[int], bytes] = crypto.random_bytes,
         sealer: Sealer = crypto.hpke_seal,
         clock: Callable[[], int] = lambda: 0,
+        on_durable: Callable[[Sealed], None] | None = None,
     ) -> None:
         if not owners:
             raise WriterError("at least one recipient key is required")
@@ -122,6 +123,9 @@ class LogWriter:
         self.policy = policy or BootPolicy()
         self._sealer = sealer
         self._clock = clock
+        # Called as each frame's device write returns, before the next write: the caller
+        # learns of durable records one write at a time, even if a later write crashes.
+        self._on_durable = on_durable
         self.volume = self._mount(device, streams, rng)
         vid = self.volume.volume_id
         heads = {r.stream: find_head(device.read, r, vid) for r in self.volume.superblock.regions}
@@ -211,17 +215,17 @@ class LogWriter:
         targets = [self._stream(stream)] if stream is not None else list(self._streams.values())
         return [self._flush_stream(st, FrameType.DATA) for st in targets if st.pending and not st.closed]
 
-    def grant(self, stream: int, recipient: crypto.PublicKey) -> Sealed:
+    def grant(self, stream: int, recipient: crypto.PublicKey) -> list[Sealed]:
         """Let ``recipient`` read this stream from now on (the debug mode of the model):
-        pending records are flushed first, so nothing logged before the grant is readable."""
+        pending records are flushed first, so nothing logged before the grant is readable.
+        Returns what was written: that flush, if any, then the KEYS frame."""
         st = self._stream(stream)
-        if st.pending:
-            self._flush_stream(st, FrameType.DATA)
+        flushed = [self._flush_stream(st, FrameType.DATA)] if st.pending else []
         st.grantees.append(recipient)
         seq = st.chain.seq
         env = self._chain_envelope(st, recipient, seq, st.chain.current_chain_key())
         body = encode_keys_body(KeysBody(KeysReason.DEBUG_GRANT, self._clock()))
-        return self._write(st, FrameType.KEYS, encode_clear_section([env]), lambda _w: body, ())
+        return [*flushed, self._write(st, FrameType.KEYS, encode_clear_section([env]), lambda _w: body, ())]
 
     def close(self) -> list[Sealed]:
         """Clean shutdown: every stream's pending records go out in an END frame."""
@@ -342,7 +346,7 @@ class LogWriter:
         first_lba = st.region.start + st.pos - len(out) // SECTOR
         frame, seq = self._seal(st, ftype, clear, plaintext_for(wrap_from))
         self.device.write(first_lba, out + frame)
-        return Sealed(
+        sealed = Sealed(
             st.region.stream,
             seq,
             ftype,
@@ -351,6 +355,9 @@ class LogWriter:
             st.tag,
             records,
         )
+        if self._on_durable is not None:
+            self._on_durable(sealed)
+        return sealed
 
     def _seal(self, st: _Stream, ftype: FrameType, clear: bytes, plaintext: bytes) -> tuple[bytes, int]:
         seq, key, nonce = st.chain.next_frame()

@@ -128,7 +128,9 @@ def _frames(image: bytes) -> list:  # type: ignore[type-arg]
     return frames_of(image)
 
 
-def test_erasing_the_start_of_a_small_region_reads_as_a_crash_while_wrapping(owner: crypto.PrivateKey) -> None:
+def test_erasing_the_start_of_a_small_region_reads_as_a_crash_while_wrapping(
+    owner: crypto.PrivateKey,
+) -> None:
     """The documented limit of spec §10: with less room left than the largest wrapping write,
     an erased region start cannot be told from a crash that garbled the wrap."""
     dev = MemoryDevice(256)

@@ -188,3 +188,26 @@ def test_boot_numbers_grow_and_heads_chain(owner: crypto.PrivateKey) -> None:
     assert boots == [1, 2, 3]
     _, report = verify(dev, owner)
     assert report.verdict == "intact" and sorted(report.boots) == [1, 2, 3]
+
+
+def test_grant_reports_the_records_it_flushed(owner: crypto.PrivateKey, debug_key: crypto.PrivateKey) -> None:
+    w = LogWriter(MemoryDevice(256), TWO, [owner.public])
+    w.append(2, rec(1, "before the grant"))
+    sealed = w.grant(2, debug_key.public)
+    assert [s.ftype for s in sealed] == [FrameType.DATA, FrameType.KEYS]
+    assert [r.message for r in sealed[0].records] == ["before the grant"]
+
+
+def test_durability_is_reported_write_by_write(owner: crypto.PrivateKey) -> None:
+    """A crash in the middle of close() must not hide the END frames already written."""
+    from svsmlog.device import Crashed
+
+    seen: list[int] = []
+    dev = RecordingDevice(MemoryDevice(256))
+    w = LogWriter(dev, TWO, [owner.public], on_durable=lambda s: seen.append(s.stream))
+    w.append(1, rec(1))
+    w.append(2, rec(2))
+    dev.crash_after = len(dev.writes) + 1  # the second END frame's write never lands
+    with pytest.raises(Crashed):
+        w.close()
+    assert seen == [1, 2, 1]  # two BOOT frames, then core's END frame

@@ -1,0 +1,388 @@
+"""What every command shares: exit codes, errors, opening images, loading keys, progress."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import re
+import stat
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from enum import IntEnum
+from pathlib import Path
+from typing import TextIO
+
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+
+from .. import crypto
+from ..anchor import Anchor, AnchorError
+from ..codec import DecodeError
+from ..device import SECTOR
+from ..source import ImageError, VolumeSource, open_image
+from ..verify import Keyring, StreamKey
+from ..volume import Volume, read_volume
+
+STREAM_KEY_FORMAT = "svsmlog-stream-key-v1"
+MAX_SMALL_FILE = 1 << 20  # key, anchor and passphrase files are tiny; refuse to slurp a disk
+
+
+class Exit(IntEnum):
+    """The exit codes are a contract (man page, EXIT STATUS)."""
+
+    INTACT = 0
+    VIOLATED = 1
+    USAGE = 2  # bad usage or unreadable input
+    NO_KEY = 3  # no given key opens anything, or the passphrase is missing or wrong
+
+
+class CliError(Exception):
+    """An error the user can act on: printed as one line, ``svsmlog: error: ...``."""
+
+    def __init__(self, message: str, code: Exit = Exit.USAGE) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def say(message: str) -> None:
+    """A one-line note on stderr (stdout may carry records)."""
+    print(f"svsmlog: {message}", file=sys.stderr)
+
+
+def warn(message: str) -> None:
+    say(f"warning: {message}")
+
+
+def is_tty(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def _raise_broken_pipe() -> None:
+    raise BrokenPipeError
+
+
+def pipe_safe(console: Console) -> Console:
+    """rich ends the process with status 1 when stdout's reader goes away; 1 means an
+    integrity violation here, so let the command's error boundary handle it instead."""
+    console.on_broken_pipe = _raise_broken_pipe  # type: ignore[method-assign]
+    return console
+
+
+def report_console(file: TextIO | None = None) -> Console:
+    """A console for reports and tables. Styled only on a terminal without NO_COLOR; never
+    interprets markup, because stream names and details come from the untrusted image."""
+    target = file if file is not None else sys.stdout
+    styled = is_tty(target) and not os.environ.get("NO_COLOR")
+    common: dict[str, object] = {"file": target, "markup": False, "emoji": False, "highlight": False}
+    if styled:
+        return pipe_safe(Console(**common))  # type: ignore[arg-type]
+    # Wide enough that tables in a file or a pipe do not wrap at 80 columns.
+    width = int(os.environ["COLUMNS"]) if os.environ.get("COLUMNS", "").isdigit() else 160
+    plain = Console(color_system=None, force_terminal=False, no_color=True, width=width, **common)  # type: ignore[arg-type]
+    return pipe_safe(plain)
+
+
+# --------------------------------------------------------------------------- small input files
+
+
+def read_small_file(path: Path, what: str) -> bytes:
+    """A key, anchor or passphrase file: one line naming the file on any failure."""
+    try:
+        st = os.stat(path)
+        if stat.S_ISDIR(st.st_mode):
+            raise CliError(f"{path}: is a directory, not a {what}")
+        if st.st_size > MAX_SMALL_FILE:
+            raise CliError(f"{path}: too large for a {what} ({st.st_size} bytes)")
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise CliError(f"{path}: no such file (expected a {what})") from None
+    except OSError as e:
+        raise CliError(f"{path}: cannot read {what}: {e.strerror or e}") from None
+
+
+def read_passphrase(path: Path | None) -> bytes | None:
+    """The passphrase is the file's content without one trailing line break."""
+    if path is None:
+        return None
+    data = read_small_file(path, "passphrase file")
+    for end in (b"\r\n", b"\n"):
+        if data.endswith(end):
+            data = data[: -len(end)]
+            break
+    if not data:
+        raise CliError(f"{path}: the passphrase file is empty")
+    return data
+
+
+def write_new_file(path: Path, data: bytes, *, mode: int, force: bool) -> None:
+    """Create ``path`` with ``mode`` from the start, so a secret is never readable by others,
+    not even for a moment. An existing file is kept unless ``force``."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | (0 if force else os.O_EXCL)
+    try:
+        fd = os.open(path, flags, mode)
+    except FileExistsError:
+        raise CliError(f"{path}: already exists (use --force to overwrite)") from None
+    except OSError as e:
+        raise CliError(f"{path}: cannot create: {e.strerror or e}") from None
+    try:
+        os.fchmod(fd, mode)  # O_CREAT's mode is masked by the umask, and ignored on overwrite
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+    except OSError as e:
+        raise CliError(f"{path}: cannot write: {e.strerror or e}") from None
+
+
+# --------------------------------------------------------------------------- keys
+
+
+def _public_only(data: bytes) -> bool:
+    return b"PUBLIC KEY-----" in data and b"PRIVATE KEY-----" not in data
+
+
+def load_private_key(path: Path, passphrase: bytes | None) -> crypto.PrivateKey:
+    data = read_small_file(path, "private key")
+    if _public_only(data):
+        raise CliError(f"{path}: is a public key; reading needs the private key (NAME.key)")
+    if b"ENCRYPTED" not in data:
+        passphrase = None  # one --passphrase-file serves every encrypted key; plain keys ignore it
+    try:
+        return crypto.load_private_key(data, passphrase)
+    except crypto.KeyError_ as e:
+        if e.reason == crypto.KeyError_.PASSPHRASE_REQUIRED and passphrase is None:
+            prompted = _prompt_passphrase(path)
+            if prompted is not None:
+                return load_private_key(path, prompted)
+        if e.reason == crypto.KeyError_.PASSPHRASE_REQUIRED:
+            raise CliError(f"{path}: the private key is encrypted: give its passphrase with "
+                           "--passphrase-file", Exit.NO_KEY) from None
+        if e.reason == crypto.KeyError_.BAD_PASSPHRASE:
+            raise CliError(f"{path}: {e}", Exit.NO_KEY) from None
+        raise CliError(f"{path}: {e}") from None
+
+
+def _prompt_passphrase(path: Path) -> bytes | None:
+    """Ask on the terminal, only when a person is there to answer."""
+    if not (is_tty(sys.stdin) and is_tty(sys.stderr)):
+        return None
+    try:
+        text = getpass.getpass(f"Passphrase for {path}: ")
+    except (EOFError, KeyboardInterrupt):
+        return None
+    return text.encode() or None
+
+
+def load_public_key(path: Path) -> crypto.PublicKey:
+    data = read_small_file(path, "public key")
+    try:
+        return crypto.load_public_key(data)
+    except crypto.KeyError_ as e:
+        code = Exit.NO_KEY if e.reason == crypto.KeyError_.PASSPHRASE_REQUIRED else Exit.USAGE
+        raise CliError(f"{path}: {e}", code) from None
+
+
+def _hex_field(d: dict[str, object], name: str, size: int) -> bytes:
+    value = d.get(name)
+    if not isinstance(value, str):
+        raise ValueError(f"field {name!r} is missing or not a string")
+    raw = bytes.fromhex(value)
+    if len(raw) != size:
+        raise ValueError(f"field {name!r} must be {size} bytes")
+    return raw
+
+
+def _int_field(d: dict[str, object], name: str) -> int:
+    value = d.get(name)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ValueError(f"field {name!r} is missing or not a non-negative integer")
+    return value
+
+
+def load_stream_key(path: Path, volume: Volume) -> StreamKey:
+    """A file written by ``export-key``. ``stream`` may be the stream's id or its name."""
+    data = read_small_file(path, "stream key file")
+    try:
+        d = json.loads(data)
+        if not isinstance(d, dict) or d.get("format") != STREAM_KEY_FORMAT:
+            raise ValueError(f"the format field is not {STREAM_KEY_FORMAT!r}")
+        stream = d.get("stream")
+        if isinstance(stream, str):
+            stream = resolve_stream(volume, stream)
+        elif not isinstance(stream, int) or isinstance(stream, bool):
+            raise ValueError("field 'stream' is missing")
+        return StreamKey(
+            _hex_field(d, "volume_id", 16), _int_field(d, "boot"), stream, _int_field(d, "seq"),
+            _hex_field(d, "chain_key", 32),
+        )
+    except CliError as e:
+        raise CliError(f"{path}: {e}") from None
+    except (ValueError, UnicodeDecodeError) as e:
+        raise CliError(f"{path}: not a stream key file: {e}") from None
+
+
+def stream_key_json(key: StreamKey, stream_name: str) -> bytes:
+    doc = {
+        "format": STREAM_KEY_FORMAT,
+        "volume_id": key.volume_id.hex(),
+        "boot": key.boot,
+        "stream": key.stream,
+        "stream_name": stream_name,
+        "seq": key.seq,
+        "chain_key": key.chain_key.hex(),
+    }
+    return (json.dumps(doc, indent=2) + "\n").encode()
+
+
+def load_keyring(
+    keys: list[Path], stream_keys: list[Path], passphrase_file: Path | None, volume: Volume
+) -> Keyring:
+    if not keys and not stream_keys:
+        raise CliError("give a private key with --key, or a stream key with --stream-key")
+    passphrase = read_passphrase(passphrase_file)
+    ring = Keyring([load_private_key(p, passphrase) for p in keys], [])
+    for p in stream_keys:
+        sk = load_stream_key(p, volume)
+        if sk.volume_id != volume.volume_id:
+            warn(f"{p}: is a key for volume {sk.volume_id.hex()}, not this image's "
+                 f"{volume.volume_id.hex()}; ignored")
+        ring.stream_keys.append(sk)
+    return ring
+
+
+def load_anchor(path: Path | None) -> Anchor | None:
+    if path is None:
+        return None
+    data = read_small_file(path, "anchor file")
+    try:
+        return Anchor.from_json(data.decode("utf-8"))
+    except (AnchorError, UnicodeDecodeError) as e:
+        raise CliError(f"{path}: {e}") from None
+
+
+# --------------------------------------------------------------------------- images
+
+
+@dataclass
+class Image:
+    """An opened image and the svsmlog volume in it."""
+
+    path: Path
+    source: VolumeSource
+    volume: Volume
+
+    @property
+    def name(self) -> str:
+        return self.source.name
+
+    def describe(self) -> str:
+        where = f", GPT partition {self.source.partition}" if self.source.partition is not None else ""
+        return f"{self.source.container}{where}, volume at byte {self.source.base_offset}"
+
+
+@contextmanager
+def open_volume(path: Path, partition: int | None) -> Iterator[Image]:
+    """Open a raw, GPT or qcow2 image and parse its superblock; always closes the image."""
+    try:
+        source = open_image(path, partition=partition)
+    except ImageError as e:
+        hint = " (--partition N)" if "choose one by its entry number" in str(e) else ""
+        raise CliError(f"{e}{hint}") from None
+    try:
+        try:
+            volume = read_volume(source.read_sectors(0, 1), source.sector_count)
+        except DecodeError as e:
+            raise CliError(f"{source.name}: not an svsmlog volume: {e}") from None
+        yield Image(path, source, volume)
+    finally:
+        source.close()
+
+
+def resolve_stream(volume: Volume, text: str) -> int:
+    """A stream given by name (``vtpm``) or by id (``2``)."""
+    regions = volume.superblock.regions
+    for r in regions:
+        if r.name == text:
+            return r.stream
+    if text.isdigit() and any(r.stream == int(text) for r in regions):
+        return int(text)
+    names = ", ".join(f"{r.name} ({r.stream})" for r in regions)
+    raise CliError(f"no stream {text!r} in this volume; its streams: {names}")
+
+
+# --------------------------------------------------------------------------- progress
+
+
+class ReadProgress:
+    """Counts the bytes a pass reads and shows them as a bar on stderr, only when stderr is a
+    terminal. Counting reads (rather than the verifier's per-frame callback) also covers the
+    key-harvest pass, which reads every sector before the first frame is checked."""
+
+    def __init__(self, read: Callable[[int, int], bytes], total_bytes: int, label: str,
+                 console: Console | None = None) -> None:
+        self._read = read
+        self._total = max(total_bytes, 1)
+        self._done = 0
+        self._progress: Progress | None = None
+        self._task = None
+        if console is None and is_tty(sys.stderr):
+            console = Console(stderr=True)
+        if console is not None:
+            self._progress = Progress(
+                TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+                TimeRemainingColumn(), console=console, transient=True,
+            )
+            self._task = self._progress.add_task(label, total=self._total)
+
+    def read(self, lba: int, count: int) -> bytes:
+        data = self._read(lba, count)
+        if self._progress is not None and self._task is not None:
+            self._done = min(self._done + len(data), self._total)
+            self._progress.update(self._task, completed=self._done)
+        return data
+
+    def __enter__(self) -> ReadProgress:
+        if self._progress is not None:
+            self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+
+
+def region_bytes(volume: Volume) -> int:
+    return sum(r.sectors for r in volume.superblock.regions) * SECTOR
+
+
+# --------------------------------------------------------------------------- durations
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(ns|us|µs|ms|s|m|min|h)?\s*$")
+_UNIT_NS = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 10**9, "m": 60 * 10**9,
+            "min": 60 * 10**9, "h": 3600 * 10**9}
+
+
+def parse_since_boot(text: str, option: str) -> int:
+    """Time since boot in nanoseconds: plain seconds (``12.5``) or with a unit (``250ms``)."""
+    m = _DURATION.match(text)
+    if m is None:
+        raise CliError(f"invalid {option} {text!r}: expected seconds since boot such as 12.5, "
+                       "or a number with a unit: ns, us, ms, s, m, h (250ms, 3s, 2m)")
+    try:
+        value = Decimal(m.group(1))
+    except InvalidOperation:  # pragma: no cover - the pattern admits only decimals
+        raise CliError(f"invalid {option} {text!r}") from None
+    return int(value * _UNIT_NS[m.group(2) or "s"])
+
+
+def format_ns(t_ns: int | None) -> str:
+    if t_ns is None:
+        return "-"
+    seconds, rem = divmod(t_ns, 1_000_000_000)
+    return f"{seconds}.{rem // 1000:06d}s"

@@ -1,0 +1,188 @@
+"""Human-readable verification reports (``verify``, and the summary panel of ``extract``).
+
+Everything shown here may come from the untrusted image (stream names, details quoting
+it): it is passed to rich as plain ``Text``/str on a console without markup.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import UTC, datetime
+
+from rich import box
+from rich.console import Console, Group
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from ..report import BootSummary, Ending, Finding, Kind, Report, Severity, StreamSpan
+from .common import Image, format_ns
+
+_ENDING_STYLE = {
+    Ending.CLEAN: "green",
+    Ending.CRASH: "yellow",
+    Ending.UNKNOWN: "yellow",
+    Ending.PANIC: "bold red",
+}
+
+
+def _verdict_text(report: Report) -> Text:
+    if report.verdict == "intact":
+        return Text("INTACT", style="bold green")
+    return Text("VIOLATED", style="bold red")
+
+
+def _counts(report: Report) -> tuple[int, int]:
+    violations = sum(1 for f in report.findings if f.violation)
+    return violations, len(report.findings) - violations
+
+
+def summary_lines(image: Image, report: Report) -> list[Text]:
+    violations, notices = _counts(report)
+    spans = [s for b in report.boots.values() for s in b.streams.values()]
+    frames = sum(s.frames for s in spans)
+    records = sum(s.records for s in spans)
+    verdict = Text("verdict   ")
+    verdict.append_text(_verdict_text(report))
+    verdict.append(f"   {violations} violation(s), {notices} notice(s)")
+    return [
+        Text(f"image     {image.name} ({image.describe()})"),
+        Text(f"volume    {report.volume_id.hex()}, {len(image.volume.superblock.regions)} stream(s)"),
+        verdict,
+        Text(f"verified  {len(report.boots)} boot(s), {frames} frame(s), {records} record(s)"),
+        Text("anchor    " + _anchor_line(report)),
+    ]
+
+
+def _attested(report: Report) -> set[int]:
+    # Which boots an anchor vouches for (spec §8.5); older cores do not say.
+    return set(getattr(report, "attested_boots", set()))
+
+
+def _anchor_line(report: Report) -> str:
+    if not report.anchor_checked:
+        return "not given: no boot is attested, and a cut-off tail goes unnoticed"
+    attested = sorted(_attested(report))
+    if not attested:
+        return "checked; it attests no boot"
+    return "checked; it attests boot(s) " + ", ".join(map(str, attested))
+
+
+def summary_panel(image: Image, report: Report) -> Panel:
+    style = "green" if report.verdict == "intact" else "red"
+    return Panel(Group(*summary_lines(image, report)), title="svsmlog verification", title_align="left",
+                 border_style=style, expand=False)
+
+
+def _host_time(ns: int | None) -> str:
+    if not ns:
+        return "-"
+    try:
+        return datetime.fromtimestamp(ns / 1e9, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+    except (OverflowError, OSError, ValueError):
+        return str(ns)
+
+
+def boots_table(report: Report) -> Table:
+    t = Table(title="Boots", title_justify="left", box=box.SIMPLE_HEAD)
+    for col in ("boot", "ending", "attested", "host time (untrusted)", "debug", "layout", "config digest"):
+        t.add_column(col)
+    attested = _attested(report)
+    for b in sorted(report.boots):
+        s: BootSummary = report.boots[b]
+        state = "on" if s.debug_enabled else "off"
+        debug = "-" if s.debug_enabled is None else f"{state} ({s.debug_ceiling})"
+        digest = s.config_digest.hex()[:16] if s.config_digest else "-"
+        t.add_row(str(b), _ending(s), "yes" if b in attested else "no", _host_time(s.host_time_ns),
+                  debug, s.layout or "-", digest)
+    return t
+
+
+def _ending(s: BootSummary) -> Text:
+    # BootSummary.ending calls a boot without one readable frame a clean shutdown; say
+    # what we know instead.
+    if not any(span.frames for span in s.streams.values()):
+        return Text("unknown (no key for this boot)", style="yellow")
+    return Text(s.ending.value, style=_ENDING_STYLE[s.ending])
+
+
+def _span_state(span: StreamSpan) -> Text:
+    parts = []
+    if span.violated:
+        parts.append(("VIOLATED", "bold red"))
+    if span.panic:
+        parts.append(("panic", "bold red"))
+    if span.ended_clean:
+        parts.append(("clean end", "green"))
+    if span.torn_tail:
+        parts.append(("crash tail", "yellow"))
+    if span.unreadable_frames:
+        parts.append((f"{span.unreadable_frames} frame(s) without key", "yellow"))
+    if not parts:
+        parts.append(("no end record", "yellow"))
+    out = Text()
+    for i, (word, style) in enumerate(parts):
+        if i:
+            out.append(", ")
+        out.append(word, style=style)
+    return out
+
+
+def streams_table(report: Report) -> Table:
+    t = Table(title="Verified ranges (per boot and stream)", title_justify="left", box=box.SIMPLE_HEAD)
+    for col in ("boot", "stream", "seq", "frames", "records", "time since boot", "state"):
+        t.add_column(col)
+    for b in sorted(report.boots):
+        for span in report.boots[b].streams.values():
+            seqs = "-" if span.first_seq is None else f"{span.first_seq}..{span.last_seq}"
+            times = "-" if span.first_t_ns is None else (
+                f"{format_ns(span.first_t_ns)}..{format_ns(span.last_t_ns)}")
+            t.add_row(str(b), span.stream, seqs, str(span.frames), str(span.records), times,
+                      _span_state(span))
+    return t
+
+
+def _cell(value: object) -> str:
+    return "-" if value is None else str(value)
+
+
+def findings_table(findings: list[Finding]) -> Table:
+    t = Table(title="Findings", title_justify="left", box=box.SIMPLE_HEAD)
+    for col in ("kind", "severity", "boot", "stream", "seq", "offset", "detail"):
+        t.add_column(col, overflow="fold")
+    for f in findings:
+        style = "red" if f.violation else "yellow" if f.kind is not Kind.NO_SHUTDOWN else ""
+        t.add_row(Text(f.kind.value, style=style), f.kind.severity.value, _cell(f.boot), _cell(f.stream),
+                  _cell(f.seq), _cell(f.offset), f.detail)
+    return t
+
+
+def rotated_lines(report: Report) -> list[Text]:
+    """Rotated-out history: what the ring reclaimed, which is expected and not a failure."""
+    out = []
+    for f in report.findings:
+        if f.kind is Kind.ROTATED_OUT:
+            out.append(Text(f"  {f.stream}: history before boot {f.boot} seq {f.seq} was reclaimed "
+                            "by the ring"))
+    stale = Counter(f.stream for f in report.findings if f.kind is Kind.STALE_REMNANT)
+    for stream, n in stale.items():
+        out.append(Text(f"  {stream}: {n} stale frame(s) of an earlier lap left in the wrapped region"))
+    return out
+
+
+def render_report(console: Console, image: Image, report: Report) -> None:
+    console.print(summary_panel(image, report))
+    if report.boots:
+        console.print(boots_table(report))
+        console.print(streams_table(report))
+    rotated = rotated_lines(report)
+    if rotated:
+        console.print(Text("Rotated-out history (expected in a ring, not a failure)"))
+        for line in rotated:
+            console.print(line)
+        console.print()
+    ordered = sorted(report.findings, key=lambda f: f.kind.severity is not Severity.VIOLATION)
+    if ordered:
+        console.print(findings_table(ordered))
+    else:
+        console.print(Text("No findings."))

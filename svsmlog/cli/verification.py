@@ -1,0 +1,58 @@
+"""Running the verifier for ``verify``, ``extract`` and ``export-key``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..report import Kind, Report
+from ..verify import Keyring, Verifier, VolumeError
+from .common import CliError, Exit, Image, ReadProgress, load_anchor, load_keyring, region_bytes
+
+
+@dataclass
+class Verification:
+    image: Image
+    keyring: Keyring
+    verifier: Verifier
+    report: Report
+
+    @property
+    def exit_code(self) -> Exit:
+        return Exit.VIOLATED if self.report.verdict == "violated" else Exit.INTACT
+
+    def nothing_opened(self) -> bool:
+        """No envelope opened with any key we were given: not one frame verified, and the
+        verifier saw frames it had no key for."""
+        verified = any(s.frames for b in self.report.boots.values() for s in b.streams.values())
+        return not verified and any(f.kind is Kind.NO_KEY for f in self.report.findings)
+
+    def no_key_error(self) -> CliError:
+        ours = [k.key_id.hex() for k in self.keyring.private_keys]
+        ours += [f"stream key for boot {k.boot} stream {k.stream}" for k in self.keyring.stream_keys]
+        return CliError(
+            f"{self.image.name}: none of the given keys opens this log ({'; '.join(ours)}); "
+            f"'svsmlog info {self.image.path}' lists the key ids it is sealed to",
+            Exit.NO_KEY,
+        )
+
+
+def verify_image(
+    image: Image,
+    keys: list[Path],
+    stream_keys: list[Path],
+    passphrase_file: Path | None,
+    anchor_file: Path | None = None,
+) -> Verification:
+    """Load the keys and the anchor (exit 2/3 on bad ones), then run every check."""
+    keyring = load_keyring(keys, stream_keys, passphrase_file, image.volume)
+    anchor = load_anchor(anchor_file)
+    src = image.source
+    # Two full passes read the regions: the key harvest and the frame checks.
+    with ReadProgress(src.read_sectors, 2 * region_bytes(image.volume), "verifying") as progress:
+        try:
+            verifier = Verifier(progress.read, src.sector_count, keyring, base_offset=src.base_offset)
+        except VolumeError as e:
+            raise CliError(f"{image.name}: not an svsmlog volume: {e}") from None
+        report = verifier.run(anchor)
+    return Verification(image, keyring, verifier, report)
