@@ -75,7 +75,9 @@ def build_image(path: Path, size_mb: int, key: crypto.PrivateKey) -> int:
             if used[s.stream] >= budget:
                 continue
             for j in range(64):
-                r = Record(i * 1000 + j, Level.INFO, s.name, s.name, f"{s.name} event {i}:{j} " + "d" * (80 + j))
+                r = Record(
+                    i * 1000 + j, Level.INFO, s.name, s.name, f"{s.name} event {i}:{j} " + "d" * (80 + j)
+                )
                 w.append(s.stream, r)
             (sealed,) = w.flush(s.stream)
             used[s.stream] += sealed.sectors * SECTOR
@@ -130,16 +132,22 @@ def main() -> int:
     tv = median_time(verify_only, args.repeat)
     te = median_time(verify_and_extract, args.repeat)
     mb = size / 1e6
-    rows.append((f"image: MB / frames-of-64 records / records", f"{mb:.0f} / {records // 64:,} / {records:,}"))
+    rows.append(
+        ("image: MB / frames-of-64 records / records", f"{mb:.0f} / {records // 64:,} / {records:,}")
+    )
     rows.append(("verify (keys, scan, AEAD, decode, checks): MB/s", f"{mb / tv:.1f}"))
     rows.append(("verify + extract all records: MB/s", f"{mb / te:.1f}"))
     rows.append(("verify + extract: records/s", f"{records / te:,.0f}"))
     fast, slow = decode_ratio(args.repeat)
-    rows.append(("decode a 64-record block: fast codec / construct (µs)", f"{fast * 1e6:.0f} / {slow * 1e6:.0f}"))
+    rows.append(
+        ("decode a 64-record block: fast codec / construct (µs)", f"{fast * 1e6:.0f} / {slow * 1e6:.0f}")
+    )
     rows.append(("construct is slower by", f"{slow / fast:.1f}×"))
 
-    print(f"svsmlog benchmarks — Python {platform.python_version()}, construct {construct.__version__}, "
-          f"{platform.machine()}, median of {args.repeat}")
+    print(
+        f"svsmlog benchmarks — Python {platform.python_version()}, construct {construct.__version__}, "
+        f"{platform.machine()}, median of {args.repeat}"
+    )
     print()
     print("| measure | value |")
     print("|---|---|")
