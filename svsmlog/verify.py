@@ -483,7 +483,8 @@ class Verifier:
             else:
                 self._add(
                     Kind.FRAME_CORRUPT,
-                    "incomplete frame before the end of its boot",
+                    "frame fails authentication and its commit digest, and later frames of its boot exist: "
+                    "not a torn tail, it was changed",
                     region,
                     boot=e.boot,
                     seq=e.seq,
