@@ -58,6 +58,25 @@ def overhead(per_flush: int, messages: int = 6400) -> tuple[float, float]:
     return written / (messages * 100), (len(dev.writes) - start) / flushes
 
 
+def model_amplification(layout: str) -> tuple[float, float, float]:
+    """The SVSM model's ``normal`` scenario (seed 0): device bytes written per message byte
+    for a first boot (formatting included: zeroing every region once) and for a second boot
+    over the same image, and device writes per frame written (a flush is one frame)."""
+    import tempfile
+
+    from svsmlog.model.simulate import SimulateOptions, simulate
+
+    with tempfile.TemporaryDirectory() as tmp:
+        pub = Path(tmp) / "owner.pub"
+        pub.write_bytes(crypto.generate_private_key().public.to_pem())
+        img = Path(tmp) / "disk.img"
+        opts = SimulateOptions(image=img, recipients=[pub], scenario="normal", streams=layout, size="16M")
+        first = simulate(opts)
+        second = simulate(opts)
+    amp = lambda r: r.sectors_written * SECTOR / r.message_bytes  # noqa: E731
+    return amp(first), amp(second), second.device_writes / second.frames
+
+
 def build_image(path: Path, size_mb: int, key: crypto.PrivateKey) -> int:
     """A per-service image about ``size_mb`` MB full of 100-200 byte messages, 64 per flush."""
     sectors = size_mb * 1024 * 1024 // SECTOR
@@ -110,6 +129,17 @@ def main() -> int:
         rows.append((f"disk bytes per message byte, 100-byte messages, {per} per flush", f"{amp:.2f}"))
         rows.append((f"device writes per flush, {per} per flush", f"{wpf:.2f}"))
 
+    for layout in ("aggregated", "per-service"):
+        first, steady, wpf = model_amplification(layout)
+        rows.append(
+            (
+                f"model, normal scenario, {layout}: device bytes per message byte, first boot "
+                "(formatting included) / a later boot",
+                f"{first:.1f} / {steady:.2f}",
+            )
+        )
+        rows.append((f"model, normal scenario, {layout}: device writes per frame", f"{wpf:.2f}"))
+
     img = OUT / f"bench-{args.size_mb}mb.img"
     t0 = time.perf_counter()
     records = build_image(img, args.size_mb, key)
@@ -132,9 +162,7 @@ def main() -> int:
     tv = median_time(verify_only, args.repeat)
     te = median_time(verify_and_extract, args.repeat)
     mb = size / 1e6
-    rows.append(
-        ("image: MB / frames-of-64 records / records", f"{mb:.0f} / {records // 64:,} / {records:,}")
-    )
+    rows.append(("image: MB / frames-of-64 records / records", f"{mb:.0f} / {records // 64:,} / {records:,}"))
     rows.append(("verify (keys, scan, AEAD, decode, checks): MB/s", f"{mb / tv:.1f}"))
     rows.append(("verify + extract all records: MB/s", f"{mb / te:.1f}"))
     rows.append(("verify + extract: records/s", f"{records / te:,.0f}"))
