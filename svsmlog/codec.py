@@ -279,7 +279,7 @@ def decode_boot_body(buf: bytes) -> BootBody:
     return BootBody(sbd, cfg, t, ceiling, bool(dbg), layout, minlvl, prior, wrap)
 
 
-_KEYS = struct.Struct("<BQQ")
+_KEYS = struct.Struct("<BQQ32s")
 assert _KEYS.size == KEYS_BODY_LEN
 _REASONS = frozenset(int(r) for r in KeysReason)
 
@@ -288,22 +288,23 @@ _REASONS = frozenset(int(r) for r in KeysReason)
 class KeysBody:
     reason: int
     t_ns: int
-    wrap_from: int = 0
+    wrap_from: int
+    superblock_digest: bytes  # every key frame seals it: wrap frames and slots outlive BOOT frames
 
 
 def encode_keys_body(k: KeysBody) -> bytes:
-    return _KEYS.pack(k.reason, k.t_ns, k.wrap_from)
+    return _KEYS.pack(k.reason, k.t_ns, k.wrap_from, k.superblock_digest)
 
 
 def decode_keys_body(buf: bytes) -> KeysBody:
     if len(buf) != _KEYS.size:
         raise DecodeError("keys body has the wrong length")
-    reason, t_ns, wrap = _KEYS.unpack(buf)
+    reason, t_ns, wrap, sbd = _KEYS.unpack(buf)
     if reason not in _REASONS:
         raise DecodeError(f"unknown keys reason {reason}")
     if (reason == KeysReason.WRAP_REKEY) != (wrap > 0):
         raise DecodeError("keys body: a wrap re-key must name its wrap point, nothing else may")
-    return KeysBody(reason, t_ns, wrap)
+    return KeysBody(reason, t_ns, wrap, sbd)
 
 
 # ---------------------------------------------------------------- records

@@ -185,9 +185,10 @@ KeysBody = Struct(
     Check(lambda ctx: ctx.reason in KeysReason._value2member_map_),
     "t_ns" / Int64ul,
     "wrap_from" / Int64ul,
+    "superblock_digest" / Bytes(32),
     Terminated,
 )
-KEYS_BODY_LEN = 17
+KEYS_BODY_LEN = 49
 
 Field = Struct(
     "key_len" / Int8ul,

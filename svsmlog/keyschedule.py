@@ -62,6 +62,27 @@ class WriterChain:
         return seq, key, nonce
 
 
+class RatchetExhausted(Exception):
+    """The reader's ratchet budget is spent: a frame claims a seq further than it will step."""
+
+
+class RatchetBudget:
+    """Ratchet steps the reader may spend on a whole image (spec §8.2). A header may claim any
+    seq; without a budget, one claiming 2**56 would cost that many HKDF steps."""
+
+    def __init__(self, steps: int) -> None:
+        self.left = steps
+
+    @classmethod
+    def for_volume(cls, sectors: int) -> RatchetBudget:
+        return cls(16 * sectors + (1 << 20))
+
+    def spend(self) -> None:
+        if self.left <= 0:
+            raise RatchetExhausted
+        self.left -= 1
+
+
 class ReaderChain:
     """The reader's side: frame keys at any sequence number at or after the point the
     reader was given a chain key for, with checkpoints so that reading a ring out of
@@ -69,21 +90,24 @@ class ReaderChain:
 
     CHECKPOINT_EVERY = 256
 
-    def __init__(self, base_seq: int, base_key: bytes) -> None:
+    def __init__(self, base_seq: int, base_key: bytes, budget: RatchetBudget | None = None) -> None:
         self.base_seq = base_seq
+        self.budget = budget if budget is not None else RatchetBudget(1 << 62)
         self._checkpoints: dict[int, bytes] = {base_seq: base_key}
         self._cur_seq = base_seq
         self._cur_key = base_key
         self._cur_out: tuple[bytes, bytes, bytes] | None = None
 
     def keys_at(self, seq: int) -> tuple[bytes, bytes] | None:
-        """(AEAD key, nonce) of frame ``seq``; one ratchet step per frame when read in order."""
+        """(AEAD key, nonce) of frame ``seq``; one ratchet step per frame when read in order.
+        Raises RatchetExhausted when reaching ``seq`` would overspend the budget."""
         if seq < self.base_seq:
             return None
         if seq < self._cur_seq:
             start = max(s for s in self._checkpoints if s <= seq)
             self._cur_seq, self._cur_key, self._cur_out = start, self._checkpoints[start], None
         while self._cur_seq < seq:
+            self.budget.spend()
             self._cur_key = self._step_out()[0]
             self._cur_seq += 1
             self._cur_out = None

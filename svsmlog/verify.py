@@ -40,13 +40,18 @@ from .format import (
     Layout,
 )
 from .frames import open_frame
-from .keyschedule import ReaderChain, envelope_info, stream_root
+from .keyschedule import RatchetBudget, RatchetExhausted, ReaderChain, envelope_info, stream_root
 from .records import LocatedRecord
 from .report import Kind, Report
 from .scan import WINDOW_SECTORS, Candidate, Malformed, ReadSectors, rejection_budget, scan_region
 from .volume import KEY_DIRECTORY, Volume, key_dir_slot, read_volume
 
 MAX_FAILED_ENVELOPES = 1024  # HPKE opens that may fail before we stop trying (DoS bound)
+# Anyone can seal to our public key, so envelopes that *open* need bounds too: an honest
+# boot has one boot secret (its envelopes are the same bytes everywhere; a rolled-back boot
+# number adds one), and a stream a chain key per grant or wrap that survives in the ring.
+MAX_SECRETS_PER_BOOT = 4
+MAX_CHAIN_KEYS_PER_STREAM = 16
 
 
 @dataclass(frozen=True)
@@ -90,6 +95,7 @@ class Entry:
     wrap_from: int = 0
     records: int = 0
     panic: bool = False
+    malformed: bool = False  # authenticated, but the body does not parse (reported record_malformed)
     first_t: int | None = None
     last_t: int | None = None
 
@@ -128,6 +134,10 @@ class Verifier:
         self._done = False
         self._torn_at_start: set[int] = set()
         self._torn_slots: list[Entry] = []
+        self._budget = RatchetBudget.for_volume(sector_count)
+        self._ours = 0  # frames carrying our volume id
+        self._foreign: dict[bytes, int] = {}  # frames carrying another volume id, by id
+        self._superblock_reported = False
 
     # ------------------------------------------------------------------ helpers
 
@@ -201,10 +211,27 @@ class Verifier:
                         failures += 1
                         continue
                     if env.kind == EnvelopeKind.BOOT_SECRET:
-                        secrets.setdefault(header.boot, set()).add(pt)
+                        boot_secrets = secrets.setdefault(header.boot, set())
+                        if len(boot_secrets) >= MAX_SECRETS_PER_BOOT:
+                            self._flood(region, header.boot)
+                        else:
+                            boot_secrets.add(pt)
                     else:
-                        chain_keys.setdefault((header.boot, header.stream), set()).add((header.seq, pt))
+                        keys = chain_keys.setdefault((header.boot, header.stream), set())
+                        if len(keys) >= MAX_CHAIN_KEYS_PER_STREAM:
+                            self._flood(region, header.boot)
+                        else:
+                            keys.add((header.seq, pt))
         self._build_chains(secrets, chain_keys)
+
+    def _flood(self, region: RegionEntry, boot: int) -> None:
+        if not any(f.kind is Kind.ENVELOPE_FLOOD and f.boot == boot for f in self.report.findings):
+            self._add(
+                Kind.ENVELOPE_FLOOD,
+                f"more keys for boot {boot} open than any writer seals; only the first are used",
+                region,
+                boot=boot,
+            )
 
     def _build_chains(
         self, secrets: dict[int, set[bytes]], chain_keys: dict[tuple[int, int], set[tuple[int, bytes]]]
@@ -214,23 +241,25 @@ class Verifier:
             for secret in sorted(boot_secrets):
                 for stream in (NO_STREAM, *(r.stream for r in self.volume.superblock.regions)):
                     root = stream_root(secret, vid, boot, stream)
-                    self._chains.setdefault((boot, stream), []).append(ReaderChain(0, root))
+                    self._chains.setdefault((boot, stream), []).append(ReaderChain(0, root, self._budget))
         for (boot, stream), keys in chain_keys.items():
             for seq, ck in sorted(keys):
-                self._chains.setdefault((boot, stream), []).append(ReaderChain(seq, ck))
+                self._chains.setdefault((boot, stream), []).append(ReaderChain(seq, ck, self._budget))
 
     # ------------------------------------------------------------------ pass 2: frames
 
     def _verify_candidate(self, region: RegionEntry, c: Candidate) -> Entry | None:
         h, vid = c.header, self.volume.volume_id
         if h.volume_id != vid:
-            if c.digest_ok():
-                self._add(
-                    Kind.FRAME_FOREIGN,
-                    f"a frame of volume {h.volume_id.hex()} (boot {h.boot}, stream {h.stream}, seq {h.seq})",
-                    region,
-                    lba=c.lba,
-                )
+            # Regions are zeroed at format, so no frame of another volume is there honestly,
+            # torn or not (spec §7.1).
+            self._foreign[h.volume_id] = self._foreign.get(h.volume_id, 0) + 1
+            self._add(
+                Kind.FRAME_FOREIGN,
+                f"a frame of volume {h.volume_id.hex()} (boot {h.boot}, stream {h.stream}, seq {h.seq})",
+                region,
+                lba=c.lba,
+            )
             return None
         if h.stream != region.stream:
             self._add(
@@ -252,11 +281,24 @@ class Verifier:
                 lba=c.lba,
             )
             return None
+        self._ours += 1
         entry = Entry(c.lba, h.type, h.boot, h.seq, h.sectors, c.tag, h.prev_tag, "no_key")
         chains = self._chains.get((h.boot, h.stream), [])
         plaintext = None
         for chain in chains:
-            keys = chain.keys_at(h.seq)
+            try:
+                keys = chain.keys_at(h.seq)
+            except RatchetExhausted:
+                entry.status = "corrupt"
+                self._add(
+                    Kind.FRAME_CORRUPT,
+                    f"claims seq {h.seq}, further than the reader's ratchet budget reaches (spec §8.2)",
+                    region,
+                    boot=h.boot,
+                    seq=h.seq,
+                    lba=c.lba,
+                )
+                return entry
             if keys is None:
                 continue
             plaintext = open_frame(c.raw, c.clear, c.ciphertext, *keys)
@@ -292,8 +334,11 @@ class Verifier:
             if e.type == FrameType.BOOT:
                 e.boot_body = decode_boot_body(plaintext)
                 e.wrap_from = e.boot_body.wrap_from
+                self._check_superblock(region, e, e.boot_body.superblock_digest)
             elif e.type == FrameType.KEYS:
-                e.wrap_from = decode_keys_body(plaintext).wrap_from
+                keys_body = decode_keys_body(plaintext)
+                e.wrap_from = keys_body.wrap_from
+                self._check_superblock(region, e, keys_body.superblock_digest)
             else:
                 recs = decode_record_block(plaintext)
                 e.records = len(recs)
@@ -301,6 +346,7 @@ class Verifier:
                 if recs:
                     e.first_t, e.last_t = recs[0].t_ns, recs[-1].t_ns
         except DecodeError as err:
+            e.malformed = True
             self._add(
                 Kind.RECORD_MALFORMED,
                 f"authenticated frame body does not parse: {err}",
@@ -394,19 +440,23 @@ class Verifier:
             present[e.key] = e
         order = [present[k] for k in sorted(present)]
         self._check_torn(region, entries, present)
-        if not order:
-            return order
-        # Links between neighbours in log order; remember where the chain is cut.
-        cuts = [i for i in range(1, len(order)) if not self._link_ok(region, order[i - 1], order[i])]
-        self._check_rotation(region, order, cuts)
+        # Links are judged between frames we can read; an unreadable frame can neither
+        # break the chain nor, being unauthenticated, stand in for a missing one (§8.3).
+        readable = [e for e in order if e.status == "ok"]
+        if readable:
+            cuts = [
+                i
+                for i in range(1, len(readable))
+                if not self._link_ok(region, readable[i - 1], readable[i], present)
+            ]
+            self._check_rotation(region, readable, cuts, present)
         return order
 
-    def _link_ok(self, region: RegionEntry, x: Entry, y: Entry) -> bool:
-        """True if y directly follows x, or if we cannot tell because one of them is a frame
-        we hold no key for; reports what is wrong otherwise, except a plain gap, which is
-        judged later (it may be rotation)."""
-        if y.status == "no_key" or (x.status == "no_key" and y.boot != x.boot):
-            return True  # unknown, not a cut: spec §8.3
+    def _link_ok(
+        self, region: RegionEntry, x: Entry, y: Entry, present: dict[tuple[int, int], Entry]
+    ) -> bool:
+        """True if readable frame y directly follows readable frame x (or we cannot tell);
+        reports what is wrong, except a plain gap, which is judged with rotation."""
         if y.boot == x.boot:
             if y.seq == x.seq + 1:
                 if not crypto.ct_equal(y.prev_tag, x.tag):
@@ -422,7 +472,8 @@ class Verifier:
             return False
         # y starts a later boot: its boot record says what it found.
         if y.seq != 0 or y.boot_body is None:
-            return False
+            # Holding y's stream only from a grant on, we cannot see where its boot began.
+            return y.chain is not None and y.chain.base_seq > 0
         prior = y.boot_body.prior
         if prior is None:
             self._add(
@@ -446,6 +497,20 @@ class Verifier:
                 )
             return True
         if (prior.boot, prior.seq) > (x.boot, x.seq):
+            seen = present.get((prior.boot, prior.seq))
+            if seen is not None and seen.status == "no_key":
+                # The frame the later boot saw is here, but we cannot read it: its tag must be
+                # the one the (authenticated) boot record names.
+                if not crypto.ct_equal(prior.tag, seen.tag):
+                    self._add(
+                        Kind.CHAIN_BROKEN,
+                        f"boot record names boot {prior.boot} seq {prior.seq} with another tag",
+                        region,
+                        boot=y.boot,
+                        seq=0,
+                        lba=y.lba,
+                    )
+                return True
             return False  # frames the later boot saw are gone: a cut, judged with rotation
         self._add(
             Kind.BOOT_CLAIM_MISMATCH,
@@ -502,30 +567,41 @@ class Verifier:
         prior = first.boot_body.prior if first.boot_body else None
         return prior is None or (prior.boot, prior.seq) < (torn.boot, torn.seq)
 
-    def _check_rotation(self, region: RegionEntry, order: list[Entry], cuts: list[int]) -> None:
-        """The frames after the last cut reach the head unbroken. What lies before that cut
-        is rotation only if the region wrapped, and then only as remnants of earlier laps
-        inside the dead zone the newest wrap declared (spec §8.3)."""
+    def _check_rotation(
+        self,
+        region: RegionEntry,
+        readable: list[Entry],
+        cuts: list[int],
+        present: dict[tuple[int, int], Entry],
+    ) -> None:
+        """The readable frames after the last cut reach the head unbroken. Missing history is
+        rotation only if the region wrapped, and then every cut must have its older side in
+        the dead zone the newest wrap declared (spec §8.3)."""
         suffix_start = cuts[-1] if cuts else 0
-        oldest = order[suffix_start]
-        if suffix_start == 0 and (_is_genesis(oldest) or oldest.status == "no_key"):
-            return  # nothing missing, or nothing we can judge without the key
-        start_frame = next((e for e in order if e.lba == region.start), None)
+        oldest = readable[suffix_start]
+        granted_from_here = oldest.chain is not None and oldest.seq == oldest.chain.base_seq > 0
+        if suffix_start == 0 and (_is_genesis(oldest) or granted_from_here):
+            return  # nothing missing, or nothing before it that we were ever meant to read
+        start_frame = next((e for e in present.values() if e.lba == region.start), None)
         unknown = (
             region.stream in self._torn_at_start
             or (start_frame is not None and start_frame.status == "no_key")
-            or (start_frame is None and self._crash_while_wrapping(region, order))
+            or (start_frame is None and self._crash_while_wrapping(region, readable, present))
         )
-        wrapped = start_frame is not None and start_frame.wrap_from > 0
+        wrapped = start_frame is not None and start_frame.status == "ok" and start_frame.wrap_from > 0
         if not (wrapped or unknown):
             why = "and the region never wrapped"
-            if not _is_genesis(order[0]) and order[0].status == "ok":
-                self._report_gap(region, None, order[0], why)
+            if not _is_genesis(readable[0]):
+                self._report_gap(region, None, readable[0], why)
             for i in cuts:
-                self._report_gap(region, order[i - 1], order[i], why)
+                self._report_gap(region, readable[i - 1], readable[i], why)
             return
         dead_from = region.start + start_frame.wrap_from if wrapped and start_frame else None
-        for i, e in enumerate(order[:suffix_start]):
+        for i in cuts:
+            older = readable[i - 1]
+            if not unknown and (dead_from is None or older.lba < dead_from):
+                self._report_gap(region, older, readable[i], "outside the wrap's dead zone")
+        for e in readable[:suffix_start]:
             if unknown or (dead_from is not None and e.lba >= dead_from):
                 self._add(
                     Kind.STALE_REMNANT,
@@ -535,9 +611,6 @@ class Verifier:
                     seq=e.seq,
                     lba=e.lba,
                 )
-            else:
-                self._report_gap(region, e, order[i + 1], "outside the wrap's dead zone")
-                break
         self._add(
             Kind.ROTATED_OUT,
             f"history before boot {oldest.boot} seq {oldest.seq} was reclaimed by the ring",
@@ -547,14 +620,18 @@ class Verifier:
             lba=oldest.lba,
         )
 
-    def _crash_while_wrapping(self, region: RegionEntry, order: list[Entry]) -> bool:
+    def _crash_while_wrapping(
+        self, region: RegionEntry, readable: list[Entry], present: dict[tuple[int, int], Entry]
+    ) -> bool:
         """No frame at the region start: a crash in the middle of the write that wrapped the
-        ring can leave it garbled with no header at all. Plausible only if less room is left
-        after the newest frame than the largest write that wraps (spec §8.3): the room only
-        shrinks until the next wrap, so later boots keep the case plausible."""
-        head = order[-1]
+        ring can leave it garbled with no header. That write did not fit in the room after
+        the newest frame, and garbled at least its own length: so the room is smaller than
+        the largest wrapping write and than the gap before the first surviving frame
+        (spec §8.3). Later boots only shrink the room, so the case stays recognisable."""
+        head = readable[-1]
         room = region.sectors - (head.lba - region.start + head.sectors)
-        if head.status != "ok" or room >= MAX_WRAP_SECTORS:
+        first = min(e.lba for e in present.values()) - region.start
+        if room >= MAX_WRAP_SECTORS or first <= room:
             return False
         self._add(
             Kind.CRASH_TAIL,
@@ -632,18 +709,37 @@ class Verifier:
             if name == region.name:
                 self.report.span(b, name).violated = True
 
+    def _check_volume_id(self) -> None:
+        """Frames of one other volume and none of ours: the superblock's volume id was changed
+        (a superblock that still parses, so nothing else would name it; spec §8.6)."""
+        if self._ours or not self._foreign or self._superblock_reported:
+            return
+        vid, n = max(self._foreign.items(), key=lambda kv: kv[1])
+        self._superblock_reported = True
+        self._add(
+            Kind.SUPERBLOCK_MISMATCH,
+            f"no frame carries the superblock's volume id; {n} frames carry {vid.hex()}",
+            None,
+            lba=0,
+        )
+
+    def _check_superblock(self, region: RegionEntry, e: Entry, sealed_digest: bytes) -> None:
+        """Every BOOT and KEYS frame seals the superblock's digest (spec §8.6); reported once."""
+        if self._superblock_reported or crypto.ct_equal(sealed_digest, self.volume.digest):
+            return
+        self._superblock_reported = True
+        self._add(
+            Kind.SUPERBLOCK_MISMATCH,
+            f"the superblock differs from the one boot {e.boot} sealed (frame at sector {e.lba})",
+            region,
+            boot=e.boot,
+            seq=e.seq,
+            lba=0,
+        )
+
     def _summarise_boot(self, region: RegionEntry, e: Entry) -> None:
         body = e.boot_body
         assert body is not None
-        if not crypto.ct_equal(body.superblock_digest, self.volume.digest):
-            self._add(
-                Kind.SUPERBLOCK_MISMATCH,
-                "the superblock differs from the one this boot started with",
-                region,
-                boot=e.boot,
-                seq=e.seq,
-                lba=0,
-            )
         s = self.report.boots[e.boot]
         s.host_time_ns = body.host_time_ns
         s.config_digest = body.config_digest
@@ -714,12 +810,17 @@ class Verifier:
             orders[region.stream] = order
             self._entries[region.stream] = [e for e in order if e.status == "ok"]
         self._judge_torn_slots(orders)
+        self._check_volume_id()
         for region in self.volume.superblock.regions:
             self._summarise(region, orders[region.stream])
         if anchor is not None:
             self._check_anchor(anchor, orders)
             self._attest(anchor)
         self._done = True
+        self._budget = RatchetBudget.for_volume(self.volume.superblock.total_sectors)  # the record pass's own
+        for chains in self._chains.values():
+            for chain in chains:
+                chain.budget = self._budget
         return self.report
 
     def stream_records(self, stream: int) -> Iterator[LocatedRecord]:
@@ -727,7 +828,7 @@ class Verifier:
         self.run()
         region = self.volume.region(stream)
         for e in self._entries.get(stream, []):
-            if e.type not in (FrameType.DATA, FrameType.END) or e.chain is None:
+            if e.type not in (FrameType.DATA, FrameType.END) or e.chain is None or e.malformed:
                 continue
             raw = self._read(e.lba, e.sectors)
             h = decode_frame_header(raw)

@@ -224,7 +224,7 @@ class LogWriter:
         st.grantees.append(recipient)
         seq = st.chain.seq
         env = self._chain_envelope(st, recipient, seq, st.chain.current_chain_key())
-        body = encode_keys_body(KeysBody(KeysReason.DEBUG_GRANT, self._clock()))
+        body = encode_keys_body(KeysBody(KeysReason.DEBUG_GRANT, self._clock(), 0, self.volume.digest))
         return [*flushed, self._write(st, FrameType.KEYS, encode_clear_section([env]), lambda _w: body, ())]
 
     def close(self) -> list[Sealed]:
@@ -275,7 +275,7 @@ class LogWriter:
         """The boot's owner envelopes in its key-directory slot, out of reach of any ring
         wrap (spec §7.2). Skipped if they do not fit a slot: BOOT frames still carry them."""
         clear = encode_clear_section(self._owner_envelopes)
-        body = encode_keys_body(KeysBody(KeysReason.DIRECTORY, self._clock()))
+        body = encode_keys_body(KeysBody(KeysReason.DIRECTORY, self._clock(), 0, self.volume.digest))
         if frame_sectors(len(clear), len(body) + TAG_LEN) > KEY_DIR_SLOT_SECTORS:
             return
         lba = key_dir_slot(self.boot)
@@ -340,7 +340,7 @@ class LogWriter:
         if st.pos + n > st.region.sectors:
             wrap_from, st.pos = st.pos, 0
             if ftype != FrameType.BOOT:
-                keys_body = encode_keys_body(KeysBody(KeysReason.WRAP_REKEY, self._clock(), wrap_from))
+                keys_body = encode_keys_body(KeysBody(KeysReason.WRAP_REKEY, self._clock(), wrap_from, self.volume.digest))
                 out, _ = self._seal(st, FrameType.KEYS, self._all_envelopes(st), keys_body)
                 wrap_from = 0
         first_lba = st.region.start + st.pos - len(out) // SECTOR

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import struct
+
 import construct
 import pytest
 from hypothesis import given, settings
@@ -196,8 +198,20 @@ def test_boot_body_round_trip(ceiling: int) -> None:
         assert format.BootBody.parse(buf).wrap_from == 5
 
 
-@given(st.binary(min_size=17, max_size=17))
-def test_keys_body_random_bytes_agree(buf: bytes) -> None:
+keys_bodies = st.one_of(
+    st.binary(min_size=format.KEYS_BODY_LEN, max_size=format.KEYS_BODY_LEN),
+    st.builds(
+        lambda r, t, w, d: struct.pack("<BQQ32s", r, t, w, d),
+        st.integers(0, 4),
+        st.integers(0, 2**64 - 1),
+        st.sampled_from([0, 1, 2**40]),
+        st.binary(min_size=32, max_size=32),
+    ),
+)
+
+
+@given(keys_bodies)
+def test_keys_body_agree(buf: bytes) -> None:
     try:
         fast: object = codec.decode_keys_body(buf)
     except codec.DecodeError:
