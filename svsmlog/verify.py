@@ -13,17 +13,15 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from . import crypto
 from .anchor import Anchor
 from .codec import (
     BootBody,
     DecodeError,
-    FrameHeader,
     RegionEntry,
     decode_boot_body,
-    decode_clear_section,
     decode_frame_header,
     decode_keys_body,
     decode_record_block,
@@ -31,48 +29,21 @@ from .codec import (
 from .device import SECTOR
 from .format import (
     FRAME_HEADER_LEN,
-    FRAME_MAGIC,
     MAX_WRAP_SECTORS,
-    NO_STREAM,
     DebugCeiling,
-    EnvelopeKind,
     FrameType,
     Layout,
 )
 from .frames import open_frame
-from .keyschedule import RatchetBudget, RatchetExhausted, ReaderChain, envelope_info, stream_root
+from .keyring import MAX_FAILED_ENVELOPES, Keyring, StreamKey, harvest
+from .keyschedule import RatchetBudget, RatchetExhausted, ReaderChain
 from .records import LocatedRecord
 from .report import Kind, Report
-from .scan import WINDOW_SECTORS, Candidate, Malformed, ReadSectors, rejection_budget, scan_region
+from .scan import Candidate, Malformed, ReadSectors, scan_region
 from .volume import KEY_DIRECTORY, Volume, key_dir_slot, read_volume
 
-MAX_FAILED_ENVELOPES = 1024  # HPKE opens that may fail before we stop trying (DoS bound)
-# Anyone can seal to our public key, so envelopes that *open* need bounds too: an honest
-# boot has one boot secret (its envelopes are the same bytes everywhere; a rolled-back boot
-# number adds one), and a stream a chain key per grant or wrap that survives in the ring.
-MAX_SECRETS_PER_BOOT = 4
-MAX_CHAIN_KEYS_PER_STREAM = 16
-
-
-@dataclass(frozen=True)
-class StreamKey:
-    """A chain key for one stream of one boot from a given frame on (``export-key``)."""
-
-    volume_id: bytes
-    boot: int
-    stream: int
-    seq: int
-    chain_key: bytes
-
-
-@dataclass
-class Keyring:
-    private_keys: list[crypto.PrivateKey] = field(default_factory=list)
-    stream_keys: list[StreamKey] = field(default_factory=list)
-
-    def key_ids(self) -> set[bytes]:
-        return {k.key_id for k in self.private_keys}
-
+# The reader's public surface: keys come from keyring.py, the rest is here.
+__all__ = ["Keyring", "StreamKey", "Verifier", "VolumeError"]
 
 class VolumeError(Exception):
     """The image does not hold a readable svsmlog volume (bad superblock or geometry)."""
@@ -166,85 +137,21 @@ class Verifier:
 
     # ------------------------------------------------------------------ pass 1: keys
 
-    def _harvest_keys(self) -> None:
-        vid = self.volume.volume_id
-        ours = {k.key_id: k for k in self.keyring.private_keys}
-        secrets: dict[int, set[bytes]] = {}
-        chain_keys: dict[tuple[int, int], set[tuple[int, bytes]]] = {}
-        for sk in self.keyring.stream_keys:
-            if sk.volume_id == vid:
-                chain_keys.setdefault((sk.boot, sk.stream), set()).add((sk.seq, sk.chain_key))
-        failures = 0
-        tried: set[tuple[int, int, int, bytes]] = set()
-        for region in (KEY_DIRECTORY, *self.volume.superblock.regions):
-            for lba, header, clear in _key_frames(self._read, region):
-                if header.volume_id != vid or header.lba != lba or header.stream != region.stream:
-                    continue
-                try:
-                    envelopes = decode_clear_section(clear)
-                except DecodeError:
-                    continue
-                for env in envelopes:
-                    key = ours.get(env.key_id)
-                    if key is None or key.kem_id != env.kem_id:
-                        continue
-                    what = (
-                        env.kind,
-                        header.boot,
-                        header.stream if env.kind == EnvelopeKind.CHAIN_KEY else 0,
-                        env.sealed,
-                    )
-                    if what in tried:
-                        continue
-                    tried.add(what)
-                    if failures >= MAX_FAILED_ENVELOPES:
-                        self._add(
-                            Kind.ENVELOPE_FLOOD,
-                            f"more than {MAX_FAILED_ENVELOPES} envelopes "
-                            "addressed to our key do not open; stopped trying",
-                            region,
-                        )
-                        return self._build_chains(secrets, chain_keys)
-                    info = envelope_info(env.kind, vid, header.boot, header.stream, header.seq)
-                    pt = crypto.hpke_open(key, env.sealed, info)
-                    if pt is None or len(pt) != 32:
-                        failures += 1
-                        continue
-                    if env.kind == EnvelopeKind.BOOT_SECRET:
-                        boot_secrets = secrets.setdefault(header.boot, set())
-                        if len(boot_secrets) >= MAX_SECRETS_PER_BOOT:
-                            self._flood(region, header.boot)
-                        else:
-                            boot_secrets.add(pt)
-                    else:
-                        keys = chain_keys.setdefault((header.boot, header.stream), set())
-                        if len(keys) >= MAX_CHAIN_KEYS_PER_STREAM:
-                            self._flood(region, header.boot)
-                        else:
-                            keys.add((header.seq, pt))
-        self._build_chains(secrets, chain_keys)
-
-    def _flood(self, region: RegionEntry, boot: int) -> None:
-        if not any(f.kind is Kind.ENVELOPE_FLOOD and f.boot == boot for f in self.report.findings):
+    def _flood(self, region: RegionEntry, boot: int | None) -> None:
+        if boot is None:
+            self._add(
+                Kind.ENVELOPE_FLOOD,
+                f"more than {MAX_FAILED_ENVELOPES} envelopes addressed to our key do not open; "
+                "stopped trying",
+                region,
+            )
+        elif not any(f.kind is Kind.ENVELOPE_FLOOD and f.boot == boot for f in self.report.findings):
             self._add(
                 Kind.ENVELOPE_FLOOD,
                 f"more keys for boot {boot} open than any writer seals; only the first are used",
                 region,
                 boot=boot,
             )
-
-    def _build_chains(
-        self, secrets: dict[int, set[bytes]], chain_keys: dict[tuple[int, int], set[tuple[int, bytes]]]
-    ) -> None:
-        vid = self.volume.volume_id
-        for boot, boot_secrets in secrets.items():
-            for secret in sorted(boot_secrets):
-                for stream in (NO_STREAM, *(r.stream for r in self.volume.superblock.regions)):
-                    root = stream_root(secret, vid, boot, stream)
-                    self._chains.setdefault((boot, stream), []).append(ReaderChain(0, root, self._budget))
-        for (boot, stream), keys in chain_keys.items():
-            for seq, ck in sorted(keys):
-                self._chains.setdefault((boot, stream), []).append(ReaderChain(seq, ck, self._budget))
 
     # ------------------------------------------------------------------ pass 2: frames
 
@@ -801,7 +708,7 @@ class Verifier:
     def run(self, anchor: Anchor | None = None) -> Report:
         if self._done:
             return self.report
-        self._harvest_keys()
+        self._chains = harvest(self._read, self.volume, self.keyring, self._budget, self._flood)
         self._check_directory()
         orders: dict[int, list[Entry]] = {}
         for region in self.volume.superblock.regions:
@@ -854,34 +761,3 @@ class Verifier:
             if ck is not None:
                 return ck
         return None
-
-
-def _key_frames(read: ReadSectors, region: RegionEntry) -> Iterator[tuple[int, FrameHeader, bytes]]:
-    """Every sector of the region that starts a BOOT or KEYS frame header, with its clear
-    section. Looks at every sector (no jumping) so nothing can hide a key frame; the
-    bytes read beyond the scan window are bounded like the scan's (rejection_budget)."""
-    end = region.start + region.sectors
-    budget = rejection_budget(region)
-    lba = region.start
-    while lba < end:
-        n = min(WINDOW_SECTORS, end - lba)
-        buf = read(lba, n)
-        pos = buf.find(FRAME_MAGIC)
-        while pos != -1:
-            if pos % SECTOR == 0:
-                try:
-                    h: FrameHeader | None = decode_frame_header(buf, pos)
-                except DecodeError:
-                    h = None
-                if h is not None and h.type in (FrameType.BOOT, FrameType.KEYS):
-                    start = pos + FRAME_HEADER_LEN
-                    clear = buf[start : start + h.clear_len]
-                    at = lba + pos // SECTOR
-                    need = -(-(FRAME_HEADER_LEN + h.clear_len) // SECTOR)
-                    if len(clear) < h.clear_len and at + need <= end and budget >= need * SECTOR:
-                        budget -= need * SECTOR
-                        clear = read(at, need)[FRAME_HEADER_LEN:][: h.clear_len]
-                    if len(clear) == h.clear_len:
-                        yield at, h, clear
-            pos = buf.find(FRAME_MAGIC, pos - pos % SECTOR + SECTOR)
-        lba += n

@@ -1,0 +1,153 @@
+"""Our keys and what they open (spec §8.2): harvesting envelopes into reader chains.
+
+Every sector of the key directory and of every region that starts a BOOT or KEYS header
+is visited (no jumping, so nothing can hide a key frame); envelopes addressed to one of
+our key ids are opened. Both the failed and the successful openings are bounded, since
+anyone holding our public key can seal to it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from . import crypto
+from .codec import DecodeError, FrameHeader, RegionEntry, decode_clear_section, decode_frame_header
+from .device import SECTOR
+from .format import FRAME_HEADER_LEN, FRAME_MAGIC, NO_STREAM, EnvelopeKind, FrameType
+from .keyschedule import RatchetBudget, ReaderChain, envelope_info, stream_root
+from .scan import WINDOW_SECTORS, ReadSectors, rejection_budget
+from .volume import KEY_DIRECTORY, Volume
+
+MAX_FAILED_ENVELOPES = 1024  # HPKE opens that may fail before we stop trying (DoS bound)
+# Anyone can seal to our public key, so envelopes that *open* need bounds too: an honest
+# boot has one boot secret (its envelopes are the same bytes everywhere; a rolled-back boot
+# number adds one), and a stream a chain key per grant or wrap that survives in the ring.
+MAX_SECRETS_PER_BOOT = 4
+MAX_CHAIN_KEYS_PER_STREAM = 16
+
+
+@dataclass(frozen=True)
+class StreamKey:
+    """A chain key for one stream of one boot from a given frame on (``export-key``)."""
+
+    volume_id: bytes
+    boot: int
+    stream: int
+    seq: int
+    chain_key: bytes
+
+
+@dataclass
+class Keyring:
+    private_keys: list[crypto.PrivateKey] = field(default_factory=list)
+    stream_keys: list[StreamKey] = field(default_factory=list)
+
+    def key_ids(self) -> set[bytes]:
+        return {k.key_id for k in self.private_keys}
+
+
+Chains = dict[tuple[int, int], list[ReaderChain]]
+# (region, boot or None): called when openings exceed a bound; the caller reports it.
+OnFlood = Callable[[RegionEntry, "int | None"], None]
+
+
+def harvest(
+    read: ReadSectors, volume: Volume, keyring: Keyring, budget: RatchetBudget, on_flood: OnFlood
+) -> Chains:
+    """Reader chains for every (boot, stream) our keys open, stream keys included."""
+    vid = volume.volume_id
+    ours = {k.key_id: k for k in keyring.private_keys}
+    secrets: dict[int, set[bytes]] = {}
+    chain_keys: dict[tuple[int, int], set[tuple[int, bytes]]] = {}
+    for sk in keyring.stream_keys:
+        if sk.volume_id == vid:
+            chain_keys.setdefault((sk.boot, sk.stream), set()).add((sk.seq, sk.chain_key))
+    failures = 0
+    tried: set[tuple[int, int, int, bytes]] = set()
+    for region in (KEY_DIRECTORY, *volume.superblock.regions):
+        for lba, header, clear in _key_frames(read, region):
+            if header.volume_id != vid or header.lba != lba or header.stream != region.stream:
+                continue
+            try:
+                envelopes = decode_clear_section(clear)
+            except DecodeError:
+                continue
+            for env in envelopes:
+                key = ours.get(env.key_id)
+                if key is None or key.kem_id != env.kem_id:
+                    continue
+                stream = header.stream if env.kind == EnvelopeKind.CHAIN_KEY else 0
+                if (env.kind, header.boot, stream, env.sealed) in tried:
+                    continue
+                tried.add((env.kind, header.boot, stream, env.sealed))
+                if failures >= MAX_FAILED_ENVELOPES:
+                    on_flood(region, None)
+                    return _build_chains(volume, secrets, chain_keys, budget)
+                info = envelope_info(env.kind, vid, header.boot, header.stream, header.seq)
+                pt = crypto.hpke_open(key, env.sealed, info)
+                if pt is None or len(pt) != 32:
+                    failures += 1
+                elif env.kind == EnvelopeKind.BOOT_SECRET:
+                    boot_secrets = secrets.setdefault(header.boot, set())
+                    if len(boot_secrets) >= MAX_SECRETS_PER_BOOT:
+                        on_flood(region, header.boot)
+                    else:
+                        boot_secrets.add(pt)
+                else:
+                    keys = chain_keys.setdefault((header.boot, header.stream), set())
+                    if len(keys) >= MAX_CHAIN_KEYS_PER_STREAM:
+                        on_flood(region, header.boot)
+                    else:
+                        keys.add((header.seq, pt))
+    return _build_chains(volume, secrets, chain_keys, budget)
+
+
+def _build_chains(
+    volume: Volume,
+    secrets: dict[int, set[bytes]],
+    chain_keys: dict[tuple[int, int], set[tuple[int, bytes]]],
+    budget: RatchetBudget,
+) -> Chains:
+    chains: Chains = {}
+    vid = volume.volume_id
+    for boot, boot_secrets in secrets.items():
+        for secret in sorted(boot_secrets):
+            for stream in (NO_STREAM, *(r.stream for r in volume.superblock.regions)):
+                root = stream_root(secret, vid, boot, stream)
+                chains.setdefault((boot, stream), []).append(ReaderChain(0, root, budget))
+    for (boot, stream), keys in chain_keys.items():
+        for seq, ck in sorted(keys):
+            chains.setdefault((boot, stream), []).append(ReaderChain(seq, ck, budget))
+    return chains
+
+
+def _key_frames(read: ReadSectors, region: RegionEntry) -> Iterator[tuple[int, FrameHeader, bytes]]:
+    """Every sector of the region that starts a BOOT or KEYS frame header, with its clear
+    section. Looks at every sector (no jumping) so nothing can hide a key frame; the
+    bytes read beyond the scan window are bounded like the scan's (rejection_budget)."""
+    end = region.start + region.sectors
+    budget = rejection_budget(region)
+    lba = region.start
+    while lba < end:
+        n = min(WINDOW_SECTORS, end - lba)
+        buf = read(lba, n)
+        pos = buf.find(FRAME_MAGIC)
+        while pos != -1:
+            if pos % SECTOR == 0:
+                try:
+                    h: FrameHeader | None = decode_frame_header(buf, pos)
+                except DecodeError:
+                    h = None
+                if h is not None and h.type in (FrameType.BOOT, FrameType.KEYS):
+                    start = pos + FRAME_HEADER_LEN
+                    clear = buf[start : start + h.clear_len]
+                    at = lba + pos // SECTOR
+                    need = -(-(FRAME_HEADER_LEN + h.clear_len) // SECTOR)
+                    if len(clear) < h.clear_len and at + need <= end and budget >= need * SECTOR:
+                        budget -= need * SECTOR
+                        clear = read(at, need)[FRAME_HEADER_LEN:][: h.clear_len]
+                    if len(clear) == h.clear_len:
+                        yield at, h, clear
+            pos = buf.find(FRAME_MAGIC, pos - pos % SECTOR + SECTOR)
+        lba += n
