@@ -13,12 +13,10 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 
 from . import crypto
 from .anchor import Anchor
 from .codec import (
-    BootBody,
     DecodeError,
     RegionEntry,
     decode_boot_body,
@@ -29,7 +27,6 @@ from .codec import (
 from .device import SECTOR
 from .format import (
     FRAME_HEADER_LEN,
-    MAX_WRAP_SECTORS,
     DebugCeiling,
     FrameType,
     Layout,
@@ -37,6 +34,7 @@ from .format import (
 from .frames import open_frame
 from .keyring import MAX_FAILED_ENVELOPES, Keyring, StreamKey, harvest
 from .keyschedule import RatchetBudget, RatchetExhausted, ReaderChain
+from .ordering import Entry, RegionJudge
 from .records import LocatedRecord
 from .report import Kind, Report
 from .scan import Candidate, Malformed, ReadSectors, scan_region
@@ -45,39 +43,9 @@ from .volume import KEY_DIRECTORY, Volume, key_dir_slot, read_volume
 # The reader's public surface: keys come from keyring.py, the rest is here.
 __all__ = ["Keyring", "StreamKey", "Verifier", "VolumeError"]
 
+
 class VolumeError(Exception):
     """The image does not hold a readable svsmlog volume (bad superblock or geometry)."""
-
-
-@dataclass(slots=True)
-class Entry:
-    """One frame found in a region: the index the checks and the record pass work from."""
-
-    lba: int
-    type: int
-    boot: int
-    seq: int
-    sectors: int
-    tag: bytes
-    prev_tag: bytes
-    status: str  # "ok" | "no_key" | "torn" | "corrupt"
-    chain: ReaderChain | None = None
-    boot_body: BootBody | None = None
-    wrap_from: int = 0
-    records: int = 0
-    panic: bool = False
-    malformed: bool = False  # authenticated, but the body does not parse (reported record_malformed)
-    first_t: int | None = None
-    last_t: int | None = None
-
-    @property
-    def key(self) -> tuple[int, int]:
-        return (self.boot, self.seq)
-
-
-def _is_genesis(e: Entry) -> bool:
-    """The first frame a region ever held: a BOOT frame that found nothing before it."""
-    return e.seq == 0 and e.boot_body is not None and e.boot_body.prior is None
 
 
 class Verifier:
@@ -103,7 +71,6 @@ class Verifier:
         self._entries: dict[int, list[Entry]] = {}
         self._violated: set[tuple[int, str]] = set()
         self._done = False
-        self._torn_at_start: set[int] = set()
         self._torn_slots: list[Entry] = []
         self._budget = RatchetBudget.for_volume(sector_count)
         self._ours = 0  # frames carrying our volume id
@@ -134,6 +101,10 @@ class Verifier:
         )
         if kind.severity.value == "violation" and boot is not None and name is not None:
             self._violated.add((boot, name))
+
+    def _adder(self, region: RegionEntry) -> Callable[..., None]:
+        """_add bound to one region, for the region judge."""
+        return lambda kind, detail, **where: self._add(kind, detail, region, **where)
 
     # ------------------------------------------------------------------ pass 1: keys
 
@@ -327,254 +298,6 @@ class Verifier:
 
     # ------------------------------------------------------------------ pass 2: checks
 
-    def _check_region(self, region: RegionEntry, entries: list[Entry]) -> list[Entry]:
-        """Order, chain, claims, rotation (spec §8.3). Returns the frames in log order."""
-        present: dict[tuple[int, int], Entry] = {}
-        for e in sorted((e for e in entries if e.status in ("ok", "no_key")), key=lambda e: e.lba):
-            if e.key in present:
-                other = present[e.key]
-                same = crypto.ct_equal(other.tag, e.tag)
-                self._add(
-                    Kind.FRAME_DUPLICATED,
-                    f"frame also at sector {other.lba}"
-                    + (" (identical copy)" if same else " (different contents)"),
-                    region,
-                    boot=e.boot,
-                    seq=e.seq,
-                    lba=e.lba,
-                )
-                continue
-            present[e.key] = e
-        order = [present[k] for k in sorted(present)]
-        self._check_torn(region, entries, present)
-        # Links are judged between frames we can read; an unreadable frame can neither
-        # break the chain nor, being unauthenticated, stand in for a missing one (§8.3).
-        readable = [e for e in order if e.status == "ok"]
-        if readable:
-            cuts = [
-                i
-                for i in range(1, len(readable))
-                if not self._link_ok(region, readable[i - 1], readable[i], present)
-            ]
-            self._check_rotation(region, readable, cuts, present)
-        return order
-
-    def _link_ok(
-        self, region: RegionEntry, x: Entry, y: Entry, present: dict[tuple[int, int], Entry]
-    ) -> bool:
-        """True if readable frame y directly follows readable frame x (or we cannot tell);
-        reports what is wrong, except a plain gap, which is judged with rotation."""
-        if y.boot == x.boot:
-            if y.seq == x.seq + 1:
-                if not crypto.ct_equal(y.prev_tag, x.tag):
-                    self._add(
-                        Kind.CHAIN_BROKEN,
-                        f"does not chain to seq {x.seq}",
-                        region,
-                        boot=y.boot,
-                        seq=y.seq,
-                        lba=y.lba,
-                    )
-                return True
-            return False
-        # y starts a later boot: its boot record says what it found.
-        if y.seq != 0 or y.boot_body is None:
-            # Holding y's stream only from a grant on, we cannot see where its boot began.
-            return y.chain is not None and y.chain.base_seq > 0
-        prior = y.boot_body.prior
-        if prior is None:
-            self._add(
-                Kind.BOOT_CLAIM_MISMATCH,
-                f"boot {y.boot} found no earlier frame, but boot {x.boot} seq {x.seq} precedes it",
-                region,
-                boot=y.boot,
-                seq=0,
-                lba=y.lba,
-            )
-            return True
-        if (prior.boot, prior.seq) == (x.boot, x.seq):
-            if not crypto.ct_equal(prior.tag, x.tag):
-                self._add(
-                    Kind.CHAIN_BROKEN,
-                    f"boot record names boot {x.boot} seq {x.seq} with another tag",
-                    region,
-                    boot=y.boot,
-                    seq=0,
-                    lba=y.lba,
-                )
-            return True
-        if (prior.boot, prior.seq) > (x.boot, x.seq):
-            seen = present.get((prior.boot, prior.seq))
-            if seen is not None and seen.status == "no_key":
-                # The frame the later boot saw is here, but we cannot read it: its tag must be
-                # the one the (authenticated) boot record names.
-                if not crypto.ct_equal(prior.tag, seen.tag):
-                    self._add(
-                        Kind.CHAIN_BROKEN,
-                        f"boot record names boot {prior.boot} seq {prior.seq} with another tag",
-                        region,
-                        boot=y.boot,
-                        seq=0,
-                        lba=y.lba,
-                    )
-                return True
-            return False  # frames the later boot saw are gone: a cut, judged with rotation
-        self._add(
-            Kind.BOOT_CLAIM_MISMATCH,
-            f"boot {y.boot} found boot {prior.boot} seq {prior.seq} "
-            f"as the newest frame, but boot {x.boot} seq {x.seq} is newer",
-            region,
-            boot=x.boot,
-            seq=x.seq,
-            lba=x.lba,
-        )
-        return True
-
-    def _check_torn(
-        self, region: RegionEntry, entries: list[Entry], present: dict[tuple[int, int], Entry]
-    ) -> None:
-        """A torn frame is a crash if nothing of its boot was written after it (spec §8.4)."""
-        last_seq: dict[int, int] = {}
-        for b, s in present:
-            last_seq[b] = max(last_seq.get(b, -1), s)
-        for e in entries:
-            if e.status != "torn":
-                continue
-            if last_seq.get(e.boot, -1) < e.seq and self._boot_moved_on(present, e):
-                self._add(
-                    Kind.CRASH_TAIL,
-                    "torn frame: the write was cut short by a crash",
-                    region,
-                    boot=e.boot,
-                    seq=e.seq,
-                    lba=e.lba,
-                )
-                self.report.span(e.boot, region.name).torn_tail = True
-                if e.lba == region.start:
-                    self._torn_at_start.add(region.stream)
-            else:
-                self._add(
-                    Kind.FRAME_CORRUPT,
-                    "frame fails authentication and its commit digest, and later frames of its boot exist: "
-                    "not a torn tail, it was changed",
-                    region,
-                    boot=e.boot,
-                    seq=e.seq,
-                    lba=e.lba,
-                )
-
-    @staticmethod
-    def _boot_moved_on(present: dict[tuple[int, int], Entry], torn: Entry) -> bool:
-        """Later boots may have left a torn tail of an earlier boot in place: allowed when the
-        next boot's record names an earlier frame as the newest it found."""
-        later = [e for (b, s), e in present.items() if b > torn.boot and s == 0 and e.boot_body]
-        if not later:
-            return True
-        first = min(later, key=lambda e: e.boot)
-        prior = first.boot_body.prior if first.boot_body else None
-        return prior is None or (prior.boot, prior.seq) < (torn.boot, torn.seq)
-
-    def _check_rotation(
-        self,
-        region: RegionEntry,
-        readable: list[Entry],
-        cuts: list[int],
-        present: dict[tuple[int, int], Entry],
-    ) -> None:
-        """The readable frames after the last cut reach the head unbroken. Missing history is
-        rotation only if the region wrapped, and then every cut must have its older side in
-        the dead zone the newest wrap declared (spec §8.3)."""
-        suffix_start = cuts[-1] if cuts else 0
-        oldest = readable[suffix_start]
-        granted_from_here = oldest.chain is not None and oldest.seq == oldest.chain.base_seq > 0
-        if suffix_start == 0 and (_is_genesis(oldest) or granted_from_here):
-            return  # nothing missing, or nothing before it that we were ever meant to read
-        start_frame = next((e for e in present.values() if e.lba == region.start), None)
-        unknown = (
-            region.stream in self._torn_at_start
-            or (start_frame is not None and start_frame.status == "no_key")
-            or (start_frame is None and self._crash_while_wrapping(region, readable, present))
-        )
-        wrapped = start_frame is not None and start_frame.status == "ok" and start_frame.wrap_from > 0
-        if not (wrapped or unknown):
-            why = "and the region never wrapped"
-            if not _is_genesis(readable[0]):
-                self._report_gap(region, None, readable[0], why)
-            for i in cuts:
-                self._report_gap(region, readable[i - 1], readable[i], why)
-            return
-        dead_from = region.start + start_frame.wrap_from if wrapped and start_frame else None
-        for i in cuts:
-            older = readable[i - 1]
-            if not unknown and (dead_from is None or older.lba < dead_from):
-                self._report_gap(region, older, readable[i], "outside the wrap's dead zone")
-        for e in readable[:suffix_start]:
-            if unknown or (dead_from is not None and e.lba >= dead_from):
-                self._add(
-                    Kind.STALE_REMNANT,
-                    "an earlier lap's frame, left where the writer wrapped",
-                    region,
-                    boot=e.boot,
-                    seq=e.seq,
-                    lba=e.lba,
-                )
-        self._add(
-            Kind.ROTATED_OUT,
-            f"history before boot {oldest.boot} seq {oldest.seq} was reclaimed by the ring",
-            region,
-            boot=oldest.boot,
-            seq=oldest.seq,
-            lba=oldest.lba,
-        )
-
-    def _crash_while_wrapping(
-        self, region: RegionEntry, readable: list[Entry], present: dict[tuple[int, int], Entry]
-    ) -> bool:
-        """No frame at the region start: a crash in the middle of the write that wrapped the
-        ring can leave it garbled with no header. That write did not fit in the room after
-        the newest frame, and garbled at least its own length: so the room is smaller than
-        the largest wrapping write and than the gap before the first surviving frame
-        (spec §8.3). Later boots only shrink the room, so the case stays recognisable."""
-        head = readable[-1]
-        room = region.sectors - (head.lba - region.start + head.sectors)
-        first = min(e.lba for e in present.values()) - region.start
-        if room >= MAX_WRAP_SECTORS or first <= room:
-            return False
-        self._add(
-            Kind.CRASH_TAIL,
-            "no frame at the region start: consistent with a crash while the ring wrapped",
-            region,
-            boot=head.boot,
-            lba=region.start,
-        )
-        return True
-
-    def _report_gap(self, region: RegionEntry, x: Entry | None, y: Entry, why: str) -> None:
-        """Frames between x and y (or before y) are gone: name the first missing one. When y's
-        boot record saw frames after x, the earlier boot was truncated after y started."""
-        prior = y.boot_body.prior if y.seq == 0 and y.boot_body is not None else None
-        kind = Kind.FRAME_MISSING
-        if x is not None and prior is not None and (prior.boot, prior.seq) > x.key:
-            kind = Kind.BOOT_TRUNCATED
-            boot, seq = (x.boot, x.seq + 1) if prior.boot == x.boot else (prior.boot, prior.seq)
-        elif x is not None and x.boot == y.boot:
-            boot, seq = y.boot, x.seq + 1
-        elif y.seq > 0:
-            boot, seq = y.boot, 0
-        elif x is not None:
-            boot, seq = x.boot, x.seq + 1
-        else:
-            boot, seq = (prior.boot, prior.seq) if prior else (y.boot, y.seq)
-        self._add(
-            kind,
-            f"frames from boot {boot} seq {seq} up to boot {y.boot} seq {y.seq} are missing, {why}",
-            region,
-            boot=boot,
-            seq=seq,
-            lba=y.lba,
-        )
-        self._violated.add((y.boot, region.name))
-
     # ------------------------------------------------------------------ summary
 
     def _summarise(self, region: RegionEntry, order: list[Entry]) -> None:
@@ -713,7 +436,11 @@ class Verifier:
         orders: dict[int, list[Entry]] = {}
         for region in self.volume.superblock.regions:
             entries = self._scan(region)
-            order = self._check_region(region, entries)
+            judge = RegionJudge(region, self._adder(region))
+            order = judge.judge(entries)
+            for boot in judge.torn_tail_boots:
+                self.report.span(boot, region.name).torn_tail = True
+            self._violated |= {(boot, region.name) for boot in judge.violated_boots}
             orders[region.stream] = order
             self._entries[region.stream] = [e for e in order if e.status == "ok"]
         self._judge_torn_slots(orders)
