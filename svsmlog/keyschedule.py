@@ -106,6 +106,8 @@ class ReaderChain:
         if seq < self._cur_seq:
             start = max(s for s in self._checkpoints if s <= seq)
             self._cur_seq, self._cur_key, self._cur_out = start, self._checkpoints[start], None
+        if seq - self._cur_seq > self.budget.left:
+            raise RatchetExhausted  # refuse up front: one far-off claim must not drain the budget
         while self._cur_seq < seq:
             self.budget.spend()
             self._cur_key = self._step_out()[0]

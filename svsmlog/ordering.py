@@ -51,10 +51,11 @@ def _is_genesis(e: Entry) -> bool:
 class RegionJudge:
     """Judges one region's frames; what it learns beyond findings is kept on the instance."""
 
-    def __init__(self, region: RegionEntry, add: Add, *, torn_at_start: bool = False) -> None:
+    def __init__(self, region: RegionEntry, add: Add, *, newest_boot: int = 0) -> None:
         self.region = region
         self.add = add
-        self.torn_at_start = torn_at_start
+        self.newest_boot = newest_boot  # over every region: a crashed boot is at most one newer
+        self.torn_at_start = False
         self.torn_tail_boots: set[int] = set()  # boots whose frames here end in a crash tail
         self.violated_boots: set[int] = set()  # boots a gap leaves incomplete here
 
@@ -152,14 +153,17 @@ class RegionJudge:
         return True
 
     def _check_torn(self, entries: list[Entry], present: dict[tuple[int, int], Entry]) -> None:
-        """A torn frame is a crash if nothing of its boot was written after it (spec §8.4)."""
+        """A torn frame is a crash if it carries the numbers the writer's next write would
+        have (its header is unauthenticated: spec §8.4): the next seq of its boot here, or
+        seq 0 of a boot at most one newer than any, and nothing of a later boot says otherwise."""
         last_seq: dict[int, int] = {}
         for b, s in present:
             last_seq[b] = max(last_seq.get(b, -1), s)
         for e in entries:
             if e.status != "torn":
                 continue
-            if last_seq.get(e.boot, -1) < e.seq and self._boot_moved_on(present, e):
+            next_write = e.seq == last_seq.get(e.boot, -1) + 1 and e.boot <= self.newest_boot + 1
+            if next_write and self._boot_moved_on(present, e):
                 self.add(
                     Kind.CRASH_TAIL,
                     "torn frame: the write was cut short by a crash",
@@ -206,9 +210,11 @@ class RegionJudge:
         if suffix_start == 0 and (_is_genesis(oldest) or granted_from_here):
             return  # nothing missing, or nothing before it that we were ever meant to read
         start_frame = next((e for e in present.values() if e.lba == self.region.start), None)
+        head = readable[-1]
         unknown = (
             self.torn_at_start
-            or (start_frame is not None and start_frame.status == "no_key")
+            # a frame we cannot read opened the newest lap: it cannot be newer than the head
+            or (start_frame is not None and start_frame.status == "no_key" and start_frame.boot <= head.boot)
             or (start_frame is None and self._crash_while_wrapping(readable, present))
         )
         wrapped = start_frame is not None and start_frame.status == "ok" and start_frame.wrap_from > 0

@@ -434,10 +434,15 @@ class Verifier:
         self._chains = harvest(self._read, self.volume, self.keyring, self._budget, self._flood)
         self._check_directory()
         orders: dict[int, list[Entry]] = {}
+        scanned = {r.stream: self._scan(r) for r in self.volume.superblock.regions}
+        # The newest boot any complete frame names: a torn frame can only be the next write.
+        newest_boot = max(
+            (e.boot for entries in scanned.values() for e in entries if e.status in ("ok", "no_key")),
+            default=0,
+        )
         for region in self.volume.superblock.regions:
-            entries = self._scan(region)
-            judge = RegionJudge(region, self._adder(region))
-            order = judge.judge(entries)
+            judge = RegionJudge(region, self._adder(region), newest_boot=newest_boot)
+            order = judge.judge(scanned[region.stream])
             for boot in judge.torn_tail_boots:
                 self.report.span(boot, region.name).torn_tail = True
             self._violated |= {(boot, region.name) for boot in judge.violated_boots}
