@@ -167,6 +167,8 @@ def decode_frame_header(buf: bytes, offset: int = 0) -> FrameHeader:
         raise DecodeError(f"unsupported frame version {version}")
     if ftype not in _FRAME_TYPES:
         raise DecodeError(f"unknown frame type {ftype}")
+    if boot == 0:
+        raise DecodeError("boot 0 does not exist (boots count from 1)")
     if clear_len > MAX_CLEAR_LEN:
         raise DecodeError(f"clear section length {clear_len} exceeds {MAX_CLEAR_LEN}")
     if not TAG_LEN <= ct_len <= MAX_CT_LEN:

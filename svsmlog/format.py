@@ -126,6 +126,7 @@ FrameHeader = Struct(
     Check(lambda ctx: ctx.type in FrameType._value2member_map_),
     "stream" / Int16ul,
     "boot" / Int32ul,
+    Check(lambda ctx: ctx.boot >= 1),
     "seq" / Int64ul,
     "lba" / Int64ul,
     "volume_id" / Bytes(16),

@@ -218,6 +218,18 @@ class RegionJudge:
             or (start_frame is None and self._crash_while_wrapping(readable, present))
         )
         wrapped = start_frame is not None and start_frame.status == "ok" and start_frame.wrap_from > 0
+        if wrapped and start_frame is not None and start_frame.key < oldest.key:
+            # A wrap frame at the region start opens the newest lap, so it belongs to the
+            # unbroken suffix; an older one there is an old copy restored over newer frames.
+            self.add(
+                Kind.FRAME_MISSING,
+                f"the region start holds boot {start_frame.boot} seq {start_frame.seq}, older than the "
+                f"newest lap (from boot {oldest.boot} seq {oldest.seq}): an old copy over newer frames",
+                boot=start_frame.boot,
+                seq=start_frame.seq,
+                lba=start_frame.lba,
+            )
+            self.violated_boots.add(oldest.boot)
         if not (wrapped or unknown):
             why = "and the region never wrapped"
             if not _is_genesis(readable[0]):

@@ -340,7 +340,9 @@ class LogWriter:
         if st.pos + n > st.region.sectors:
             wrap_from, st.pos = st.pos, 0
             if ftype != FrameType.BOOT:
-                keys_body = encode_keys_body(KeysBody(KeysReason.WRAP_REKEY, self._clock(), wrap_from, self.volume.digest))
+                keys_body = encode_keys_body(
+                    KeysBody(KeysReason.WRAP_REKEY, self._clock(), wrap_from, self.volume.digest)
+                )
                 out, _ = self._seal(st, FrameType.KEYS, self._all_envelopes(st), keys_body)
                 wrap_from = 0
         first_lba = st.region.start + st.pos - len(out) // SECTOR

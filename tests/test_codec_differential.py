@@ -118,7 +118,10 @@ def test_frame_header_agreement(h: codec.FrameHeader) -> None:
     fast, slow = header_pair(codec.encode_frame_header(h))
     assert fast == slow
     valid = (
-        h.type in (1, 2, 3, 4) and h.clear_len <= format.MAX_CLEAR_LEN and 16 <= h.ct_len <= format.MAX_CT_LEN
+        h.type in (1, 2, 3, 4)
+        and h.boot >= 1
+        and h.clear_len <= format.MAX_CLEAR_LEN
+        and 16 <= h.ct_len <= format.MAX_CT_LEN
     )
     assert (fast is not None) == valid
 
