@@ -40,3 +40,7 @@ demo: $(STAMP)
 
 samples: $(STAMP)
 	$(BIN)/python -m svsmlog.model.samples samples
+
+# Full-size crash, tamper and hostile-input campaigns; writes the figures (about 10 minutes).
+campaign: $(STAMP)
+	$(BIN)/python -m svsmlog.campaign --out docs/campaigns.md

@@ -163,7 +163,7 @@ class RegionJudge:
             if e.status != "torn":
                 continue
             next_write = e.seq == last_seq.get(e.boot, -1) + 1 and e.boot <= self.newest_boot + 1
-            if next_write and self._boot_moved_on(present, e):
+            if next_write and self._where_next(e, present) and self._boot_moved_on(present, e):
                 self.add(
                     Kind.CRASH_TAIL,
                     "torn frame: the write was cut short by a crash",
@@ -183,6 +183,17 @@ class RegionJudge:
                     seq=e.seq,
                     lba=e.lba,
                 )
+
+    def _where_next(self, torn: Entry, present: dict[tuple[int, int], Entry]) -> bool:
+        """The torn frame lies where the writer put its next write: right after the frame
+        before it, or at the region start when too little room was left after that frame."""
+        before = [e for k, e in present.items() if k < torn.key]
+        if not before:
+            return torn.lba == self.region.start
+        pred = max(before, key=lambda e: e.key)
+        end = pred.lba + pred.sectors
+        room = self.region.start + self.region.sectors - end
+        return torn.lba == end or (torn.lba == self.region.start and room < MAX_WRAP_SECTORS)
 
     @staticmethod
     def _boot_moved_on(present: dict[tuple[int, int], Entry], torn: Entry) -> bool:
