@@ -9,7 +9,7 @@ from typing import Any
 
 from . import crypto
 from .codec import BootBody, RegionEntry
-from .format import MAX_WRAP_SECTORS
+from .format import MAX_WRAP_SECTORS, FrameType
 from .keyschedule import ReaderChain
 from .report import Kind
 
@@ -162,7 +162,11 @@ class RegionJudge:
         for e in entries:
             if e.status != "torn":
                 continue
-            next_write = e.seq == last_seq.get(e.boot, -1) + 1 and e.boot <= self.newest_boot + 1
+            next_write = (
+                e.seq == last_seq.get(e.boot, -1) + 1
+                and e.boot <= self.newest_boot + 1
+                and (e.type == FrameType.BOOT) == (e.seq == 0)  # the writer's BOOT frame is seq 0
+            )
             if next_write and self._where_next(e, present) and self._boot_moved_on(present, e):
                 self.add(
                     Kind.CRASH_TAIL,
