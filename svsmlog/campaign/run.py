@@ -1,0 +1,582 @@
+"""The campaigns at a given size, and their figures as markdown.
+
+``python -m svsmlog.campaign --out docs/campaigns.md`` runs the full size (``make campaign``);
+the tests in tests/campaigns/ run the CI size. The exit status is 1 if any must-be-zero
+figure is not zero (known defects included: they are real failures until fixed).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import tempfile
+import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from ..format import Layout
+from ..volume import StreamSpec
+from .common import Run, campaign_key, model_run, writer_run
+from .crash import CrashFigures, crash_campaign
+from .hostile import (
+    GENERATORS,
+    Hostile,
+    HostileFigures,
+    RandomDraw,
+    check_image,
+    generate,
+    key_cases,
+    run_in_process,
+    run_subprocess,
+)
+from .tamper import KNOWN_DEFECTS, TamperFigures, tamper_bases, tamper_campaign
+
+PER_SERVICE = ("boot", "core", "attest", "vtpm", "apic", "uefi", "console")
+SMALL = {n: 32 for n in PER_SERVICE}
+
+# Defects found by the campaigns and fixed since (regression tests in
+# tests/campaigns/test_found_defects.py); listed in the report for the record.
+FIXED_DEFECTS = {
+    "D1": "a frame header claiming a huge seq made the reader ratchet its chain that many steps "
+    "(seq 2**22: ~16 s; 2**40: days)",
+    "D3": "a frame whose volume_id was changed was ignored unless its digest was right: a flipped bit in "
+    "a boot's END frame read as a boot that never shut down (now frame_foreign)",
+    "D4": "a gap in a wrapped region was reported between two adjacent present frames, not at the "
+    "missing one",
+    "D5": "the superblock was checked only against BOOT frames: once the ring reclaimed them a renamed "
+    "region went unnoticed, and a changed volume_id was reported as frame_foreign everywhere",
+    "D6": "an authenticated record block that does not parse made Verifier.records() raise: 'extract' "
+    "exited 2 and wrote none of the verified records",
+    "D7": "envelopes that open (host-chosen boot secrets sealed to the owner's public key) were not "
+    "bounded: every candidate of the boot was tried with every secret, quadratic in the image size",
+    "D2b": "a torn or unreadable frame at the region start excused missing history as rotation without "
+    "the room conditions a missing start needs (one seq or boot bit of a roomy region's genesis BOOT "
+    "frame, or of a wrap's KEYS frame, gave verdict intact)",
+    "D10": "a frame header claiming boot 0 (spec §4.3: boot >= 1) was taken as a frame we hold no key for "
+    "and, at a region start, excused the missing history as rotation",
+    "D11": "an earlier lap's wrap frame spliced back over the newest one at the region start brought its "
+    "old wrap_from: the violation was reported at a gap the ring had made legitimately",
+    "D9": "a claimed seq past the ratchet budget was ratcheted towards until the image's whole budget was "
+    "spent; every frame read after it was then frame_corrupt and its records were not output",
+    "D2a": "erasing the region start (a wrap write in the middle of a boot, or a small region's first "
+    "frames) was excused as a crash while wrapping whatever the erased length",
+}
+HOSTILE_DEFECTS: dict[str, str] = {}
+DEFECTS = {**KNOWN_DEFECTS, **HOSTILE_DEFECTS}
+
+
+# --------------------------------------------------------------------------- sizes
+
+
+def _crash_runs(seed: int, full: bool) -> list[Callable[[], Run]]:
+    ps3 = [StreamSpec(1, "core", 48), StreamSpec(2, "vtpm", 40), StreamSpec(3, "uefi", 32)]
+    boots = 5 if full else 4
+    runs: list[Callable[[], Run]] = [
+        lambda: writer_run(
+            f"writer/aggregated/{seed}",
+            [StreamSpec(1, "all", 96)],
+            boots=boots,
+            records_per_boot=30,
+            seed=seed,
+        ),
+        lambda: writer_run(
+            f"writer/per-service/{seed}",
+            ps3,
+            boots=boots - 1,
+            records_per_boot=30,
+            seed=seed,
+            layout=Layout.PER_SERVICE,
+        ),
+        lambda: model_run(
+            "multi-boot", Layout.AGGREGATED, boots=boots, seed=seed, sectors={"all": 96}, steady_s=2
+        ),
+        lambda: model_run(
+            "multi-boot", Layout.PER_SERVICE, boots=boots, seed=seed, sectors=SMALL, steady_s=1.5
+        ),
+        lambda: model_run("wraparound", Layout.AGGREGATED, boots=3, seed=seed, steady_s=6),
+        lambda: model_run("debug", Layout.PER_SERVICE, boots=2, seed=seed, sectors=SMALL, steady_s=1),
+        lambda: model_run(
+            "multi-boot",
+            Layout.AGGREGATED,
+            boots=3,
+            seed=seed,
+            owners=("owner-pq",),
+            sectors={"all": 128},
+            steady_s=1.5,
+        ),
+    ]
+    if full:
+        runs += [
+            lambda: model_run("wraparound", Layout.PER_SERVICE, boots=3, seed=seed, steady_s=6),
+            lambda: model_run("panic", Layout.PER_SERVICE, boots=3, seed=seed, sectors=SMALL),
+            lambda: model_run(
+                "attestation-failure", Layout.AGGREGATED, boots=3, seed=seed, sectors={"all": 64}
+            ),
+        ]
+    return runs
+
+
+@dataclass(frozen=True)
+class Size:
+    name: str
+    crash_seeds: tuple[int, ...]
+    tamper_dense: bool
+    hostile_per_generator: int
+    hostile_max_sectors: int
+    hostile_subprocess: bool
+    hostile_big_mib: tuple[int, ...] = ()  # extra large images (magic sectors, random) to show linearity
+    jobs: int = 1
+
+
+CI = Size("ci", (1,), False, 4, 2048, False)
+FULL = Size("full", (1, 2, 3), True, 15, 8192, True, (16, 64), jobs=2)
+
+
+# --------------------------------------------------------------------------- running
+
+
+def _crash_job(args: tuple[int, int, bool]) -> CrashFigures:
+    seed, i, full = args
+    run = _crash_runs(seed, full)[i]()
+    fig = crash_campaign(run)
+    fig.run = f"{run.name} (seed {seed})" if not run.name.endswith(f"/{seed}") else run.name
+    return fig
+
+
+def run_crash(size: Size) -> list[CrashFigures]:
+    full = size.name == "full"
+    jobs = [(seed, i, full) for seed in size.crash_seeds for i in range(len(_crash_runs(seed, full)))]
+    if size.jobs > 1:
+        with ProcessPoolExecutor(size.jobs) as ex:
+            return list(ex.map(_crash_job, jobs))
+    return [_crash_job(j) for j in jobs]
+
+
+def _tamper_job(args: tuple[str, int]) -> TamperFigures:
+    size_name, index = args
+    bases, other = tamper_bases(size_name)
+    return tamper_campaign([bases[index]], other, dense=size_name == "full")
+
+
+def run_tamper(size: Size) -> TamperFigures:
+    if size.jobs > 1:
+        n = len(tamper_bases(size.name)[0])
+        with ProcessPoolExecutor(size.jobs) as ex:
+            parts = list(ex.map(_tamper_job, [(size.name, i) for i in range(n)]))
+        return merge_tamper(parts)
+    bases, other = tamper_bases(size.name)
+    return tamper_campaign(bases, other, dense=size.tamper_dense)
+
+
+def merge_tamper(parts: list[TamperFigures]) -> TamperFigures:
+    out = TamperFigures()
+    for p in parts:
+        out.bases += p.bases
+        out.forged_verified_records += p.forged_verified_records
+        out.seconds += p.seconds
+        for cls, r in p.rows.items():
+            t = out.row(cls)
+            for f in (
+                "cases",
+                "claimed",
+                "detected",
+                "located",
+                "missed",
+                "harmless",
+                "harmless_ok",
+                "harmless_flagged",
+                "limits",
+                "limits_flagged",
+                "anchor_cases",
+                "anchor_caught",
+                "collateral",
+                "collateral_checked",
+            ):
+                setattr(t, f, getattr(t, f) + getattr(r, f))
+            for k, v in r.known.items():
+                t.known[k] = t.known.get(k, 0) + v
+            t.examples += r.examples[: max(0, 6 - len(t.examples))]
+    return out
+
+
+@dataclass
+class KeyResult:
+    name: str
+    expect: int
+    got: int
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.got == self.expect and not self.problems
+
+
+def run_hostile(size: Size, workdir: Path) -> tuple[list[HostileFigures], list[KeyResult], float]:
+    t0 = time.perf_counter()
+    key = campaign_key("owner")
+    key_path = workdir / "owner.key"
+    key_path.write_bytes(key.to_pem())
+    figs = []
+    for kind in GENERATORS:
+        fig = HostileFigures(kind)
+        n = size.hostile_per_generator
+        max_sectors = size.hostile_max_sectors
+        for i in range(n):
+            h = generate(kind, RandomDraw(f"{size.name}/{kind}/{i}"), max_sectors, key)
+            check_image(
+                fig, h, workdir / "hostile.img", key_path, key, subprocess_mode=size.hostile_subprocess
+            )
+        figs.append(fig)
+    for mib in size.hostile_big_mib:
+        for h in (_big_magic(mib), _big_random_volume(mib)):
+            fig = HostileFigures(f"{h.name}, {mib} MiB")
+            check_image(fig, h, workdir / "big.img", key_path, key, subprocess_mode=True)
+            figs.append(fig)
+    # bad keys, against a real image
+    image = workdir / "good.img"
+    base = model_run("multi-boot", Layout.PER_SERVICE, boots=2, seed=11, steady_s=1)
+    image.write_bytes(base.final())
+    results = []
+    for kc in key_cases(workdir / "keys", image, key):
+        run = run_subprocess(kc.argv, timeout=60) if size.hostile_subprocess else run_in_process(kc.argv)
+        results.append(KeyResult(kc.name, kc.expect, run.code, run.problems()))
+    return figs, results, time.perf_counter() - t0
+
+
+def _big_volume(mib: int) -> tuple[bytearray, bytes, int]:
+    from ..device import SECTOR
+    from .hostile import _sb
+
+    sectors = mib * 2048 - 64
+    vid = bytes(range(16))
+    img = bytearray((64 + sectors) * SECTOR)
+    img[:SECTOR] = _sb(vid, 64 + sectors, [(1, "all", 64, sectors)])
+    return img, vid, sectors
+
+
+def _big_magic(mib: int) -> Hostile:
+    """One region of ``mib`` MiB with the longest forged header that fits on every sector."""
+    from ..codec import FrameHeader, encode_frame_header
+    from ..device import SECTOR
+    from ..format import MAX_CT_LEN
+
+    img, vid, sectors = _big_volume(mib)
+    for lba in range(64, 64 + sectors):
+        left = (64 + sectors - lba) * SECTOR - 84
+        ct = max(16, min(MAX_CT_LEN, left))
+        h = encode_frame_header(FrameHeader(3, 1, 1, lba, lba, vid, bytes(16), 0, ct, bytes(16)))
+        img[lba * SECTOR : lba * SECTOR + 84] = h
+    return Hostile("a frame magic on every sector", bytes(img))
+
+
+def _big_random_volume(mib: int) -> Hostile:
+    """A valid superblock over one region of random bytes."""
+    from ..device import SECTOR
+
+    img, _, sectors = _big_volume(mib)
+    img[64 * SECTOR :] = RandomDraw(f"big/{mib}").bytes(sectors * SECTOR)
+    return Hostile("random bytes in a valid volume", bytes(img))
+
+
+# --------------------------------------------------------------------------- markdown
+
+
+def _n(x: int) -> str:
+    return f"{x:,}"
+
+
+def crash_table(figs: list[CrashFigures]) -> str:
+    head = (
+        "| run | layout | boots | writes | ring wrapped | crash images | before format | durable records "
+        "checked | durable lost | false violations | torn tails (reported/expected) | next-boot failures "
+        "| ring-order violations | s |\n|" + "---|" * 14 + "\n"
+    )
+    rows = []
+    tot = CrashFigures("total", "", 0, 0, False)
+    for f in figs:
+        rows.append(
+            f"| {f.run} | {f.layout} | {f.boots} | {f.writes} | {'yes' if f.wrapped else 'no'} "
+            f"| {_n(f.cases)} | {_n(f.unformatted)} | {_n(f.durable_checked)} | **{f.durable_lost}** "
+            f"| **{f.false_violations}** "
+            f"| {f.torn_expected - f.torn_missed}/{f.torn_expected} | **{f.next_boot_failures}** "
+            f"| **{f.ring_order_violations}** | {f.seconds:.1f} |"
+        )
+        for a in (
+            "writes",
+            "cases",
+            "unformatted",
+            "durable_checked",
+            "durable_lost",
+            "false_violations",
+            "torn_expected",
+            "torn_missed",
+            "next_boot_failures",
+            "ring_order_violations",
+        ):
+            setattr(tot, a, getattr(tot, a) + getattr(f, a))
+        tot.seconds += f.seconds
+    rows.append(
+        f"| **all** | | | {_n(tot.writes)} | | **{_n(tot.cases)}** | {_n(tot.unformatted)} "
+        f"| {_n(tot.durable_checked)} | **{tot.durable_lost}** | **{tot.false_violations}** "
+        f"| {tot.torn_expected - tot.torn_missed}/{tot.torn_expected} | **{tot.next_boot_failures}** "
+        f"| **{tot.ring_order_violations}** | {tot.seconds:.1f} |"
+    )
+    return head + "\n".join(rows) + "\n"
+
+
+def tamper_table(fig: TamperFigures) -> str:
+    head = (
+        "| class | cases | claimed | detected | located | missed | harmless as specified | not claimed "
+        "(limit) | limit caught by the anchor | untouched frames' records lost | known defects |\n|"
+        + "---|" * 11
+        + "\n"
+    )
+    rows = []
+    keys = (
+        "cases",
+        "claimed",
+        "detected",
+        "located",
+        "missed",
+        "harmless",
+        "ok",
+        "lim",
+        "ac",
+        "a",
+        "col",
+        "cc",
+    )
+    tot = dict.fromkeys(keys, 0)
+    for r in sorted(fig.rows.values(), key=_class_order):
+        known = ", ".join(f"{k}: {v}" for k, v in sorted(r.known.items())) or ""
+        harmless = f"{r.harmless_ok}/{r.harmless}" if r.harmless else ""
+        anchor = f"{r.anchor_caught}/{r.anchor_cases}" if r.anchor_cases else ""
+        lim = (
+            f"{r.limits}" + (f" ({r.limits_flagged} flagged)" if r.limits_flagged else "") if r.limits else ""
+        )
+        col = f"**{r.collateral}** of {r.collateral_checked}" if r.collateral_checked else ""
+        rows.append(
+            f"| {r.cls} | {_n(r.cases)} | {_n(r.claimed)} | {_n(r.detected)} | {_n(r.located)} "
+            f"| **{r.missed}** | {harmless} | {lim} | {anchor} | {col} | {known} |"
+        )
+        vals = (
+            r.cases,
+            r.claimed,
+            r.detected,
+            r.located,
+            r.missed,
+            r.harmless,
+            r.harmless_ok,
+            r.limits,
+            r.anchor_caught,
+            r.anchor_cases,
+            r.collateral,
+            r.collateral_checked,
+        )
+        for k, v in zip(keys, vals, strict=True):
+            tot[k] += v
+    rows.append(
+        f"| **all** | **{_n(tot['cases'])}** | {_n(tot['claimed'])} | {_n(tot['detected'])} "
+        f"| {_n(tot['located'])} | **{tot['missed']}** | {tot['ok']}/{tot['harmless']} | {tot['lim']} "
+        f"| {tot['ac']}/{tot['a']} | **{tot['col']}** of {_n(tot['cc'])} | |"
+    )
+    return head + "\n".join(rows) + "\n"
+
+
+def _class_order(r) -> tuple[int, str]:  # type: ignore[no-untyped-def]
+    order = ["superblock", "key-directory", "BOOT", "DATA", "END", "KEYS", "commit", "padding"]
+    for i, p in enumerate(order):
+        if r.cls.startswith(p):
+            return (i, r.cls)
+    return (len(order), r.cls)
+
+
+def hostile_table(figs: list[HostileFigures]) -> str:
+    head = (
+        "| generator | images | CLI runs | MiB | exit 0/1/2/3 | wrong exit | stderr problems | too slow "
+        "| too big | worst s | worst s/MiB | worst memory MiB |\n|" + "---|" * 12 + "\n"
+    )
+    rows = []
+    for f in figs:
+        ex = "/".join(str(f.exits.get(c, 0)) for c in (0, 1, 2, 3))
+        rows.append(
+            f"| {f.kind} | {f.images} | {f.runs} | {f.bytes_total / (1 << 20):.1f} | {ex} "
+            f"| **{f.wrong_exit}** | **{f.bad_stderr}** | **{f.too_slow}** | **{f.too_big}** "
+            f"| {f.worst_seconds:.2f} | {f.worst_s_per_mib:.2f} | {f.worst_peak / (1 << 20):.0f} |"
+        )
+    return head + "\n".join(rows) + "\n"
+
+
+def keys_table(results: list[KeyResult]) -> str:
+    head = "| case | expected exit | exit | ok |\n|---|---|---|---|\n"
+    return (
+        head
+        + "\n".join(
+            f"| {r.name} | {r.expect} | {r.got} | {'yes' if r.ok else '**no** ' + '; '.join(r.problems)} |"
+            for r in results
+        )
+        + "\n"
+    )
+
+
+def must_be_zero(
+    crash: list[CrashFigures],
+    tamper: TamperFigures | None,
+    hostile: list[HostileFigures],
+    keys: list[KeyResult],
+) -> int:
+    return (
+        sum(f.must_be_zero for f in crash)
+        + (tamper.must_be_zero if tamper else 0)
+        + sum(f.must_be_zero for f in hostile)
+        + sum(1 for k in keys if not k.ok)
+    )
+
+
+def machine() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), "")
+    except OSError:
+        cpu = platform.processor()
+    mem = ""
+    try:
+        with open("/proc/meminfo") as f:
+            kb = int(next(ln for ln in f if ln.startswith("MemTotal")).split()[1])
+            mem = f", {kb / (1 << 20):.0f} GiB"
+    except (OSError, StopIteration, ValueError):
+        pass
+    return (
+        f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs ({cpu}){mem}, "
+        f"Python {platform.python_version()}"
+    )
+
+
+def render(
+    size: Size,
+    command: str,
+    crash: list[CrashFigures],
+    tamper: TamperFigures | None,
+    hostile: list[HostileFigures],
+    keys: list[KeyResult],
+    seconds: dict[str, float],
+) -> str:
+    bad = must_be_zero(crash, tamper, hostile, keys)
+    out = [
+        "# Campaigns: crash, tamper and hostile input\n",
+        "Generated by the campaign itself; do not edit by hand. It proves the rows of the guarantees "
+        "table of [formats/svsmlog-v1.md](../formats/svsmlog-v1.md) §10 and respects its stated limits "
+        "(see `svsmlog/campaign/`). **Bold** figures must be zero.\n",
+        f"- command: `{command}`",
+        f"- size: {size.name}",
+        f"- date: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}",
+        f"- machine: {machine()}",
+        "- time: " + ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items()),
+        f"- must-be-zero figures not zero: **{bad}**"
+        + (" (see the examples and the defects below)" if bad else ""),
+        "",
+    ]
+    if crash:
+        out += [
+            "## Crash campaign\n",
+            "Every multi-boot run is recorded write by write. For every K (writes landed) and every tear "
+            "point T of write K+1 (0 .. sectors-1), with the unwritten sectors left stale and, separately, "
+            "filled with garbage: every record the writer reported durable and whose frame the ring had "
+            "not reclaimed is recovered, verified; no finding is a violation; every frame of write K+1 whose "
+            "header sector landed but not its last is reported `crash_tail` at its offset; the next boot "
+            "mounts the crashed image, logs, shuts down, reclaims only the oldest frames, and the result "
+            "verifies intact with everything recovered.\n",
+            crash_table(crash),
+        ]
+    if tamper:
+        out += [
+            "## Tamper campaign\n",
+            "Expected outcomes are decided from the spec and the writer's ground truth, not from the "
+            "reader. *claimed*: §10 promises detection; *detected*: verdict violated; *located*: a "
+            "violation names the changed frame or structure by byte offset or (stream, boot, seq); "
+            "*harmless as specified*: commit digest and padding changes leave the verdict intact and "
+            "the same records verified (§4.3); *untouched frames' records lost*: cases where a record of "
+            "a frame the change did not touch is no longer output, verified or not (§9); *not "
+            "claimed*: a stated limit (newest tail truncated or torn, whole image or one region rolled "
+            "back, oldest history of a wrapped region, the start of a small region erased when longer "
+            "than the room left, a key-directory slot of a boot with no frames left, a boot forged by "
+            "the host); *limit caught by the anchor*: the limits §10 says an anchor taken later "
+            "detects, checked with the writer's anchor from the end of the run. Base images: "
+            + ", ".join(tamper.bases)
+            + ".\n",
+            tamper_table(tamper),
+            f"Forged later boots (the host runs the writer with the owner's public key): verdict intact, "
+            f"{tamper.forged_verified_records} forged records output as verified — §10 does not list this "
+            "host action; only attestation of the newest boot (the anchor) can tell a real boot from one "
+            "the host made.\n",
+        ]
+    if hostile:
+        out += [
+            "## Hostile input\n",
+            "Images built to be structurally plausible and hostile (see `svsmlog/campaign/hostile.py`), "
+            "each given to `svsmlog verify`, `extract -f jsonl` and `info`"
+            + (" in a subprocess (max RSS from wait4)" if size.hostile_subprocess else " in process")
+            + ". Exit status must match the reader's own judgement (0 intact, 1 violated, 2 unreadable, "
+            "3 nothing opened), stderr at most one line and never a traceback or an 'unexpected' error, "
+            "time within 10 s + 20 s/MiB, memory within 256 MiB + 8 × the image.\n",
+            hostile_table(hostile),
+            "### Keys\n",
+            keys_table(keys),
+        ]
+    failing = [(r.cls, r.examples) for r in (tamper.rows.values() if tamper else []) if r.must_be_zero]
+    failing += [(f.kind, f.examples) for f in hostile if f.must_be_zero]
+    failing += [(f.run, f.examples) for f in crash if f.must_be_zero]
+    if failing:
+        out += ["## Examples of non-zero must-be-zero figures\n"]
+        for cls, examples in failing:
+            out += [f"- {cls}:"] + [f"  - `{e[:300]}`" for e in examples[:3]]
+        out += [""]
+    out += ["## Defects\n", "Open (strict-xfail reproducers in `tests/campaigns/test_found_defects.py`):\n"]
+    out += [f"- **{k}**: {v}" for k, v in DEFECTS.items()] or ["- none"]
+    out += ["", "Found by these campaigns and fixed since (regression tests in the same file):\n"]
+    out += [f"- {k}: {v}" for k, v in FIXED_DEFECTS.items()]
+    out += [""]
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m svsmlog.campaign", description=__doc__)
+    p.add_argument("--out", type=Path, help="write the markdown here (e.g. docs/campaigns.md)")
+    p.add_argument("--size", choices=("ci", "full"), default="full")
+    p.add_argument("--only", default="crash,tamper,hostile", help="comma-separated campaigns to run")
+    p.add_argument("--jobs", type=int, default=None, help="worker processes (default: 2 at full size)")
+    a = p.parse_args(argv)
+    size = FULL if a.size == "full" else CI
+    if a.jobs is not None:
+        size = Size(**{**size.__dict__, "jobs": a.jobs})
+    only = set(a.only.split(","))
+    seconds: dict[str, float] = {}
+    crash: list[CrashFigures] = []
+    tamper = None
+    hostile: list[HostileFigures] = []
+    keys: list[KeyResult] = []
+    if "crash" in only:
+        t = time.perf_counter()
+        crash = run_crash(size)
+        seconds["crash"] = time.perf_counter() - t
+    if "tamper" in only:
+        t = time.perf_counter()
+        tamper = run_tamper(size)
+        seconds["tamper"] = time.perf_counter() - t
+    if "hostile" in only:
+        with tempfile.TemporaryDirectory() as d:
+            hostile, keys, seconds["hostile"] = run_hostile(size, Path(d))
+    args = " ".join(
+        ["python -m svsmlog.campaign", *(argv if argv is not None else __import__("sys").argv[1:])]
+    )
+    text = render(size, args, crash, tamper, hostile, keys, seconds)
+    print(text)
+    if a.out:
+        a.out.parent.mkdir(parents=True, exist_ok=True)
+        a.out.write_text(text)
+    return 1 if must_be_zero(crash, tamper, hostile, keys) else 0
