@@ -509,9 +509,9 @@ def render(
             + ".\n",
             tamper_table(tamper),
             f"Forged later boots (the host runs the writer with the owner's public key): verdict intact, "
-            f"{tamper.forged_verified_records} forged records output as verified — §10 does not list this "
-            "host action; only attestation of the newest boot (the anchor) can tell a real boot from one "
-            "the host made.\n",
+            f"{tamper.forged_verified_records} forged records output as verified: as §10 states, only an "
+            "anchor of a later boot or of the forged boot's number tells a real boot from one the host made "
+            "(the forged boots after a rollback are in the row above, caught by the anchor).\n",
         ]
     if hostile:
         out += [

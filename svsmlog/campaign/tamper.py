@@ -861,13 +861,23 @@ class TamperFigures:
 
 # Known defects (reproducers in tests/campaigns/test_found_defects.py). A miss is put down to
 # one only when it shows that defect's signature; anything else is unexplained.
-KNOWN_DEFECTS: dict[str, str] = {}  # none open: every defect found so far is fixed (see run.py)
+KNOWN_DEFECTS = {
+    "D12": "a torn frame at the start of a wrapped region claiming the next seq after the head is taken "
+    "for a crash while wrapping although the head ended its boot (END) and the room after it held "
+    "that write: one seq bit of the wrap's KEYS frame, verdict intact",
+}
 
 
 def attribute(case: Case, v: Verified, missed: bool) -> str | None:
-    """The known defect a miss or a wrong location shows the signature of (none open now;
-    the fixed ones are regression tests in tests/campaigns/test_found_defects.py)."""
-    del case, v, missed
+    """The known defect a miss or a wrong location shows the signature of."""
+    findings = v.report.findings if v.report else []
+    if (
+        missed
+        and case.at_start
+        and any(f.kind is Kind.ROTATED_OUT for f in findings)
+        and any(f.kind is Kind.CRASH_TAIL and f.offset in case.offsets for f in findings)
+    ):
+        return "D12"
     return None
 
 

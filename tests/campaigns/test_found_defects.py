@@ -4,7 +4,7 @@ Open defects are strict xfails: they fail today; whoever fixes the code removes 
 The campaigns put a miss down to an open defect only when it shows that defect's signature
 (svsmlog/campaign/tamper.py KNOWN_DEFECTS). Defects fixed since are plain regression tests
 (svsmlog/campaign/run.py FIXED_DEFECTS): every defect found so far has been fixed by the
-owner of the core while the campaigns were being written, so there is no xfail left."""
+owner of the core while the campaigns were being written; D12 is open."""
 
 from __future__ import annotations
 
@@ -365,3 +365,29 @@ def test_d2b_a_torn_start_claiming_the_next_seq_in_a_roomy_region_is_detected() 
     img[start + 12] = 6  # boot 1 wrote seq 0..5 (BOOT, four DATA, END): 6 is its next number
     _, report = _verify(bytes(img))
     assert report.verdict == "violated", [f.as_json() for f in report.findings]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="D12: ordering.py / spec §8.3-§8.4: in a wrapped region, a torn frame at the region start that "
+    "claims the next seq after the head (here the boot's END frame) is taken for a crash while wrapping, "
+    "although the head ended its boot and the room after it (21 sectors) held a write of the claimed "
+    "length (1 sector): the wrap's KEYS frame with one seq byte changed reads as crash_tail, the lap "
+    "before it as stale remnants, verdict intact (§10: change a sealed byte -> frame_corrupt)",
+)
+def test_d12_a_torn_wrap_frame_claiming_the_next_seq_after_an_end_is_detected() -> None:
+    dev = RecordingDevice(MemoryDevice(128))
+    w = LogWriter(dev, [StreamSpec(1, "all", 24)], [OWNER.public])
+    i = 0
+    while i < 4 or dev.writes[-1].lba != 64:  # one-sector frames until the ring wraps
+        w.append(1, _line(i))
+        w.flush()
+        i += 1
+    end = w.close()[0]  # END right after the wrap write: the head
+    img = bytearray(dev.inner.image())
+    assert img[64 * SECTOR + 5] == 2  # a KEYS frame (WRAP_REKEY) at the region start
+    img[64 * SECTOR + 12 : 64 * SECTOR + 20] = struct.pack("<Q", end.seq + 1)
+    _, report = _verify(bytes(img))
+    assert report.verdict == "violated", [
+        f.as_json() for f in report.findings if f.kind is not Kind.STALE_REMNANT
+    ]
