@@ -267,16 +267,6 @@ def load_public_key(data: bytes) -> PublicKey:
     )
 
 
-def public_key_from_raw(kem_id: int, raw: bytes) -> PublicKey:
-    """Rebuild a recipient key from its raw encoding (used by the test vectors)."""
-    if kem_id == KEM_X25519 and len(raw) == 32:
-        return _x25519_public(x25519.X25519PublicKey.from_public_bytes(raw))
-    if kem_id == KEM_MLKEM768_X25519 and len(raw) == 1184 + 32:
-        m = mlkem.MLKEM768PublicKey.from_public_bytes(raw[:1184])
-        return _hybrid_public(m, x25519.X25519PublicKey.from_public_bytes(raw[1184:]))
-    raise KeyError_(KeyError_.UNSUPPORTED, f"bad raw public key for KEM 0x{kem_id:04x}")
-
-
 # --------------------------------------------------------------------------- HPKE
 
 

@@ -43,9 +43,6 @@ class Keyring:
     private_keys: list[crypto.PrivateKey] = field(default_factory=list)
     stream_keys: list[StreamKey] = field(default_factory=list)
 
-    def key_ids(self) -> set[bytes]:
-        return {k.key_id for k in self.private_keys}
-
 
 Chains = dict[tuple[int, int], list[ReaderChain]]
 # (region, boot or None): called when openings exceed a bound; the caller reports it.

@@ -13,7 +13,7 @@ import hashlib
 import json
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -180,8 +180,6 @@ def verify_image(image: bytes, key_names: list[str], anchor: Anchor | None = Non
 
 
 # ---------------------------------------------------------------- the vectors
-
-R = "svsm"
 
 
 def rec(t: int, level: str, service: str, component: str, message: str, **kw: Any) -> dict[str, Any]:
@@ -697,14 +695,6 @@ def _first_record_encoding(vec: dict[str, Any]) -> str:
 
 
 # ---------------------------------------------------------------- generation and checking
-
-
-@dataclass
-class Outcome:
-    name: str
-    ok: bool
-    detail: str = ""
-    extras: list[str] = field(default_factory=list)
 
 
 def _anchor_json(anchors: list[Anchor]) -> list[Any]:

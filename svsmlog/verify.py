@@ -82,9 +82,6 @@ class Verifier:
     def _off(self, lba: int) -> int:
         return self._base + lba * SECTOR
 
-    def _name(self, stream: int) -> str:
-        return self.volume.region(stream).name
-
     def _add(
         self,
         kind: Kind,
