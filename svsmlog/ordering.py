@@ -157,8 +157,11 @@ class RegionJudge:
         have (its header is unauthenticated: spec §8.4): the next seq of its boot here, or
         seq 0 of a boot at most one newer than any, and nothing of a later boot says otherwise."""
         last_seq: dict[int, int] = {}
-        for b, s in present:
+        ended: set[int] = set()
+        for (b, s), p in present.items():
             last_seq[b] = max(last_seq.get(b, -1), s)
+            if p.type == FrameType.END and p.status == "ok":
+                ended.add(b)  # the writer writes nothing more to this stream in boot b
         for e in entries:
             if e.status != "torn":
                 continue
@@ -166,6 +169,7 @@ class RegionJudge:
                 e.seq == last_seq.get(e.boot, -1) + 1
                 and e.boot <= self.newest_boot + 1
                 and (e.type == FrameType.BOOT) == (e.seq == 0)  # the writer's BOOT frame is seq 0
+                and e.boot not in ended
             )
             if next_write and self._where_next(e, present) and self._boot_moved_on(present, e):
                 self.add(

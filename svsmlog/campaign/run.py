@@ -61,6 +61,9 @@ FIXED_DEFECTS = {
     "old wrap_from: the violation was reported at a gap the ring had made legitimately",
     "D9": "a claimed seq past the ratchet budget was ratcheted towards until the image's whole budget was "
     "spent; every frame read after it was then frame_corrupt and its records were not output",
+    "D12": "a torn frame at the start of a wrapped region claiming the next seq after the head was taken "
+    "for a crash while wrapping although the head had ended its boot (an END frame): one seq bit of the "
+    "wrap's KEYS frame gave verdict intact",
     "D2a": "erasing the region start (a wrap write in the middle of a boot, or a small region's first "
     "frames) was excused as a crash while wrapping whatever the erased length",
 }

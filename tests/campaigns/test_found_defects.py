@@ -4,7 +4,7 @@ Open defects are strict xfails: they fail today; whoever fixes the code removes 
 The campaigns put a miss down to an open defect only when it shows that defect's signature
 (svsmlog/campaign/tamper.py KNOWN_DEFECTS). Defects fixed since are plain regression tests
 (svsmlog/campaign/run.py FIXED_DEFECTS): every defect found so far has been fixed by the
-owner of the core while the campaigns were being written; D12 is open."""
+owner of the core while the campaigns were being written; none is open."""
 
 from __future__ import annotations
 
@@ -367,14 +367,12 @@ def test_d2b_a_torn_start_claiming_the_next_seq_in_a_roomy_region_is_detected() 
     assert report.verdict == "violated", [f.as_json() for f in report.findings]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="D12: ordering.py / spec §8.3-§8.4: in a wrapped region, a torn frame at the region start that "
-    "claims the next seq after the head (here the boot's END frame) is taken for a crash while wrapping, "
-    "although the head ended its boot and the room after it (21 sectors) held a write of the claimed "
-    "length (1 sector): the wrap's KEYS frame with one seq byte changed reads as crash_tail, the lap "
-    "before it as stale remnants, verdict intact (§10: change a sealed byte -> frame_corrupt)",
-)
+# Was D12 (fixed since; the text describes the defect): ordering.py / spec §8.3-§8.4: in a wrapped
+# region, a torn frame at the region start that claims the next seq after the head (here the boot's
+# END frame) is taken for a crash while wrapping, although the head ended its boot and the room after
+# it (21 sectors) held a write of the claimed length (1 sector): the wrap's KEYS frame with one seq
+# byte changed reads as crash_tail, the lap before it as stale remnants, verdict intact (§10: change
+# a sealed byte -> frame_corrupt). Fix: no torn frame continues a boot whose END frame is present.
 def test_d12_a_torn_wrap_frame_claiming_the_next_seq_after_an_end_is_detected() -> None:
     dev = RecordingDevice(MemoryDevice(128))
     w = LogWriter(dev, [StreamSpec(1, "all", 24)], [OWNER.public])
