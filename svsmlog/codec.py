@@ -9,21 +9,32 @@ tests/test_codec_differential.py shows these agree with the declarations.
 from __future__ import annotations
 
 import struct
+import sys
+from array import array
+from bisect import bisect_left
 from dataclasses import dataclass
+from itertools import accumulate
 
 from .format import (
+    BLOCK_WIDE,
     BOOT_BODY_LEN,
     FRAME_HEADER_LEN,
     FRAME_MAGIC,
+    HEAD_FIELDS,
+    HEAD_LEVEL,
+    HEAD_PANIC,
     KEYS_BODY_LEN,
     MAX_CLEAR_LEN,
     MAX_CT_LEN,
     MAX_ENVELOPE_LEN,
     MAX_ENVELOPES,
+    MAX_NAMES,
+    MAX_PLAINTEXT,
     MAX_REGIONS,
-    RECORD_FIXED_LEN,
+    MIN_RECORD_LEN,
     SUPERBLOCK_MAGIC,
     TAG_LEN,
+    VALID_HEADS,
     VERSION,
     DebugCeiling,
     EnvelopeKind,
@@ -31,7 +42,7 @@ from .format import (
     KeysReason,
     Layout,
 )
-from .records import KNOWN_FLAGS, Level, Record
+from .records import FLAG_PANIC, KNOWN_FLAGS, Level, Record
 
 SECTOR = 512
 
@@ -311,10 +322,16 @@ def decode_keys_body(buf: bytes) -> KeysBody:
 
 # ---------------------------------------------------------------- records
 
-_REC = struct.Struct("<QBBBBBBI")
-assert _REC.size == RECORD_FIXED_LEN
 _FIELD = struct.Struct("<BH")
+_BLOCK_FIXED = struct.Struct("<IBQ")  # count, flags, t_base (after the names)
 _LEVELS = tuple(Level)
+EMPTY_BLOCK_LEN = 1 + _BLOCK_FIXED.size  # no names, no records
+_PLAIN_HEADS = bytes(h for h in VALID_HEADS if not h & HEAD_FIELDS)
+_CALM_HEADS = bytes(h for h in VALID_HEADS if not h & HEAD_PANIC)
+_NOT_CONTINUATION = bytes(b for b in range(256) if not 0x80 <= b < 0xC0)  # bytes a character may start with
+_MAX_U64 = (1 << 64) - 1
+_I32 = 1 << 31
+assert array("i").itemsize == 4 and array("H").itemsize == 2 and array("I").itemsize == 4
 
 
 def _utf8(s: str, limit: int, what: str) -> bytes:
@@ -324,77 +341,287 @@ def _utf8(s: str, limit: int, what: str) -> bytes:
     return b
 
 
-def encode_record(r: Record) -> bytes:
-    svc = _utf8(r.service, 255, "service")
-    comp = _utf8(r.component, 255, "component")
-    tgt = _utf8(r.target or "", 255, "target")
-    msg = r.message.encode("utf-8")
+def _le(a: array) -> bytes:  # type: ignore[type-arg]
+    if sys.byteorder == "big":
+        a = array(a.typecode, a)
+        a.byteswap()
+    return a.tobytes()
+
+
+def _column(buf: bytes, typecode: str, count: int, pos: int) -> array:  # type: ignore[type-arg]
+    a = array(typecode)
+    a.frombytes(buf[pos : pos + count * a.itemsize])
+    if sys.byteorder == "big":
+        a.byteswap()
+    return a
+
+
+def _fields(r: Record) -> bytes:
+    """A record's fields as the extras area holds them (empty: none)."""
+    if not r.fields:
+        return b""
     if len(r.fields) > 255:
         raise ValueError("a record has at most 255 fields")
-    if r.flags & ~KNOWN_FLAGS:
-        raise ValueError("unknown record flags")
-    parts = [
-        _REC.pack(r.t_ns, int(r.level), r.flags, len(svc), len(comp), len(tgt), len(r.fields), len(msg)),
-        svc,
-        comp,
-        tgt,
-        msg,
-    ]
+    parts = [bytes([len(r.fields)])]
     for k, v in r.fields:
         kb, vb = _utf8(k, 255, "field key"), _utf8(v, 65535, "field value")
         parts += [_FIELD.pack(len(kb), len(vb)), kb, vb]
     return b"".join(parts)
 
 
-def encode_record_block(encoded_records: list[bytes]) -> bytes:
-    return struct.pack("<I", len(encoded_records)) + b"".join(encoded_records)
+class RecordBlockBuilder:
+    """One frame's record block, built record by record (spec §4.5, §4.6): the writer
+    builds exactly the block it will seal and knows its size before adding a record."""
+
+    __slots__ = (
+        "_extras",
+        "_heads",
+        "_ids",
+        "_lens",
+        "_messages",
+        "_name_parts",
+        "_names",
+        "_offsets",
+        "_t_base",
+        "_text",
+        "records",
+    )
+
+    def __init__(self) -> None:
+        self._names: dict[tuple[str, str, str], int] = {}
+        self._name_parts: list[bytes] = []
+        self._heads = bytearray()
+        self._ids = bytearray()
+        self._offsets = array("i")
+        self._lens = array("I")
+        self._messages: list[bytes] = []
+        self._extras: list[bytes] = []
+        self._t_base = 0
+        self._text = 0  # bytes of names, messages and extras
+        self.records: list[Record] = []
+
+    @property
+    def size(self) -> int:
+        """The block's length in bytes as ``block()`` would encode it now."""
+        return self._size(len(self.records), self._wide(0))
+
+    def _wide(self, new_len: int) -> bool:
+        return max(new_len, max(self._lens, default=0)) > 0xFFFF
+
+    def _size(self, count: int, wide: bool) -> int:
+        return EMPTY_BLOCK_LEN + self._text + count * (MIN_RECORD_LEN + (2 if wide else 0))
+
+    def add(self, r: Record, limit: int) -> bool:
+        """Append ``r`` if the block stays within ``limit`` bytes, ``MAX_NAMES`` names and
+        ±2**31 ns of the block's first record; otherwise change nothing and return False.
+        A malformed record raises ValueError."""
+        if r.flags & ~KNOWN_FLAGS:
+            raise ValueError("unknown record flags")
+        if not 0 <= r.t_ns <= _MAX_U64:
+            raise ValueError(f"record time {r.t_ns} is not a u64")
+        key = (r.service, r.component, r.target or "")
+        name = self._names.get(key)
+        entry = b""
+        if name is None:
+            parts = [
+                _utf8(x, 255, what) for x, what in zip(key, ("service", "component", "target"), strict=True)
+            ]
+            entry = b"".join(bytes([len(x)]) + x for x in parts)
+            name = len(self._name_parts)
+        msg = r.message.encode("utf-8")
+        extra = _fields(r)
+        t_base = self._t_base if self.records else r.t_ns
+        offset = r.t_ns - t_base
+        grown = self._text + len(entry) + len(msg) + len(extra)
+        size = EMPTY_BLOCK_LEN + grown + (len(self.records) + 1) * (MIN_RECORD_LEN + 2 * self._wide(len(msg)))
+        if size > limit or name >= MAX_NAMES or not -_I32 <= offset < _I32:
+            return False
+        if entry:
+            self._names[key] = name
+            self._name_parts.append(entry)
+        self._t_base = t_base
+        self._heads.append(
+            int(r.level) | (HEAD_FIELDS if extra else 0) | (HEAD_PANIC if r.flags & FLAG_PANIC else 0)
+        )
+        self._ids.append(name)
+        self._offsets.append(offset)
+        self._lens.append(len(msg))
+        self._messages.append(msg)
+        if extra:
+            self._extras.append(extra)
+        self._text = grown
+        self.records.append(r)
+        return True
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def block(self) -> bytes:
+        wide = self._wide(0)
+        lens = self._lens if wide else array("H", self._lens)
+        return b"".join(
+            [
+                bytes([len(self._name_parts)]),
+                *self._name_parts,
+                _BLOCK_FIXED.pack(len(self.records), BLOCK_WIDE if wide else 0, self._t_base),
+                bytes(self._heads),
+                bytes(self._ids),
+                _le(self._offsets),
+                _le(lens),
+                *self._messages,
+                *self._extras,
+            ]
+        )
 
 
-def decode_record_block(buf: bytes) -> list[Record]:
-    """Decode a frame's plaintext into records; every length checked before use.
-    ``buf`` must be ``bytes`` (slicing it copies, and ``.decode`` is strict UTF-8)."""
-    n = len(buf)
-    if n < 4:
-        raise DecodeError("record block is truncated")
-    (count,) = struct.unpack_from("<I", buf)
-    if count > (n - 4) // RECORD_FIXED_LEN:
-        raise DecodeError(f"record count {count} cannot fit in {n} bytes")
-    pos = 4
-    out: list[Record] = []
-    unpack_rec, unpack_field = _REC.unpack_from, _FIELD.unpack_from
-    levels, append = _LEVELS, out.append
-    try:
-        for _ in range(count):
-            if n - pos < RECORD_FIXED_LEN:
-                raise DecodeError("record header is truncated")
-            t_ns, level, flags, ls, lc, lt, nf, lm = unpack_rec(buf, pos)
-            pos += RECORD_FIXED_LEN
-            if level > 4 or flags & ~KNOWN_FLAGS:
-                raise DecodeError("record level or flags out of range")
-            a, b, c = pos + ls, pos + ls + lc, pos + ls + lc + lt
-            end = c + lm
-            if end > n:
-                raise DecodeError("record strings run past the block")
-            svc, comp = buf[pos:a].decode(), buf[a:b].decode()
-            tgt = buf[b:c].decode() if lt else None
-            msg = buf[c:end].decode()
-            pos = end
-            fields: tuple[tuple[str, str], ...] = ()
-            if nf:
+def encode_record_block(records: list[Record]) -> bytes:
+    b = RecordBlockBuilder()
+    for r in records:
+        if not b.add(r, MAX_PLAINTEXT):
+            raise ValueError("records do not fit one record block")
+    return b.block()
+
+
+@dataclass(frozen=True, slots=True)
+class BlockSummary:
+    count: int
+    panic: bool
+    first_t: int | None
+    last_t: int | None
+
+
+class _Columns:
+    """A record block's columns, every length and value checked (spec §4.5, §4.6)."""
+
+    __slots__ = ("count", "extras", "heads", "ids", "lens", "messages", "names", "offsets", "t_base")
+
+    def __init__(self, buf: bytes) -> None:
+        n = len(buf)
+        if n < EMPTY_BLOCK_LEN:
+            raise DecodeError("record block is truncated")
+        pos, self.names = _names(buf, n)
+        if n - pos < _BLOCK_FIXED.size:
+            raise DecodeError("record block is truncated")
+        count, flags, self.t_base = _BLOCK_FIXED.unpack_from(buf, pos)
+        pos += _BLOCK_FIXED.size
+        if flags & ~BLOCK_WIDE:
+            raise DecodeError("record block flags out of range")
+        width = 4 if flags & BLOCK_WIDE else 2
+        if count > (n - pos) // (MIN_RECORD_LEN + width - 2):
+            raise DecodeError(f"record count {count} cannot fit in {n} bytes")
+        self.count = count
+        self.heads = buf[pos : pos + count]
+        self.ids = buf[pos + count : pos + 2 * count]
+        pos += 2 * count
+        if self.heads.translate(None, VALID_HEADS):
+            raise DecodeError("record level or head bits out of range")
+        if count and max(self.ids) >= len(self.names):
+            raise DecodeError("record names a name the block does not have")
+        self.offsets = _column(buf, "i", count, pos)
+        pos += 4 * count
+        if count and not (
+            self.t_base + min(self.offsets) >= 0 and self.t_base + max(self.offsets) <= _MAX_U64
+        ):
+            raise DecodeError("record time out of range")
+        self.lens = _column(buf, "I" if width == 4 else "H", count, pos)
+        pos += width * count
+        total = sum(self.lens)
+        if total > n - pos:
+            raise DecodeError("record messages run past the block")
+        self.messages = buf[pos : pos + total]
+        self.extras = pos + total  # where the extras area starts
+
+    def check_messages(self) -> None:
+        """Every message is UTF-8: the concatenation is, and no message starts inside a
+        character (the bulk equivalent of decoding each one)."""
+        msgs = self.messages
+        msgs.decode()
+        starts = list(accumulate(self.lens[:-1], initial=0))
+        starts = starts[: bisect_left(starts, len(msgs))]
+        if bytes(map(msgs.__getitem__, starts)).translate(None, _NOT_CONTINUATION):
+            raise DecodeError("record message is not UTF-8: starts inside a character")
+
+    def walk_extras(self, buf: bytes) -> dict[int, tuple[tuple[str, str], ...]]:
+        """The fields of records that have them, by record index; the area must end
+        exactly at the end of the block."""
+        n, pos = len(buf), self.extras
+        out: dict[int, tuple[tuple[str, str], ...]] = {}
+        if self.heads.translate(None, _PLAIN_HEADS):
+            for i, head in enumerate(self.heads):
+                if not head & HEAD_FIELDS:
+                    continue
+                if pos >= n or not buf[pos]:
+                    raise DecodeError("record fields are truncated or empty")
+                nf = buf[pos]
+                pos += 1
                 fl = []
                 for _ in range(nf):
                     if n - pos < 3:
                         raise DecodeError("record field is truncated")
-                    lk, lv = unpack_field(buf, pos)
+                    lk, lv = _FIELD.unpack_from(buf, pos)
                     pos += 3
                     if pos + lk + lv > n:
                         raise DecodeError("record field runs past the block")
                     fl.append((buf[pos : pos + lk].decode(), buf[pos + lk : pos + lk + lv].decode()))
                     pos += lk + lv
-                fields = tuple(fl)
-            append(Record(t_ns, levels[level], svc, comp, msg, tgt, fields, flags))
+                out[i] = tuple(fl)
+        if pos != n:
+            raise DecodeError("trailing bytes after the last record")
+        return out
+
+
+def decode_record_block(buf: bytes) -> list[Record]:
+    """Decode a frame's plaintext into records; every length checked before use.
+    ``buf`` must be ``bytes`` (slicing it copies, and ``.decode`` is strict UTF-8)."""
+    try:
+        c = _Columns(buf)
+        fields = c.walk_extras(buf)
+        names, levels, msgs, base = c.names, _LEVELS, c.messages, c.t_base
+        out = []
+        pos = 0
+        for i, (head, name, off, ln) in enumerate(zip(c.heads, c.ids, c.offsets, c.lens, strict=True)):
+            end = pos + ln
+            svc, comp, tgt = names[name]
+            rec = Record(base + off, levels[head & HEAD_LEVEL], svc, comp, msgs[pos:end].decode(), tgt)
+            if head & (HEAD_FIELDS | HEAD_PANIC):
+                rec.fields = fields.get(i, ())
+                rec.flags = FLAG_PANIC if head & HEAD_PANIC else 0
+            out.append(rec)
+            pos = end
     except UnicodeDecodeError as e:
         raise DecodeError(f"record text is not UTF-8: {e.reason}") from None
-    if pos != n:
-        raise DecodeError("trailing bytes after the last record")
     return out
+
+
+def summarize_record_block(buf: bytes) -> BlockSummary:
+    """Check a record block exactly as ``decode_record_block`` does, without building the
+    records: what verification needs (count, panic, first and last time)."""
+    try:
+        c = _Columns(buf)
+        c.check_messages()
+        c.walk_extras(buf)
+    except UnicodeDecodeError as e:
+        raise DecodeError(f"record text is not UTF-8: {e.reason}") from None
+    if not c.count:
+        return BlockSummary(0, False, None, None)
+    panic = bool(c.heads.translate(None, _CALM_HEADS))
+    return BlockSummary(c.count, panic, c.t_base + c.offsets[0], c.t_base + c.offsets[-1])
+
+
+def _names(buf: bytes, n: int) -> tuple[int, list[tuple[str, str, str | None]]]:
+    """The block's (service, component, target) triples; an empty target is None."""
+    count = buf[0]
+    pos = 1
+    names: list[tuple[str, str, str | None]] = []
+    for _ in range(count):
+        parts = []
+        for _ in range(3):
+            if pos >= n:
+                raise DecodeError("record block names are truncated")
+            end = pos + 1 + buf[pos]
+            if end > n:
+                raise DecodeError("record block names are truncated")
+            parts.append(buf[pos + 1 : end].decode())
+            pos = end
+        names.append((parts[0], parts[1], parts[2] or None))
+    return pos, names

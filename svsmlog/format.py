@@ -1,6 +1,6 @@
-"""The on-disk structures of svsmlog v1, declared with construct.
+"""The on-disk structures of svsmlog v2, declared with construct.
 
-This module is the executable twin of formats/svsmlog-v1.md §4–§5: every field,
+This module is the executable twin of formats/svsmlog-v2.md §4–§5: every field,
 width and constant below appears there. These declarations are the *definition*;
 ``svsmlog.codec`` holds the fast decoders used on the hot path, and
 tests/test_codec_differential.py proves the two agree. Never ``.compile()`` these:
@@ -17,8 +17,11 @@ from construct import (
     Bytes,
     Check,
     Const,
+    If,
+    IfThenElse,
     Int8ul,
     Int16ul,
+    Int32sl,
     Int32ul,
     Int64ul,
     PaddedString,
@@ -30,7 +33,7 @@ from construct import (
 
 from .device import SECTOR
 
-VERSION = 1
+VERSION = 2
 
 # ---------------------------------------------------------------- limits (spec §4.6)
 SUPERBLOCK_MAGIC = b"SVSMLOG\x00"
@@ -51,8 +54,16 @@ MAX_ENVELOPES = 32
 MAX_ENVELOPE_LEN = 2048
 FRAME_HEADER_LEN = 84
 FRAME_AAD_LEN = 68  # the header without its commit digest
-RECORD_FIXED_LEN = 18
-MAX_RECORDS_PER_FRAME = MAX_PLAINTEXT // RECORD_FIXED_LEN
+MIN_RECORD_LEN = 8  # head u8, name u8, t_offset i32, message_len u16 (spec §4.6)
+MAX_RECORDS_PER_FRAME = MAX_PLAINTEXT // MIN_RECORD_LEN
+MAX_NAMES = 255  # (service, component, target) triples in one record block
+# Record head bits (spec §4.6).
+HEAD_LEVEL = 0x07
+HEAD_PANIC = 0x08
+HEAD_FIELDS = 0x10
+HEAD_RESERVED = 0xE0
+BLOCK_WIDE = 0x01  # block flags: message lengths are u32 (some message is 64 KiB or more)
+VALID_HEADS = bytes(h for h in range(256) if h & HEAD_LEVEL <= 4 and not h & HEAD_RESERVED)
 NO_STREAM = 0xFFFF  # the stream of key-directory frames and of boot-secret envelopes' HPKE info
 
 # GPT partition type of an svsmlog volume on a whole-disk image (spec §4.1).
@@ -198,28 +209,38 @@ Field = Struct(
     "value" / Utf8(this.value_len),
 )
 
-Record = Struct(
-    "t_ns" / Int64ul,
-    "level" / Int8ul,
-    Check(lambda ctx: ctx.level <= 4),
-    "flags" / Int8ul,
-    Check(lambda ctx: ctx.flags & ~0x01 == 0),
+# (service, component, target) triples are named once per record block; records refer to
+# them. An empty target means none.
+Name = Struct(
     "service_len" / Int8ul,
-    "component_len" / Int8ul,
-    "target_len" / Int8ul,
-    "field_count" / Int8ul,
-    "message_len" / Int32ul,
     "service" / Utf8(this.service_len),
+    "component_len" / Int8ul,
     "component" / Utf8(this.component_len),
+    "target_len" / Int8ul,
     "target" / Utf8(this.target_len),
-    "message" / Utf8(this.message_len),
-    "fields" / Array(this.field_count, Field),
 )
 
+# A record's fields, in the extras area, if its head says so.
+Fields = Struct("count" / Int8ul, Check(lambda ctx: ctx.count > 0), "entries" / Array(this.count, Field))
+
+# Columns, so that a reader can check a whole block with a few bulk operations (spec §4.6).
 RecordBlock = Struct(
+    "name_count" / Int8ul,
+    "names" / Array(this.name_count, Name),
     "count" / Int32ul,
     Check(lambda ctx: ctx.count <= MAX_RECORDS_PER_FRAME),
-    "records" / Array(this.count, Record),
+    "flags" / Int8ul,
+    Check(lambda ctx: not ctx.flags & ~BLOCK_WIDE),
+    "t_base" / Int64ul,
+    "heads" / Array(this.count, Int8ul),
+    Check(lambda ctx: all(h in VALID_HEADS for h in ctx.heads)),
+    "name_ids" / Array(this.count, Int8ul),
+    Check(lambda ctx: all(i < ctx.name_count for i in ctx.name_ids)),
+    "t_offsets" / Array(this.count, Int32sl),
+    Check(lambda ctx: all(0 <= ctx.t_base + o < 1 << 64 for o in ctx.t_offsets)),
+    "lengths" / Array(this.count, IfThenElse(this.flags & BLOCK_WIDE, Int32ul, Int16ul)),
+    "messages" / Array(this.count, Utf8(lambda ctx: ctx.lengths[ctx._index])),
+    "extras" / Array(this.count, If(lambda ctx: ctx.heads[ctx._index] & HEAD_FIELDS, Fields)),
     Terminated,
 )
 

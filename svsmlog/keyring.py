@@ -19,6 +19,7 @@ from .keyschedule import RatchetBudget, ReaderChain, envelope_info, stream_root
 from .scan import WINDOW_SECTORS, ReadSectors, rejection_budget
 from .volume import KEY_DIRECTORY, Volume
 
+_KEY_TYPES = (bytes([FrameType.BOOT]), bytes([FrameType.KEYS]))
 MAX_FAILED_ENVELOPES = 1024  # HPKE opens that may fail before we stop trying (DoS bound)
 # Anyone can seal to our public key, so envelopes that *open* need bounds too: an honest
 # boot has one boot secret (its envelopes are the same bytes everywhere; a rolled-back boot
@@ -50,9 +51,19 @@ OnFlood = Callable[[RegionEntry, "int | None"], None]
 
 
 def harvest(
-    read: ReadSectors, volume: Volume, keyring: Keyring, budget: RatchetBudget, on_flood: OnFlood
+    read: ReadSectors,
+    volume: Volume,
+    keyring: Keyring,
+    budget: RatchetBudget,
+    on_flood: OnFlood,
+    unopened: set[int] | None = None,
 ) -> Chains:
-    """Reader chains for every (boot, stream) our keys open, stream keys included."""
+    """Reader chains for every (boot, stream) our keys open, stream keys included.
+    ``unopened`` collects the LBAs of key frames of this volume whose clear section does
+    not parse or holds an envelope for one of our key ids that does not open: an honest
+    writer writes neither, so where such a frame is complete it was changed (spec §8.2)."""
+    broken = unopened if unopened is not None else set()
+    failed: set[tuple[int, int, int, int, bytes]] = set()
     vid = volume.volume_id
     ours = {k.key_id: k for k in keyring.private_keys}
     secrets: dict[int, set[bytes]] = {}
@@ -61,7 +72,7 @@ def harvest(
         if sk.volume_id == vid:
             chain_keys.setdefault((sk.boot, sk.stream), set()).add((sk.seq, sk.chain_key))
     failures = 0
-    tried: set[tuple[int, int, int, bytes]] = set()
+    tried: set[tuple[int, int, int, int, bytes]] = set()
     for region in (KEY_DIRECTORY, *volume.superblock.regions):
         for lba, header, clear in _key_frames(read, region):
             if header.volume_id != vid or header.lba != lba or header.stream != region.stream:
@@ -69,15 +80,27 @@ def harvest(
             try:
                 envelopes = decode_clear_section(clear)
             except DecodeError:
+                broken.add(lba)
                 continue
             for env in envelopes:
                 key = ours.get(env.key_id)
-                if key is None or key.kem_id != env.kem_id:
+                if key is None:
                     continue
-                stream = header.stream if env.kind == EnvelopeKind.CHAIN_KEY else 0
-                if (env.kind, header.boot, stream, env.sealed) in tried:
+                # what the opening depends on (the HPKE info): boot, and stream and seq for chain keys
+                chain = env.kind == EnvelopeKind.CHAIN_KEY
+                attempt = (
+                    env.kind,
+                    header.boot,
+                    header.stream if chain else 0,
+                    header.seq if chain else 0,
+                    env.sealed,
+                )
+                if key.kem_id != env.kem_id or attempt in failed:
+                    broken.add(lba)
                     continue
-                tried.add((env.kind, header.boot, stream, env.sealed))
+                if attempt in tried:
+                    continue
+                tried.add(attempt)
                 if failures >= MAX_FAILED_ENVELOPES:
                     on_flood(region, None)
                     return _build_chains(volume, secrets, chain_keys, budget)
@@ -85,6 +108,8 @@ def harvest(
                 pt = crypto.hpke_open(key, env.sealed, info)
                 if pt is None or len(pt) != 32:
                     failures += 1
+                    failed.add(attempt)
+                    broken.add(lba)
                 elif env.kind == EnvelopeKind.BOOT_SECRET:
                     boot_secrets = secrets.setdefault(header.boot, set())
                     if len(boot_secrets) >= MAX_SECRETS_PER_BOOT:
@@ -131,7 +156,8 @@ def _key_frames(read: ReadSectors, region: RegionEntry) -> Iterator[tuple[int, F
         buf = read(lba, n)
         pos = buf.find(FRAME_MAGIC)
         while pos != -1:
-            if pos % SECTOR == 0:
+            # only BOOT and KEYS frames carry envelopes: look at the type byte before decoding
+            if pos % SECTOR == 0 and buf[pos + 5 : pos + 6] in _KEY_TYPES:
                 try:
                     h: FrameHeader | None = decode_frame_header(buf, pos)
                 except DecodeError:

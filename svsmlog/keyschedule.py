@@ -13,10 +13,10 @@ import struct
 from . import crypto
 from .format import NO_STREAM, EnvelopeKind
 
-LABEL_STREAM_ROOT = b"svsmlog v1 stream root"
-LABEL_FRAME = b"svsmlog v1 frame"
-LABEL_ENVELOPE = b"svsmlog v1 envelope"
-LABEL_ANCHOR = b"svsmlog v1 anchor"
+LABEL_STREAM_ROOT = b"svsmlog v2 stream root"
+LABEL_FRAME = b"svsmlog v2 frame"
+LABEL_ENVELOPE = b"svsmlog v2 envelope"
+LABEL_ANCHOR = b"svsmlog v2 anchor"
 KEY_LEN = 32
 NONCE_LEN = 12
 

@@ -55,9 +55,11 @@ class EnvelopeBook:
 
     def __init__(self, book: dict[str, str], *, record: bool) -> None:
         self.book, self.record = book, record
+        self.used: set[str] = set()
 
     def __call__(self, key: crypto.PublicKey, plaintext: bytes, info: bytes) -> bytes:
         slot = f"{_h(key.key_id)}:{_h(info)}"
+        self.used.add(slot)
         if slot not in self.book:
             if not self.record:
                 raise KeyError(f"vector has no envelope for {slot}")
@@ -135,6 +137,8 @@ def run_writer_vector(vec: dict[str, Any], *, record_envelopes: bool = False) ->
                 anchors.append(w.anchor())
             else:
                 raise ValueError(f"unknown op {kind!r}")
+    if record_envelopes:  # drop envelopes an earlier format or vector needed and this one does not
+        inp["envelopes"] = {k: v for k, v in book.book.items() if k in book.used}
     return dev.image(), anchors
 
 
@@ -680,17 +684,18 @@ def trace(vec: dict[str, Any], image: bytes) -> dict[str, Any]:
         "key_ids": {n: _h(vector_key(n).key_id) for n in inp["owners"]},
         "boots": boots,
         "first_frames_aad_hex": [_h(image[f.lba * SECTOR : f.lba * SECTOR + FRAME_AAD_LEN]) for f in first],
-        "first_record_encoding": _first_record_encoding(vec),
+        "first_record_block": _first_record_block(vec),
     }
 
 
-def _first_record_encoding(vec: dict[str, Any]) -> str:
-    from .codec import encode_record
+def _first_record_block(vec: dict[str, Any]) -> str:
+    """The record block of the first appended record alone (spec §4.6)."""
+    from .codec import encode_record_block
 
     for boot in vec["inputs"]["boots"]:
         for op in boot["ops"]:
             if op["op"] == "append":
-                return _h(encode_record(_record(op["record"])))
+                return _h(encode_record_block([_record(op["record"])]))
     return ""
 
 

@@ -23,6 +23,7 @@ from .codec import (
     decode_frame_header,
     decode_keys_body,
     decode_record_block,
+    summarize_record_block,
 )
 from .device import SECTOR
 from .format import (
@@ -68,6 +69,7 @@ class Verifier:
         self.keyring = keyring
         self.report = Report(self.volume.volume_id)
         self._chains: dict[tuple[int, int], list[ReaderChain]] = {}
+        self._unopened: set[int] = set()  # key frames whose envelope for our key fails (§8.2)
         self._entries: dict[int, list[Entry]] = {}
         self._violated: set[tuple[int, str]] = set()
         self._done = False
@@ -183,6 +185,17 @@ class Verifier:
         if plaintext is None:
             usable = any(ch.base_seq <= h.seq for ch in chains)
             if not usable:
+                if c.digest_ok() and c.lba in self._unopened:
+                    entry.status = "corrupt"  # complete as written, yet our envelope in it fails
+                    self._add(
+                        Kind.FRAME_CORRUPT,
+                        "complete key frame whose envelope for our key does not open",
+                        region,
+                        boot=h.boot,
+                        seq=h.seq,
+                        lba=c.lba,
+                    )
+                    return entry
                 if c.digest_ok():
                     c.accepted = True
                     return entry
@@ -215,11 +228,9 @@ class Verifier:
                 e.wrap_from = keys_body.wrap_from
                 self._check_superblock(region, e, keys_body.superblock_digest)
             else:
-                recs = decode_record_block(plaintext)
-                e.records = len(recs)
-                e.panic = any(r.panic for r in recs)
-                if recs:
-                    e.first_t, e.last_t = recs[0].t_ns, recs[-1].t_ns
+                summary = summarize_record_block(plaintext)
+                e.records, e.panic = summary.count, summary.panic
+                e.first_t, e.last_t = summary.first_t, summary.last_t
         except DecodeError as err:
             e.malformed = True
             self._add(
@@ -428,7 +439,9 @@ class Verifier:
     def run(self, anchor: Anchor | None = None) -> Report:
         if self._done:
             return self.report
-        self._chains = harvest(self._read, self.volume, self.keyring, self._budget, self._flood)
+        self._chains = harvest(
+            self._read, self.volume, self.keyring, self._budget, self._flood, unopened=self._unopened
+        )
         self._check_directory()
         orders: dict[int, list[Entry]] = {}
         scanned = {r.stream: self._scan(r) for r in self.volume.superblock.regions}

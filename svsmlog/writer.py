@@ -16,17 +16,17 @@ from . import crypto
 from .anchor import Anchor
 from .anchor import Head as AnchorHead
 from .codec import (
+    EMPTY_BLOCK_LEN,
     BootBody,
     DecodeError,
     Envelope,
     KeysBody,
     PriorHead,
+    RecordBlockBuilder,
     RegionEntry,
     encode_boot_body,
     encode_clear_section,
     encode_keys_body,
-    encode_record,
-    encode_record_block,
 )
 from .device import SECTOR, BlockDevice
 from .format import (
@@ -90,9 +90,7 @@ class _Stream:
     pos: int  # next frame's sector, relative to the region start
     tag: bytes  # tag of the last frame written: the next frame's prev_tag
     grantees: list[crypto.PublicKey]  # holders of a chain-key envelope for this stream
-    pending: list[bytes] = field(default_factory=list)
-    pending_records: list[Record] = field(default_factory=list)
-    pending_len: int = 4  # the record block's count field
+    pending: RecordBlockBuilder = field(default_factory=RecordBlockBuilder)
     closed: bool = False
     last_seq: int = -1
 
@@ -186,41 +184,39 @@ class LogWriter:
     def streams(self) -> list[int]:
         return list(self._streams)
 
-    def max_record_len(self, stream: int) -> int:
-        st = self._streams[stream]
-        return self._max_plaintext(st) - 4
+    def fits(self, stream: int, record: Record) -> bool:
+        """Whether ``record`` fits a frame of ``stream`` on its own (else append refuses it)."""
+        return RecordBlockBuilder().add(record, self._max_plaintext(self._streams[stream]))
 
     def append(self, stream: int, record: Record) -> list[Sealed]:
         """Buffer a record. If it would not fit in the stream's pending frame, the pending
         records are flushed first (returned); a record too large for any frame is refused."""
         st = self._stream(stream)
-        enc = encode_record(record)
-        if 4 + len(enc) > self._max_plaintext(st):
-            raise ValueError(
-                f"record of {len(enc)} bytes exceeds the largest frame of stream {st.region.name!r}"
-            )
-        sealed = []
-        if st.pending_len + len(enc) > self._max_plaintext(st):
-            sealed.append(self._flush_stream(st, FrameType.DATA))
-        st.pending.append(enc)
-        st.pending_records.append(record)
-        st.pending_len += len(enc)
+        limit = self._max_plaintext(st)
+        if st.pending.add(record, limit):
+            return []
+        if not RecordBlockBuilder().add(record, limit):
+            raise ValueError(f"record exceeds the largest frame of stream {st.region.name!r}")
+        sealed = [self._flush_stream(st, FrameType.DATA)] if len(st.pending) else []
+        added = st.pending.add(record, limit)
+        assert added  # it fits an empty block: checked above
         return sealed
 
     def pending_bytes(self, stream: int) -> int:
-        return self._streams[stream].pending_len - 4
+        """Bytes the pending records take in the record block (its fixed fields excluded)."""
+        return self._streams[stream].pending.size - EMPTY_BLOCK_LEN
 
     def flush(self, stream: int | None = None) -> list[Sealed]:
         """Seal and write what is pending (of one stream, or of all). Durable on return."""
         targets = [self._stream(stream)] if stream is not None else list(self._streams.values())
-        return [self._flush_stream(st, FrameType.DATA) for st in targets if st.pending and not st.closed]
+        return [self._flush_stream(st, FrameType.DATA) for st in targets if len(st.pending) and not st.closed]
 
     def grant(self, stream: int, recipient: crypto.PublicKey) -> list[Sealed]:
         """Let ``recipient`` read this stream from now on (the debug mode of the model):
         pending records are flushed first, so nothing logged before the grant is readable.
         Returns what was written: that flush, if any, then the KEYS frame."""
         st = self._stream(stream)
-        flushed = [self._flush_stream(st, FrameType.DATA)] if st.pending else []
+        flushed = [self._flush_stream(st, FrameType.DATA)] if len(st.pending) else []
         st.grantees.append(recipient)
         seq = st.chain.seq
         env = self._chain_envelope(st, recipient, seq, st.chain.current_chain_key())
@@ -317,9 +313,9 @@ class LogWriter:
         return self._write(st, FrameType.BOOT, self._all_envelopes(st), body, ())
 
     def _flush_stream(self, st: _Stream, ftype: FrameType) -> Sealed:
-        block = encode_record_block(st.pending)
-        records = tuple(st.pending_records)
-        st.pending, st.pending_records, st.pending_len = [], [], 4
+        block = st.pending.block()
+        records = tuple(st.pending.records)
+        st.pending = RecordBlockBuilder()
         return self._write(st, ftype, b"", lambda _w: block, records)
 
     def _write(

@@ -17,7 +17,7 @@ text = st.text(max_size=40)
 short = st.text(max_size=20).filter(lambda s: len(s.encode()) <= 255)
 records = st.builds(
     Record,
-    t_ns=st.integers(0, 2**64 - 1),
+    t_ns=st.integers(2**40, 2**40 + 2**30),  # within a block's ±2**31 ns of its first record
     level=st.sampled_from(list(Level)),
     service=short,
     component=short,
@@ -33,31 +33,41 @@ def construct_records(buf: bytes) -> list[Record] | None:
         parsed = format.RecordBlock.parse(buf)
     except (construct.ConstructError, UnicodeDecodeError):
         return None
+    names = [(n.service, n.component, n.target or None) for n in parsed.names]
     return [
         Record(
-            r.t_ns,
-            Level(r.level),
-            r.service,
-            r.component,
-            r.message,
-            r.target or None,
-            tuple((f.key, f.value) for f in r.fields),
-            r.flags,
+            parsed.t_base + off,
+            Level(head & format.HEAD_LEVEL),
+            *names[i][:2],
+            msg,
+            names[i][2],
+            tuple((f.key, f.value) for f in x.entries) if x else (),
+            1 if head & format.HEAD_PANIC else 0,
         )
-        for r in parsed.records
+        for head, i, off, msg, x in zip(
+            parsed.heads, parsed.name_ids, parsed.t_offsets, parsed.messages, parsed.extras, strict=True
+        )
     ]
 
 
 def fast_records(buf: bytes) -> list[Record] | None:
     try:
-        return codec.decode_record_block(buf)
+        out = codec.decode_record_block(buf)
     except codec.DecodeError:
+        out = None
+    try:  # verification checks without decoding: it must accept exactly the same blocks
+        s = codec.summarize_record_block(buf)
+    except codec.DecodeError:
+        assert out is None
         return None
+    assert out is not None and s.count == len(out) and s.panic == any(r.panic for r in out)
+    assert (s.first_t, s.last_t) == ((out[0].t_ns, out[-1].t_ns) if out else (None, None))
+    return out
 
 
 @given(st.lists(records, max_size=8))
 def test_record_block_round_trip_and_agreement(recs: list[Record]) -> None:
-    buf = codec.encode_record_block([codec.encode_record(r) for r in recs])
+    buf = codec.encode_record_block(recs)
     assert fast_records(buf) == recs
     assert construct_records(buf) == recs
 
@@ -65,7 +75,7 @@ def test_record_block_round_trip_and_agreement(recs: list[Record]) -> None:
 @given(st.lists(records, min_size=1, max_size=4), st.data())
 @settings(max_examples=300)
 def test_record_block_mutations_agree(recs: list[Record], data: st.DataObject) -> None:
-    buf = bytearray(codec.encode_record_block([codec.encode_record(r) for r in recs]))
+    buf = bytearray(codec.encode_record_block(recs))
     for _ in range(data.draw(st.integers(1, 3))):
         op = data.draw(st.sampled_from(["flip", "cut", "grow"]))
         if op == "flip" and buf:
@@ -269,3 +279,66 @@ def test_superblock_agreement(sb: codec.Superblock, pos: int, xor: int) -> None:
         )
 
     assert fast() == slow()
+
+
+def _two_messages(first: bytes, second: bytes) -> bytes:
+    """A block of two records (name ("a", "b", no target), level info) with these messages."""
+    cols = b"\x02\x02" + b"\x00\x00" + struct.pack("<iiHH", 0, 1, len(first), len(second))
+    return b"\x01\x01a\x01b\x00" + struct.pack("<IBQ", 2, 0, 5) + cols + first + second
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "valid"),
+    [
+        ("é".encode(), b"x", True),
+        (b"\xc3", b"\xa9", False),  # "é" split across two messages: the concatenation is UTF-8
+        (b"", "é".encode(), True),
+        (b"a\xc3", b"\xa9b", False),
+        (b"\xed\xa0\x80", b"", False),  # a surrogate
+        (b"", b"", True),
+    ],
+)
+def test_message_boundaries_inside_a_character(first: bytes, second: bytes, valid: bool) -> None:
+    buf = _two_messages(first, second)
+    fast, slow = fast_records(buf), construct_records(buf)
+    assert fast == slow
+    assert (fast is not None) == valid
+
+
+def _one_record(t_base: int, offset: int, flags: int = 0) -> bytes:
+    cols = b"\x02\x00" + struct.pack("<iH", offset, 0)
+    return b"\x01\x01a\x01b\x00" + struct.pack("<IBQ", 1, flags, t_base) + cols
+
+
+@pytest.mark.parametrize(
+    ("t_base", "offset", "flags", "t_ns"),
+    [
+        (5, -5, 0, 0),
+        (5, -6, 0, None),  # before 0
+        (2**64 - 1, 0, 0, 2**64 - 1),
+        (2**64 - 1, 1, 0, None),  # past a u64
+        (0, 2**31 - 1, 0, 2**31 - 1),
+        (0, 0, 0x02, None),  # a reserved block flag
+    ],
+)
+def test_block_times_and_flags_agree(t_base: int, offset: int, flags: int, t_ns: int | None) -> None:
+    buf = _one_record(t_base, offset, flags)
+    fast, slow = fast_records(buf), construct_records(buf)
+    assert fast == slow
+    assert (fast[0].t_ns if fast else None) == t_ns
+
+
+def test_wide_lengths_round_trip_and_agree() -> None:
+    recs = [Record(1, Level.INFO, "a", "b", "x" * 70_000), Record(2, Level.WARN, "a", "b", "short")]
+    buf = codec.encode_record_block(recs)
+    assert buf[6 + 4] & format.BLOCK_WIDE  # the flags byte: after the names (6 bytes) and the count
+    assert fast_records(buf) == construct_records(buf) == recs
+
+
+def test_a_block_spans_at_most_2_31_ns() -> None:
+    """Time offsets are i32: a record further from the block's first one goes in the next."""
+    b = codec.RecordBlockBuilder()
+    assert b.add(Record(10**12, Level.INFO, "a", "b", "m"), 4096)
+    assert b.add(Record(10**12 - 2**31, Level.INFO, "a", "b", "m"), 4096)
+    assert not b.add(Record(10**12 + 2**31, Level.INFO, "a", "b", "m"), 4096)
+    assert len(b) == 2

@@ -7,7 +7,7 @@ import random
 import pytest
 
 from svsmlog import crypto
-from svsmlog.codec import encode_record
+from svsmlog.codec import EMPTY_BLOCK_LEN, encode_record_block
 from svsmlog.device import MemoryDevice
 from svsmlog.format import Layout
 from svsmlog.model.config import LaunchConfig
@@ -64,8 +64,9 @@ def test_batched_until_max_bytes(owner: crypto.PrivateKey) -> None:
     while not m.durable:
         m.log("uefi", Level.INFO, f"GetVariable(Boot{n:04X}) -> 100 bytes")
         n += 1
-    sizes = [len(encode_record(d.record)) for d in m.durable]
-    assert len(m.durable) == n and sum(sizes) >= 512 > sum(sizes[:-1])  # flushed as soon as full
+    recs = [d.record for d in m.durable]
+    pending = [len(encode_record_block(recs[:k])) - EMPTY_BLOCK_LEN for k in (n - 1, n)]
+    assert len(m.durable) == n and pending[1] >= 512 > pending[0]  # flushed as soon as full
 
 
 def test_errors_are_durable_before_log_returns(owner: crypto.PrivateKey) -> None:

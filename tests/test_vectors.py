@@ -67,6 +67,7 @@ def test_a_changed_envelope_input_changes_the_image() -> None:
     """The envelopes really are inputs: the writer uses them, it does not re-seal."""
     vec = load("basic-x25519")
     slot = next(iter(vec["inputs"]["envelopes"]))
-    vec["inputs"]["envelopes"][slot] = "00" + vec["inputs"]["envelopes"][slot][2:]
+    sealed = bytes.fromhex(vec["inputs"]["envelopes"][slot])
+    vec["inputs"]["envelopes"][slot] = (bytes([sealed[0] ^ 0xFF]) + sealed[1:]).hex()
     image, _ = run_writer_vector(vec)
     assert image != (VECTORS / "basic-x25519.img").read_bytes()

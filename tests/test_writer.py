@@ -31,7 +31,10 @@ def test_flush_is_one_write_of_whole_sectors(owner: crypto.PrivateKey) -> None:
         (sealed,) = w.flush()
         assert len(dev.writes) == before + 1
         write = dev.writes[-1]
-        frame_len = FRAME_HEADER_LEN + 4 + sum(18 + 4 + 4 + len("x" * 100) for _ in range(n)) + 16
+        # spec §4.5-§4.6: one name ("core", "svsm", no target), count, flags, t_base, then
+        # per record head, name, t_offset, message_len and the message
+        block = 1 + (1 + 4 + 1 + 4 + 1) + (4 + 1 + 8) + n * (1 + 1 + 4 + 2 + 100)
+        frame_len = FRAME_HEADER_LEN + block + 16
         assert write.sectors == sealed.sectors == -(-frame_len // SECTOR)
         assert write.lba == sealed.lba and len(write.data) % SECTOR == 0
 
@@ -164,8 +167,8 @@ def test_long_messages_and_refused_oversize(owner: crypto.PrivateKey) -> None:
 
 def test_appending_past_a_frame_flushes_first(owner: crypto.PrivateKey) -> None:
     w = LogWriter(MemoryDevice(256), [StreamSpec(1, "all", 40)], [owner.public])
-    limit = w.max_record_len(1)
-    assert w.append(1, rec(1, "a" * (limit - 40))) == []
+    big = max(k for k in range(0, 40 * 512, 8) if w.fits(1, rec(1, "a" * k)))
+    assert w.append(1, rec(1, "a" * (big - 40))) == []
     sealed = w.append(1, rec(2, "b" * 100))
     assert [s.ftype for s in sealed] == [FrameType.DATA] and len(sealed[0].records) == 1
 

@@ -42,15 +42,16 @@ from ..codec import (
     encode_boot_body,
     encode_clear_section,
     encode_frame_header,
-    encode_record,
     encode_record_block,
     encode_superblock,
 )
 from ..device import SECTOR
 from ..format import (
     FRAME_HEADER_LEN,
+    HEAD_FIELDS,
     MAX_CLEAR_LEN,
     MAX_CT_LEN,
+    MIN_RECORD_LEN,
     NO_STREAM,
     TAG_LEN,
     EnvelopeKind,
@@ -340,29 +341,28 @@ def gen_forged_hostile_bodies(d: Draw, max_sectors: int, key: crypto.PrivateKey)
         lba += used
         while lba < start + sectors:
             kind = d.integers(0, 5)
+            one = bytearray(encode_record_block([Record(1, Level.INFO, "core", "svsm", "\u00e9t\u00e9")]))
+            head = 1 + (1 + 4 + 1 + 4 + 1) + 13  # names ("core", "svsm", no target), count, flags, t_base
+            length = head + 1 + 1 + 4  # past the heads, name ids and time offsets columns
             if kind == 0:  # a count that overflows
-                pt = struct.pack("<I", 2**32 - 1) + d.bytes(d.integers(0, 64))
-            elif kind == 1:  # a record whose lengths run past the end
-                rec = bytearray(encode_record(Record(1, Level.INFO, "core", "svsm", "x")))
-                struct.pack_into("<I", rec, 14, 2**32 - 1)
-                pt = struct.pack("<I", 1) + bytes(rec)
-            elif kind == 2:  # bad UTF-8, bad level, bad flags
-                rec = bytearray(encode_record(Record(1, Level.INFO, "core", "svsm", "\u00e9t\u00e9")))
-                rec[-1] = 0xFF
-                rec[8] = d.integers(5, 255)
-                pt = struct.pack("<I", 1) + bytes(rec)
+                pt = b"\x00" + struct.pack("<I", 2**32 - 1) + d.bytes(d.integers(0, 64))
+            elif kind == 1:  # a message length that runs far past the end
+                struct.pack_into("<H", one, length, 2**16 - 1)
+                pt = bytes(one)
+            elif kind == 2:  # bad UTF-8, bad level or reserved head bits
+                one[-1] = 0xFF
+                one[head] = d.integers(5, 255)
+                pt = bytes(one)
             elif kind == 3:  # enormous record counts: the smallest records, as many as fit
-                room = min(1 << 20, (start + sectors - lba) * SECTOR - FRAME_HEADER_LEN - TAG_LEN) - 4
-                count = max(0, room // 18)
+                room = min(1 << 20, (start + sectors - lba) * SECTOR - FRAME_HEADER_LEN - TAG_LEN) - 8
+                count = max(0, room // MIN_RECORD_LEN)
                 if count == 0:
                     break
-                pt = encode_record_block(
-                    [encode_record(Record(i, Level.TRACE, "", "", "")) for i in range(count)]
-                )
+                cols = b"\x04" * count + bytes(count * (1 + 4 + 2))  # trace, name 0, t 0, empty
+                pt = b"\x01\x00\x00\x00" + struct.pack("<IBQ", count, 0, 0) + cols
             elif kind == 4:  # a huge field count with nothing behind it
-                rec = bytearray(encode_record(Record(1, Level.INFO, "core", "svsm", "m")))
-                rec[13] = 255
-                pt = struct.pack("<I", 1) + bytes(rec)
+                one[head] |= HEAD_FIELDS
+                pt = bytes(one) + b"\xff"
             else:
                 pt = d.bytes(d.integers(0, 600))
             need = -(-(FRAME_HEADER_LEN + len(pt) + TAG_LEN) // SECTOR)

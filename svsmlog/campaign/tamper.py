@@ -1,6 +1,6 @@
 """Tamper campaign: every class of change the host can make (spec §1), judged by the spec.
 
-Each case's expected outcome is decided here from formats/svsmlog-v1.md — the §10 table
+Each case's expected outcome is decided here from formats/svsmlog-v2.md — the §10 table
 and the §8 rules — and from the writer-side ground truth of the image (which frames the
 writer wrote where, in which order), never from what the reader says:
 
@@ -101,6 +101,13 @@ class Base:
         self.volume_id = run.superblock.volume_id
         self.boots = {f.boot for f in run.frames}  # boots whose keys the owner holds
         self.region_boots = {f.boot for f in live if f.stream != NO_STREAM}
+        # Every frame that may carry a boot's keys (BOOT and KEYS frames, directory slots):
+        # change all of them and the boot's other frames are unreadable, which is no loss
+        # of "untouched" records (§10: the host can always destroy keys).
+        self.key_frames: dict[int, set[tuple[str, int, int]]] = {}
+        for f in live:
+            if f.type in (FrameType.BOOT, FrameType.KEYS):
+                self.key_frames.setdefault(f.boot, set()).add(self.ident(f))
         self.verified = verify_bytes(self.image, run.owners)
         if self.verified.verdict != "intact":
             raise AssertionError(f"base image {name} does not verify intact")
@@ -564,6 +571,7 @@ def gen_foreign(base: Base, other: Base, targets: list[FrameRec]) -> Iterator[Ca
             bytes(img),
             DETECT,
             {s.offset},
+            {base.ident(g) for g in base.slots if g.lba < s.end and s.lba < g.end},
         )
 
 
@@ -900,7 +908,14 @@ def judge(case: Case, base: Base, fig: TamperFigures, anchor: Anchor | None) -> 
     if check_collateral:
         row.collateral_checked += 1
         names = {(s, b, q) for s, b, q in case.idents}
-        want = Counter({k: n for k, n in base.verified.output.items() if (k[1], k[0], k[2]) not in names})
+        keyless = {b for b, frames in base.key_frames.items() if frames <= names}
+        want = Counter(
+            {
+                k: n
+                for k, n in base.verified.output.items()
+                if (k[1], k[0], k[2]) not in names and k[0] not in keyless
+            }
+        )
         lost = want - v.output
         if lost:
             row.collateral += 1

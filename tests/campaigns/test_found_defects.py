@@ -16,6 +16,7 @@ import textwrap
 import pytest
 
 from svsmlog.campaign.common import campaign_key
+from svsmlog.codec import RecordBlockBuilder
 from svsmlog.device import SECTOR, MemoryDevice, RecordingDevice
 from svsmlog.frames import commit_digest
 from svsmlog.records import Level, Record
@@ -174,8 +175,14 @@ def _malformed_block_image() -> bytes:
     w = LogWriter(dev, [StreamSpec(1, "all", 64)], [OWNER.public])
     w.append(1, _line(1))
     w.flush()
-    st = w._streams[1]  # the bytes the host would seal: count 1, then three bytes
-    st.pending, st.pending_len = [b"\x00\x00\x00"], 7
+    st = w._streams[1]  # the bytes the host would seal: no names, one record, then three bytes
+
+    class Raw(RecordBlockBuilder):
+        def block(self) -> bytes:
+            return b"\x00" + struct.pack("<IBQ", 1, 0, 0) + b"\x00\x00\x00"
+
+    st.pending = Raw()
+    st.pending.add(_line(2), 1 << 20)
     w.flush(1)
     return dev.image()
 
