@@ -36,6 +36,7 @@ from .frames import open_frame
 from .keyring import MAX_FAILED_ENVELOPES, Keyring, StreamKey, harvest
 from .keyschedule import RatchetBudget, RatchetExhausted, ReaderChain
 from .ordering import Entry, RegionJudge
+from .parallel import RegionScan, map_forked, runs_in_parallel
 from .records import LocatedRecord
 from .report import Kind, Report
 from .scan import Candidate, Malformed, ReadSectors, scan_region
@@ -78,6 +79,7 @@ class Verifier:
         self._ours = 0  # frames carrying our volume id
         self._foreign: dict[bytes, int] = {}  # frames carrying another volume id, by id
         self._superblock_reported = False
+        self._exhausted = False  # the ratchet budget ran out (parallel scans must then be redone)
 
     # ------------------------------------------------------------------ helpers
 
@@ -166,6 +168,7 @@ class Verifier:
             try:
                 keys = chain.keys_at(h.seq)
             except RatchetExhausted:
+                self._exhausted = True
                 entry.status = "corrupt"
                 self._add(
                     Kind.FRAME_CORRUPT,
@@ -256,6 +259,54 @@ class Verifier:
             if self._progress is not None:
                 self._progress(c.lba)
         return entries
+
+    def _scan_regions(self, jobs: int) -> dict[int, list[Entry]]:
+        regions = self.volume.superblock.regions
+        if runs_in_parallel(self.volume, jobs) and self._progress is None:
+            scans: list[RegionScan] = map_forked(
+                lambda i: self._scan_isolated(regions[i]), len(regions), jobs
+            )
+            if not any(s.exhausted for s in scans) and sum(s.steps for s in scans) <= self._budget.left:
+                self._budget.left -= sum(s.steps for s in scans)
+                return {r.stream: self._merge_scan(r, s) for r, s in zip(regions, scans, strict=True)}
+        return {r.stream: self._scan(r) for r in regions}
+
+    def _scan_isolated(self, region: RegionEntry) -> RegionScan:
+        """In a worker: scan one region exactly as the sequential pass would, and return
+        what it did to the verifier's state (everything _merge_scan puts back)."""
+        self.report.findings = []
+        self._ours, self._foreign, self._exhausted = 0, {}, False
+        reported, left = self._superblock_reported, self._budget.left
+        entries = self._scan(region)
+        index = []
+        for e in entries:
+            chains = self._chains.get((e.boot, region.stream), [])
+            index.append(next((i for i, ch in enumerate(chains) if ch is e.chain), -1))
+            e.chain = None  # the parent has its own copy of every chain
+        at = None
+        if self._superblock_reported and not reported:
+            at = next(i for i, f in enumerate(self.report.findings) if f.kind is Kind.SUPERBLOCK_MISMATCH)
+        steps = left - self._budget.left
+        return RegionScan(
+            entries, index, self.report.findings, self._ours, self._foreign, at, steps, self._exhausted
+        )
+
+    def _merge_scan(self, region: RegionEntry, scan: RegionScan) -> list[Entry]:
+        """Put a worker's scan back as if this process had run it, in region order."""
+        for e, i in zip(scan.entries, scan.chain_index, strict=True):
+            e.chain = self._chains[(e.boot, region.stream)][i] if i >= 0 else None
+        for k, f in enumerate(scan.findings):
+            if k == scan.superblock_at:
+                if self._superblock_reported:
+                    continue  # an earlier region reported it: the sequential pass says it once
+                self._superblock_reported = True
+            self.report.findings.append(f)
+            if f.violation and f.boot is not None and f.stream is not None:
+                self._violated.add((f.boot, f.stream))
+        self._ours += scan.ours
+        for vid, n in scan.foreign.items():
+            self._foreign[vid] = self._foreign.get(vid, 0) + n
+        return scan.entries
 
     def _check_directory(self) -> None:
         """Key-directory slots are single sealed frames: each must authenticate where we
@@ -436,7 +487,9 @@ class Verifier:
 
     # ------------------------------------------------------------------ entry points
 
-    def run(self, anchor: Anchor | None = None) -> Report:
+    def run(self, anchor: Anchor | None = None, *, jobs: int = 1) -> Report:
+        """Every check of spec §8. ``jobs`` > 1 scans large volumes' regions in forked
+        workers (svsmlog.parallel): the report is the same, only faster."""
         if self._done:
             return self.report
         self._chains = harvest(
@@ -444,7 +497,7 @@ class Verifier:
         )
         self._check_directory()
         orders: dict[int, list[Entry]] = {}
-        scanned = {r.stream: self._scan(r) for r in self.volume.superblock.regions}
+        scanned = self._scan_regions(jobs)
         # The newest boot any complete frame names: a torn frame can only be the next write.
         newest_boot = max(
             (e.boot for entries in scanned.values() for e in entries if e.status in ("ok", "no_key")),
@@ -488,8 +541,9 @@ class Verifier:
             if pt is None:  # the image changed under us between passes
                 raise VolumeError(f"frame at sector {e.lba} changed while reading")
             verified = (e.boot, region.name) not in self._violated
+            boot, name, seq, off = e.boot, region.name, e.seq, self._off(e.lba)
             for r in decode_record_block(pt):
-                yield LocatedRecord(e.boot, region.name, e.seq, self._off(e.lba), r, verified)
+                yield LocatedRecord(boot, name, seq, off, r, verified)
 
     def records(self) -> Iterator[LocatedRecord]:
         """Verified records of every stream, merged by (boot, time since boot)."""

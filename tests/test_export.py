@@ -615,3 +615,40 @@ def test_journal_imports_into_systemd_journal(tmp_path: Path) -> None:
         assert e["__REALTIME_TIMESTAMP"] == str(max(wall, 1))  # journald needs > 0
         for k, v in r.fields:
             assert _json_value(e[journal_field_name(k)]) == v
+
+
+_text = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=30)
+
+
+@given(
+    st.lists(
+        st.builds(
+            LocatedRecord,
+            boot=st.integers(1, 2**32 - 1),
+            stream=_text,
+            seq=st.integers(0, 2**64 - 1),
+            offset=st.integers(0, 2**40),
+            record=st.builds(
+                Record,
+                t_ns=st.integers(0, 2**64 - 1),
+                level=st.sampled_from(list(Level)),
+                service=_text,
+                component=_text,
+                message=_text,
+                target=st.one_of(st.none(), _text),
+                fields=st.lists(st.tuples(_text, _text), max_size=3).map(tuple),
+                flags=st.sampled_from([0, FLAG_PANIC]),
+            ),
+            verified=st.booleans(),
+        ),
+        max_size=5,
+    )
+)
+def test_jsonl_lines_are_exactly_json_dumps_of_as_json(records: list[LocatedRecord]) -> None:
+    """The hand-built lines (the fast path) equal the reference json.dumps byte for byte."""
+    out = io.StringIO()
+    write_jsonl(records, out)
+    expected = "".join(
+        json.dumps(r.as_json(), ensure_ascii=False, separators=(",", ":")) + "\n" for r in records
+    )
+    assert out.getvalue() == expected

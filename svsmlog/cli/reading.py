@@ -47,9 +47,9 @@ class KeyArgs:
 
 
 def verify(image_path: Path, partition: int | None, keys: KeyArgs, anchor: Path | None,
-           as_json: bool) -> Exit:
+           as_json: bool, jobs: int | None = None) -> Exit:
     with open_volume(image_path, partition) as image:
-        v = verify_image(image, keys.keys, keys.stream_keys, keys.passphrase_file, anchor)
+        v = verify_image(image, keys.keys, keys.stream_keys, keys.passphrase_file, anchor, jobs)
         if as_json:
             print(json.dumps(v.report.as_json(), indent=2))
         else:
@@ -73,6 +73,11 @@ class RecordFilter:
     since_ns: int | None = None
     until_ns: int | None = None
     grep: re.Pattern[str] | None = None
+
+    @property
+    def selects(self) -> bool:
+        """False when every record passes (no filter given)."""
+        return self != RecordFilter()
 
     def __call__(self, lr: LocatedRecord) -> bool:
         r = lr.record
@@ -133,6 +138,8 @@ def _write_file(path: Path, fmt: str, records: Iterable[LocatedRecord],
 def _merged(v: Verification, stream_ids: list[int]) -> Iterator[LocatedRecord]:
     """The chosen streams' records merged like Verifier.records(): by boot, then time."""
     iters = [v.verifier.stream_records(s) for s in stream_ids]
+    if len(iters) == 1:
+        return iters[0]
     return heapq.merge(*iters, key=lambda lr: (lr.boot, lr.record.t_ns))
 
 
@@ -183,19 +190,20 @@ def _to_dir(v: Verification, stream_ids: list[int], keep: RecordFilter, output: 
 
 
 def extract(image_path: Path, partition: int | None, keys: KeyArgs, streams: list[str],
-            keep: RecordFilter, output: Output) -> Exit:
+            keep: RecordFilter, output: Output, jobs: int | None = None) -> Exit:
     with open_volume(image_path, partition) as image:
         stream_ids = [resolve_stream(image.volume, s) for s in streams] or [
             r.stream for r in image.volume.superblock.regions
         ]
         stream_ids = list(dict.fromkeys(stream_ids))  # once each, in the order given
-        v = verify_image(image, keys.keys, keys.stream_keys, keys.passphrase_file)
+        v = verify_image(image, keys.keys, keys.stream_keys, keys.passphrase_file, None, jobs)
         if v.nothing_opened():
             raise v.no_key_error()
         if output.out_dir is not None:
             _to_dir(v, stream_ids, keep, output)
         else:
-            _to_stdout(v, filter(keep, _merged(v, stream_ids)), output)
+            merged = _merged(v, stream_ids)
+            _to_stdout(v, filter(keep, merged) if keep.selects else merged, output)
         if v.report.verdict == "violated":
             warn(f"{image.name}: integrity violation; records of the affected boots and streams are "
                  "marked unverified ('svsmlog verify' gives the full report)")

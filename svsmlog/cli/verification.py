@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..anchor import Anchor
+from ..parallel import default_jobs, runs_in_parallel
 from ..report import Kind, Report
 from ..verify import Keyring, Verifier, VolumeError
 from .common import CliError, Exit, Image, ReadProgress, load_anchor, load_keyring, region_bytes
@@ -43,16 +46,29 @@ def verify_image(
     stream_keys: list[Path],
     passphrase_file: Path | None,
     anchor_file: Path | None = None,
+    jobs: int | None = None,
 ) -> Verification:
     """Load the keys and the anchor (exit 2/3 on bad ones), then run every check."""
     keyring = load_keyring(keys, stream_keys, passphrase_file, image.volume)
     anchor = load_anchor(anchor_file)
     src = image.source
+    # Workers are forked: libqcow's handle is not safe to share, and the progress bar's
+    # thread must not be running when they fork (svsmlog.parallel).
+    jobs = 1 if src.container == "qcow2" else jobs or default_jobs()
+    if runs_in_parallel(image.volume, jobs):
+        return _verify(image, keyring, anchor, src.read_sectors, jobs)
     # Two full passes read the regions: the key harvest and the frame checks.
     with ReadProgress(src.read_sectors, 2 * region_bytes(image.volume), "verifying") as progress:
-        try:
-            verifier = Verifier(progress.read, src.sector_count, keyring, base_offset=src.base_offset)
-        except VolumeError as e:
-            raise CliError(f"{image.name}: not an svsmlog volume: {e}") from None
-        report = verifier.run(anchor)
+        return _verify(image, keyring, anchor, progress.read, 1)
+
+
+def _verify(
+    image: Image, keyring: Keyring, anchor: Anchor | None, read: Callable[[int, int], bytes], jobs: int
+) -> Verification:
+    src = image.source
+    try:
+        verifier = Verifier(read, src.sector_count, keyring, base_offset=src.base_offset)
+    except VolumeError as e:
+        raise CliError(f"{image.name}: not an svsmlog volume: {e}") from None
+    report = verifier.run(anchor, jobs=jobs)
     return Verification(image, keyring, verifier, report)
