@@ -1,12 +1,15 @@
-"""Regions verified in parallel (``--jobs``): the same checks, the same report.
+"""Verification pass 2 in parallel (``--jobs``): the same checks, the same report.
 
-Regions are independent in verification pass 2 (spec §8.3 judges each on its own; every
-(boot, stream) chain belongs to one region), so each can be scanned in a forked worker
-from the state the harvest left. What crosses regions is merged back in region order
-(findings, counters, the once-only superblock finding), and the ratchet budget, which
-the sequential pass shares across regions, is checked afterwards: if the workers spent
-more than it allows, or any worker ran out, the caller scans sequentially instead, so
-``--jobs`` never changes a result.
+The regions are cut into chunks; a forked worker scans each chunk from its first sector
+exactly as the sequential scan would, and records what every candidate did (its entry,
+its findings, which frame counter it moved, what it cost the rejection budget). The
+parent stitches each region's chunks back in order: a chunk is taken from the position
+where the sequential scan reaches it (the end of the frame that crossed into it), which
+the chunk's own scan must also have stood on, and from there on both scans see the same
+sectors with the same keys. Whatever the pieces cannot show to be what one process would
+have done — a scan that stood inside a frame at that position, a rejection budget or a
+ratchet budget that the sequential pass would have run out of — makes the caller scan
+sequentially instead, so ``--jobs`` never changes a result (tests/test_parallel.py).
 
 Workers are forked: ``read`` must stay usable in a child (positional reads of a file,
 as ``svsmlog.source`` does for raw and GPT images) and the parent must not run other
@@ -21,33 +24,84 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .codec import RegionEntry
 from .device import SECTOR
 from .ordering import Entry
 from .report import Finding
+from .scan import rejection_budget
 from .volume import Volume
 
 # Below this many bytes of regions, starting workers costs more than it saves.
 PARALLEL_MIN_BYTES = 32 * 1024 * 1024
+MIN_CHUNK_SECTORS = 16 * 1024  # 8 MiB
+CHUNKS_PER_JOB = 4  # several chunks per worker even out regions of different sizes
+
+
+@dataclass(slots=True)
+class ScanEvent:
+    """What one candidate (or a malformed header) did to the verifier's state."""
+
+    lba: int
+    sectors: int  # the candidate's length; 0 for a malformed header
+    accepted: bool
+    entry: Entry | None
+    chain_index: int  # the entry's chain among its (boot, stream) chains; -1 for none
+    findings: list[Finding]
+    counted: bytes | None  # b"" for a frame of ours, a volume id for a foreign one, else None
+    superblock_at: int | None  # index in findings of a superblock finding this candidate raised
 
 
 @dataclass
-class RegionScan:
-    """What scanning one region did, as a worker hands it back."""
+class ChunkScan:
+    """A worker's scan of the candidates starting in [lo, hi) of one region."""
 
-    entries: list[Entry]
-    chain_index: list[int]  # per entry: its chain's index among the (boot, stream) chains, -1 for none
-    findings: list[Finding]
-    ours: int
-    foreign: dict[bytes, int] = field(default_factory=dict)
-    superblock_at: int | None = None  # the index in findings of a superblock finding this scan raised
+    lo: int
+    hi: int
+    events: list[ScanEvent] = field(default_factory=list)
+    end: int = 0  # where the scan stood when it left the chunk
+    stopped: bool = False  # the chunk's rejection budget ran out
     steps: int = 0  # ratchet steps spent
-    exhausted: bool = False  # the ratchet budget ran out in this worker
+    exhausted: bool = False  # the ratchet budget ran out
 
 
 def runs_in_parallel(volume: Volume, jobs: int) -> bool:
     """Whether ``Verifier.run(jobs=jobs)`` forks workers for this volume."""
-    regions = volume.superblock.regions
-    return jobs > 1 and len(regions) > 1 and sum(r.sectors for r in regions) * SECTOR >= PARALLEL_MIN_BYTES
+    return jobs > 1 and sum(r.sectors for r in volume.superblock.regions) * SECTOR >= PARALLEL_MIN_BYTES
+
+
+def plan_chunks(regions: tuple[RegionEntry, ...], jobs: int) -> list[tuple[int, int, int]]:
+    """(region index, lo, hi) pieces covering every region, about CHUNKS_PER_JOB per job."""
+    total = sum(r.sectors for r in regions)
+    size = max(MIN_CHUNK_SECTORS, -(-total // (jobs * CHUNKS_PER_JOB)))
+    return [
+        (i, lo, min(lo + size, r.start + r.sectors))
+        for i, r in enumerate(regions)
+        for lo in range(r.start, r.start + r.sectors, size)
+    ]
+
+
+def stitch(region: RegionEntry, chunks: list[ChunkScan]) -> list[ScanEvent] | None:
+    """The events of the sequential scan of ``region``, from its chunks in order; None
+    where the chunks cannot show them (the caller then scans sequentially)."""
+    pos, budget, out = region.start, rejection_budget(region), []
+    for ch in chunks:
+        if pos >= ch.hi:
+            continue  # a frame that began in an earlier chunk covers this one
+        if ch.stopped or ch.lo > pos:
+            return None
+        if any(ev.accepted and ev.lba < pos < ev.lba + ev.sectors for ev in ch.events):
+            return None  # this chunk's scan jumped over the position the sequential scan stands on
+        for ev in ch.events:
+            if ev.lba < pos:
+                continue
+            if ev.sectors:
+                if budget < ev.sectors * SECTOR:
+                    return None  # the sequential scan stops here (spec §8.1)
+                if not ev.accepted:
+                    budget -= ev.sectors * SECTOR
+            out.append(ev)
+        pos = ch.end
+    return out
 
 
 def default_jobs() -> int:

@@ -52,6 +52,7 @@ class Malformed:
 
     lba: int
     reason: str
+    final: bool = False  # the rejection budget is spent: the scan stops here
 
 
 class _Window:
@@ -80,12 +81,17 @@ def rejection_budget(region: RegionEntry) -> int:
     return region.sectors * SECTOR + 64 * 1024 * 1024
 
 
-def scan_region(read: ReadSectors, region: RegionEntry) -> Iterator[Candidate | Malformed]:
+def scan_region(
+    read: ReadSectors, region: RegionEntry, lo: int | None = None, hi: int | None = None
+) -> Iterator[Candidate | Malformed]:
+    """Candidates of the region; with ``lo``/``hi``, only those starting in [lo, hi), as a
+    scan from ``lo`` finds them (svsmlog.parallel stitches such pieces together)."""
     end = region.start + region.sectors
-    win = _Window(read, region.start, end)
-    lba = region.start
+    lba = region.start if lo is None else lo
+    stop = end if hi is None else min(hi, end)
+    win = _Window(read, lba, end)
     budget = rejection_budget(region)
-    while lba < end:
+    while lba < stop:
         first = win.get(lba, 1)
         if first[:4] != FRAME_MAGIC:
             lba += 1
@@ -103,7 +109,7 @@ def scan_region(read: ReadSectors, region: RegionEntry) -> Iterator[Candidate | 
             continue
         if budget < n * SECTOR:
             yield Malformed(
-                lba, "too many overlapping invalid frames: the rest of the region is not examined"
+                lba, "too many overlapping invalid frames: the rest of the region is not examined", final=True
             )
             return
         raw = first[: header.body_len] if n == 1 else win.get(lba, n)[: header.body_len]

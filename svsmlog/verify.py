@@ -36,7 +36,7 @@ from .frames import open_frame
 from .keyring import MAX_FAILED_ENVELOPES, Keyring, StreamKey, harvest
 from .keyschedule import RatchetBudget, RatchetExhausted, ReaderChain
 from .ordering import Entry, RegionJudge
-from .parallel import RegionScan, map_forked, runs_in_parallel
+from .parallel import ChunkScan, ScanEvent, map_forked, plan_chunks, runs_in_parallel, stitch
 from .records import LocatedRecord
 from .report import Kind, Report
 from .scan import Candidate, Malformed, ReadSectors, scan_region
@@ -80,6 +80,7 @@ class Verifier:
         self._foreign: dict[bytes, int] = {}  # frames carrying another volume id, by id
         self._superblock_reported = False
         self._exhausted = False  # the ratchet budget ran out (parallel scans must then be redone)
+        self.scanned_in_parallel = False  # run(jobs > 1) used the workers' scans (not redone)
 
     # ------------------------------------------------------------------ helpers
 
@@ -248,65 +249,95 @@ class Verifier:
     def _scan(self, region: RegionEntry) -> list[Entry]:
         entries = []
         for c in scan_region(self._read, region):
-            if isinstance(c, Malformed):
-                self._add(
-                    Kind.FRAME_CORRUPT, f"frame magic without a valid header: {c.reason}", region, lba=c.lba
-                )
-                continue
-            e = self._verify_candidate(region, c)
+            e = self._visit(region, c)
             if e is not None:
                 entries.append(e)
             if self._progress is not None:
                 self._progress(c.lba)
         return entries
 
+    def _visit(self, region: RegionEntry, c: Candidate | Malformed) -> Entry | None:
+        if isinstance(c, Malformed):
+            self._add(
+                Kind.FRAME_CORRUPT, f"frame magic without a valid header: {c.reason}", region, lba=c.lba
+            )
+            return None
+        return self._verify_candidate(region, c)
+
     def _scan_regions(self, jobs: int) -> dict[int, list[Entry]]:
         regions = self.volume.superblock.regions
         if runs_in_parallel(self.volume, jobs) and self._progress is None:
-            scans: list[RegionScan] = map_forked(
-                lambda i: self._scan_isolated(regions[i]), len(regions), jobs
+            plan = plan_chunks(regions, jobs)
+            scans: list[ChunkScan] = map_forked(
+                lambda k: self._scan_chunk(regions[plan[k][0]], plan[k][1], plan[k][2]), len(plan), jobs
             )
-            if not any(s.exhausted for s in scans) and sum(s.steps for s in scans) <= self._budget.left:
-                self._budget.left -= sum(s.steps for s in scans)
-                return {r.stream: self._merge_scan(r, s) for r, s in zip(regions, scans, strict=True)}
+            steps = sum(s.steps for s in scans)
+            stitched = [
+                stitch(r, [s for (i, _, _), s in zip(plan, scans, strict=True) if i == n])
+                for n, r in enumerate(regions)
+            ]
+            if not any(s.exhausted for s in scans) and steps <= self._budget.left and None not in stitched:
+                self._budget.left -= steps
+                self.scanned_in_parallel = True
+                return {
+                    r.stream: self._replay(r, ev)
+                    for r, ev in zip(regions, stitched, strict=True)
+                    if ev is not None
+                }
         return {r.stream: self._scan(r) for r in regions}
 
-    def _scan_isolated(self, region: RegionEntry) -> RegionScan:
-        """In a worker: scan one region exactly as the sequential pass would, and return
-        what it did to the verifier's state (everything _merge_scan puts back)."""
-        self.report.findings = []
-        self._ours, self._foreign, self._exhausted = 0, {}, False
-        reported, left = self._superblock_reported, self._budget.left
-        entries = self._scan(region)
-        index = []
-        for e in entries:
-            chains = self._chains.get((e.boot, region.stream), [])
-            index.append(next((i for i, ch in enumerate(chains) if ch is e.chain), -1))
-            e.chain = None  # the parent has its own copy of every chain
-        at = None
-        if self._superblock_reported and not reported:
-            at = next(i for i, f in enumerate(self.report.findings) if f.kind is Kind.SUPERBLOCK_MISMATCH)
-        steps = left - self._budget.left
-        return RegionScan(
-            entries, index, self.report.findings, self._ours, self._foreign, at, steps, self._exhausted
-        )
+    def _scan_chunk(self, region: RegionEntry, lo: int, hi: int) -> ChunkScan:
+        """In a worker: scan the candidates starting in [lo, hi) as the sequential pass
+        would, recording what each did to the verifier's state (svsmlog.parallel)."""
+        out = ChunkScan(lo, hi, end=hi)
+        left = self._budget.left
+        reported = self._superblock_reported
+        for c in scan_region(self._read, region, lo, hi):
+            self.report.findings, self._ours, self._foreign = [], 0, {}
+            self._superblock_reported = reported  # each candidate may raise it: the stitch keeps the first
+            e = self._visit(region, c)
+            sectors = c.header.sectors if isinstance(c, Candidate) else 0
+            accepted = isinstance(c, Candidate) and c.accepted
+            index = -1
+            if e is not None:
+                chains = self._chains.get((e.boot, region.stream), [])
+                index = next((i for i, ch in enumerate(chains) if ch is e.chain), -1)
+                e.chain = None  # the parent has its own copy of every chain
+            counted = b"" if self._ours else next(iter(self._foreign), None)
+            at = None
+            if self._superblock_reported and not reported:
+                at = next(i for i, f in enumerate(self.report.findings) if f.kind is Kind.SUPERBLOCK_MISMATCH)
+            out.events.append(
+                ScanEvent(c.lba, sectors, accepted, e, index, self.report.findings, counted, at)
+            )
+            out.end = max(hi, c.lba + sectors if accepted else c.lba + 1)
+            out.stopped |= isinstance(c, Malformed) and c.final
+        out.steps, out.exhausted = left - self._budget.left, self._exhausted
+        return out
 
-    def _merge_scan(self, region: RegionEntry, scan: RegionScan) -> list[Entry]:
-        """Put a worker's scan back as if this process had run it, in region order."""
-        for e, i in zip(scan.entries, scan.chain_index, strict=True):
-            e.chain = self._chains[(e.boot, region.stream)][i] if i >= 0 else None
-        for k, f in enumerate(scan.findings):
-            if k == scan.superblock_at:
-                if self._superblock_reported:
-                    continue  # an earlier region reported it: the sequential pass says it once
-                self._superblock_reported = True
-            self.report.findings.append(f)
-            if f.violation and f.boot is not None and f.stream is not None:
-                self._violated.add((f.boot, f.stream))
-        self._ours += scan.ours
-        for vid, n in scan.foreign.items():
-            self._foreign[vid] = self._foreign.get(vid, 0) + n
-        return scan.entries
+    def _replay(self, region: RegionEntry, events: list[ScanEvent]) -> list[Entry]:
+        """Put a region's stitched events back as if this process had scanned it."""
+        entries = []
+        for ev in events:
+            for k, f in enumerate(ev.findings):
+                if k == ev.superblock_at:
+                    if self._superblock_reported:
+                        continue  # raised earlier: the sequential pass says it once
+                    self._superblock_reported = True
+                self.report.findings.append(f)
+                if f.violation and f.boot is not None and f.stream is not None:
+                    self._violated.add((f.boot, f.stream))
+            if ev.counted == b"":
+                self._ours += 1
+            elif ev.counted is not None:
+                self._foreign[ev.counted] = self._foreign.get(ev.counted, 0) + 1
+            if ev.entry is not None:
+                e = ev.entry
+                e.chain = (
+                    self._chains[(e.boot, region.stream)][ev.chain_index] if ev.chain_index >= 0 else None
+                )
+                entries.append(e)
+        return entries
 
     def _check_directory(self) -> None:
         """Key-directory slots are single sealed frames: each must authenticate where we

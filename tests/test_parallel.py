@@ -1,6 +1,7 @@
 """``jobs`` > 1 gives the same report and records as one process, on every vector and
-sample image (clean, tampered, torn, wrapped, multi-key), and on an image whose ratchet
-budget runs out (where the parallel result must be thrown away and redone)."""
+sample image (clean, tampered, torn, wrapped, multi-key) cut into chunks of every size
+from 1 to 17 sectors (so chunk boundaries fall inside frames, on them and between them),
+and on images whose budgets run out (where the parallel result must be redone)."""
 
 from __future__ import annotations
 
@@ -22,15 +23,19 @@ KEYS = [vector_key(n) for n in KEY_SEEDS] + [
 ]
 
 
+PARALLEL_USED: list[bool] = []
+
+
 def outcome(image: bytes, jobs: int) -> tuple[object, list[object]]:
     dev = MemoryDevice(len(image) // SECTOR, image)
     v = Verifier(dev.read, dev.sector_count, Keyring(KEYS))
     report = v.run(jobs=jobs)
-    return report.as_json(), [r.__dict__ if hasattr(r, "__dict__") else repr(r) for r in v.records()]
+    PARALLEL_USED.append(v.scanned_in_parallel)
+    return report.as_json(), [repr(r) for r in v.records()]
 
 
 @pytest.fixture(autouse=True)
-def parallel_even_when_small(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+def parallel_even_when_small(monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> list[int]:
     calls: list[int] = []
     real = parallel.map_forked
 
@@ -39,6 +44,7 @@ def parallel_even_when_small(monkeypatch: pytest.MonkeyPatch) -> list[int]:
         return real(task, n, jobs)
 
     monkeypatch.setattr(parallel, "PARALLEL_MIN_BYTES", 0)
+    monkeypatch.setattr(parallel, "MIN_CHUNK_SECTORS", getattr(request, "param", 7))
     monkeypatch.setattr(verify, "map_forked", counting)
     return calls
 
@@ -46,12 +52,18 @@ def parallel_even_when_small(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 @pytest.mark.parametrize("path", IMAGES, ids=lambda p: p.name)
 def test_same_report_and_records(path: Path, parallel_even_when_small: list[int]) -> None:
     image = path.read_bytes()
-    assert outcome(image, 2) == outcome(image, 1)
+    parallel_result = outcome(image, 2)
+    assert PARALLEL_USED[-1]  # the workers' scans stitched: not redone in one process
+    assert parallel_result == outcome(image, 1)
 
 
-def test_more_than_one_region_runs_in_workers(parallel_even_when_small: list[int]) -> None:
-    outcome((ROOT / "formats" / "vectors" / "multiboot-perservice.img").read_bytes(), 2)
-    assert parallel_even_when_small and parallel_even_when_small[0] > 1
+@pytest.mark.parametrize("parallel_even_when_small", range(1, 18), indirect=True)
+@pytest.mark.parametrize("name", ["wraparound", "multiboot-perservice", "torn-tail", "moved-frame"])
+def test_every_chunk_size(name: str, parallel_even_when_small: list[int]) -> None:
+    image = (ROOT / "formats" / "vectors" / f"{name}.img").read_bytes()
+    parallel_result = outcome(image, 2)
+    assert PARALLEL_USED[-1]
+    assert parallel_result == outcome(image, 1)
 
 
 def test_an_exhausted_ratchet_budget_falls_back_to_one_process(parallel_even_when_small: list[int]) -> None:
@@ -66,6 +78,7 @@ def test_an_exhausted_ratchet_budget_falls_back_to_one_process(parallel_even_whe
     single = outcome(bytes(image), 1)
     assert any("ratchet budget" in f["detail"] for f in single[0]["findings"])  # type: ignore[index]
     assert outcome(bytes(image), 2) == single
+    assert not PARALLEL_USED[-1]
 
 
 def test_a_foreign_frame_among_ours(parallel_even_when_small: list[int]) -> None:
