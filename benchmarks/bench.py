@@ -1,187 +1,170 @@
-"""svsmlog benchmarks: ``python benchmarks/bench.py [--size-mb 100] [--repeat 3]``.
+"""svsmlog against journald and the AES-GCM limit (issue 6): ``make bench``.
 
-Prints a markdown table to paste into benchmarks/README.md. Every figure is a
-median over ``--repeat`` runs made in this one invocation, so ratios compare
-like with like on a noisy machine.
+    python -m benchmarks.bench [--records 100000 1000000] [--repeat 3] [--keep]
+
+From one deterministic message set (``benchmarks.messages``), for each size: four
+svsmlog images (aggregated and per-service layouts, ``default`` and ``batch-64`` flush
+policies: ``benchmarks.images``) and a sealed journald journal (``benchmarks.journald``).
+Then, ``--repeat`` rounds, each running every command once, interleaved so that a noisy
+machine slows all of them alike: ``svsmlog verify`` and ``svsmlog extract --format
+jsonl`` on every image, ``journalctl --verify --verify-key`` and ``journalctl -o json``
+on the journal, and ``openssl speed -evp aes-256-gcm`` (one core). Prints one markdown
+table for benchmarks/README.md. Every input is rebuilt on each run, under
+benchmarks/out/ (git-ignored), and removed afterwards unless ``--keep``.
 """
 
 from __future__ import annotations
 
 import argparse
-import platform
-import statistics
+import os
+import shutil
+import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
-import construct
+if __package__ in (None, ""):  # run as a script: python benchmarks/bench.py
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from svsmlog import codec, crypto, format
-from svsmlog.device import SECTOR, FileDevice, MemoryDevice, RecordingDevice
-from svsmlog.records import Level, Record
-from svsmlog.verify import Keyring, Verifier
-from svsmlog.volume import StreamSpec
-from svsmlog.writer import LogWriter
+from benchmarks import images, journald, measure, messages
+from benchmarks.report import EXTRACT, JOURNALD, VERIFY, VERIFY_1, Run, SizeRun, render
+from svsmlog import crypto
 
 OUT = Path(__file__).resolve().parent / "out"
+SVSMLOG = str(Path(sys.executable).with_name("svsmlog"))
 
 
-def median_time(fn: Callable[[], object], repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+def log(text: str) -> None:
+    print(f"[bench] {text}", file=sys.stderr, flush=True)
 
 
-def message(i: int, n: int = 100) -> Record:
-    body = f"VTPM: command {i:08d} completed " + "x" * n
-    return Record(i * 1000, Level.INFO, "vtpm", "vtpm", body[:n])
+def offers_jobs(command: str) -> bool:
+    """Whether ``svsmlog COMMAND --help`` lists a ``--jobs`` option."""
+    r = subprocess.run([SVSMLOG, command, "--help"], capture_output=True, text=True, env=_wide_env())
+    return "--jobs" in r.stdout
 
 
-def overhead(per_flush: int, messages: int = 6400) -> tuple[float, float]:
-    """Device bytes written per message byte, and device writes per flush (BOOT frames and
-    formatting excluded: they are per boot, not per message)."""
-    key = crypto.generate_private_key()
-    dev = RecordingDevice(MemoryDevice(64 * 1024))
-    w = LogWriter(dev, [StreamSpec(1, "all", 60000)], [key.public])
-    start = len(dev.writes)
-    flushes = 0
-    for i in range(messages):
-        w.append(1, message(i))
-        if (i + 1) % per_flush == 0:
-            w.flush()
-            flushes += 1
-    written = sum(len(x.data) for x in dev.writes[start:])
-    return written / (messages * 100), (len(dev.writes) - start) / flushes
+def _wide_env() -> dict[str, str]:
+    return {**os.environ, "COLUMNS": "200"}  # so rich does not wrap option names
 
 
-def model_amplification(layout: str) -> tuple[float, float, float]:
-    """The SVSM model's ``normal`` scenario (seed 0): device bytes written per message byte
-    for a first boot (formatting included: zeroing every region once) and for a second boot
-    over the same image, and device writes per frame written (a flush is one frame)."""
-    import tempfile
-
-    from svsmlog.model.simulate import SimulateOptions, simulate
-
-    with tempfile.TemporaryDirectory() as tmp:
-        pub = Path(tmp) / "owner.pub"
-        pub.write_bytes(crypto.generate_private_key().public.to_pem())
-        img = Path(tmp) / "disk.img"
-        opts = SimulateOptions(image=img, recipients=[pub], scenario="normal", streams=layout, size="16M")
-        first = simulate(opts)
-        second = simulate(opts)
-    amp = lambda r: r.sectors_written * SECTOR / r.message_bytes  # noqa: E731
-    return amp(first), amp(second), second.device_writes / second.frames
-
-
-def build_image(path: Path, size_mb: int, key: crypto.PrivateKey) -> int:
-    """A per-service image about ``size_mb`` MB full of 100-200 byte messages, 64 per flush."""
-    sectors = size_mb * 1024 * 1024 // SECTOR
-    names = ["boot", "core", "attest", "vtpm", "apic", "uefi", "console"]
-    per = (sectors - 64) // len(names) // 8 * 8
-    specs = [StreamSpec(i + 1, n, per) for i, n in enumerate(names)]
-    dev = FileDevice(path, create_sectors=sectors)
-    w = LogWriter(dev, specs, [key.public])
-    records = 0
-    budget = int(per * SECTOR * 0.97)
-    used = {s.stream: 0 for s in specs}
-    i = 0
-    while any(u < budget for u in used.values()):
-        for s in specs:
-            if used[s.stream] >= budget:
-                continue
-            for j in range(64):
-                r = Record(
-                    i * 1000 + j, Level.INFO, s.name, s.name, f"{s.name} event {i}:{j} " + "d" * (80 + j)
-                )
-                w.append(s.stream, r)
-            (sealed,) = w.flush(s.stream)
-            used[s.stream] += sealed.sectors * SECTOR
-            records += 64
-        i += 1
-    w.close()
-    dev.close()
-    return records
-
-
-def decode_ratio(repeat: int) -> tuple[float, float]:
-    block = codec.encode_record_block([codec.encode_record(message(i, 150)) for i in range(64)])
-    n = 200
-    fast = median_time(lambda: [codec.decode_record_block(block) for _ in range(n)], repeat) / n
-    slow = median_time(lambda: [format.RecordBlock.parse(block) for _ in range(n)], repeat) / n
-    return fast, slow
-
-
-def main() -> int:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--size-mb", type=int, default=100)
-    ap.add_argument("--repeat", type=int, default=3)
-    args = ap.parse_args()
-    OUT.mkdir(exist_ok=True)
-    key = crypto.generate_private_key()
-    rows: list[tuple[str, str]] = []
-
-    for per in (1, 64):
-        amp, wpf = overhead(per)
-        rows.append((f"disk bytes per message byte, 100-byte messages, {per} per flush", f"{amp:.2f}"))
-        rows.append((f"device writes per flush, {per} per flush", f"{wpf:.2f}"))
-
-    for layout in ("aggregated", "per-service"):
-        first, steady, wpf = model_amplification(layout)
-        rows.append(
-            (
-                f"model, normal scenario, {layout}: device bytes per message byte, first boot "
-                "(formatting included) / a later boot",
-                f"{first:.1f} / {steady:.2f}",
+def build(n: int, records: list, out: Path, key: crypto.PrivateKey, args: argparse.Namespace) -> SizeRun:
+    sz = SizeRun(records=n, payload=messages.payload_bytes(records))
+    for layout in args.layouts:
+        for policy in args.policies:
+            path = out / f"svsmlog-{n}-{layout}-{policy}.img"
+            st = images.build_image(path, records, layout, policy, key.public)
+            sz.images[f"{layout}/{policy}"] = st
+            log(
+                f"{n:,} records, {layout}/{policy}: {st.image_bytes / 1e6:.1f} MB, {st.frames:,} frames, "
+                f"{st.records / st.seconds:,.0f} records/s written"
             )
-        )
-        rows.append((f"model, normal scenario, {layout}: device writes per frame", f"{wpf:.2f}"))
+    if not args.no_journald:
+        t0 = time.perf_counter()
+        sz.journal = journald.build_journal(records, out / f"journal-{n}")
+        log(f"{n:,} records, journal: {sz.journal.file_bytes / 1e6:.1f} MB, {time.perf_counter() - t0:.1f} s")
+    return sz
 
-    img = OUT / f"bench-{args.size_mb}mb.img"
+
+def commands(
+    sz: SizeRun, out: Path, key_file: Path, jobs: dict[str, str | None]
+) -> dict[tuple[str, str], list[str]]:
+    cmds: dict[tuple[str, str], list[str]] = {}
+    if sz.journal is not None:
+        files = [f"--file={p}" for p in sz.journal.files]
+        key = f"--verify-key={sz.journal.verify_key}"
+        cmds[JOURNALD, VERIFY] = ["journalctl", *files, "--verify", key]
+        cmds[JOURNALD, EXTRACT] = ["journalctl", *files, "-o", "json", "--no-pager"]
+    for label in sz.images:
+        img = str(out / f"svsmlog-{sz.records}-{label.replace('/', '-')}.img")
+        verify = [SVSMLOG, "verify", img, "--key", str(key_file)]
+        extract = [SVSMLOG, "extract", img, "--key", str(key_file), "--format", "jsonl"]
+        if jobs["verify"]:
+            cmds[label, VERIFY] = [*verify, "--jobs", jobs["verify"]]
+            if jobs["verify"] != "1":
+                cmds[label, VERIFY_1] = [*verify, "--jobs", "1"]
+        else:
+            cmds[label, VERIFY] = verify
+        cmds[label, EXTRACT] = [*extract, "--jobs", jobs["extract"]] if jobs["extract"] else extract
+    return cmds
+
+
+def check_counts(sz: SizeRun, cmds: dict[tuple[str, str], list[str]]) -> list[str]:
+    """Untimed: every extract writes one line per record (run on the smallest size only)."""
+    notes = []
+    for (subject, action), argv in cmds.items():
+        if action != EXTRACT:
+            continue
+        r = subprocess.run(argv, capture_output=True, check=True)
+        lines = r.stdout.count(b"\n")
+        if lines != sz.records:
+            raise SystemExit(f"{subject}: {' '.join(argv)} wrote {lines} lines for {sz.records} records")
+        notes.append(subject)
+    return [f"at {sz.records:,} records every extract wrote one JSON line per record ({', '.join(notes)})"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--records", type=int, nargs="+", default=[100_000, 1_000_000])
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--layouts", nargs="+", choices=images.LAYOUTS, default=list(images.LAYOUTS))
+    ap.add_argument("--policies", nargs="+", choices=images.POLICIES, default=list(images.POLICIES))
+    ap.add_argument("--jobs", help="svsmlog --jobs (default: all cores), if svsmlog offers it")
+    ap.add_argument("--no-journald", action="store_true", help="skip journald (no comparison ratios)")
+    ap.add_argument("--out", type=Path, default=OUT)
+    ap.add_argument("--keep", action="store_true", help="keep the images, journals and key in --out")
+    args = ap.parse_args(argv)
+    t_start = time.perf_counter()
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    if not args.no_journald:
+        journald.journal_remote()  # fail early, with the fix, if it is missing
+    nproc = str(len(os.sched_getaffinity(0)))
+    jobs = {c: (args.jobs or nproc) if offers_jobs(c) else None for c in ("verify", "extract")}
+
+    key = crypto.generate_private_key()
+    key_file = out / "owner.key"
+    key_file.write_bytes(key.to_pem())
+    key_file.chmod(0o600)
+
+    sizes = sorted(set(args.records))
     t0 = time.perf_counter()
-    records = build_image(img, args.size_mb, key)
-    build = time.perf_counter() - t0
-    size = img.stat().st_size
-    rows.append(("writer: records/s building the image (64 per flush)", f"{records / build:,.0f}"))
+    everything = messages.generate(sizes[-1])
+    log(f"{sizes[-1]:,} messages generated in {time.perf_counter() - t0:.1f} s")
+    runs = [build(n, everything[:n], out, key, args) for n in sizes]
+    del everything
+    cmds = {sz.records: commands(sz, out, key_file, jobs) for sz in runs}
+    checks = check_counts(runs[0], cmds[runs[0].records])
 
-    def open_verifier() -> Verifier:
-        dev = FileDevice(img)
-        return Verifier(dev.read, dev.sector_count, Keyring([key]))
+    samples: dict[tuple[int, str, str], list[measure.Sample]] = {}
+    aes: list[float] = []
+    for r in range(args.repeat):
+        log(f"round {r + 1} of {args.repeat}")
+        aes.append(measure.openssl_aes_gcm())
+        for sz in runs:
+            for (subject, action), argv in cmds[sz.records].items():
+                samples.setdefault((sz.records, subject, action), []).append(measure.run(argv))
+    for sz in runs:
+        for subject, action in cmds[sz.records]:
+            sz.timings[subject, action] = measure.summarise(samples[sz.records, subject, action])
 
-    def verify_only() -> None:
-        assert open_verifier().run().verdict == "intact"
-
-    def verify_and_extract() -> None:
-        v = open_verifier()
-        v.run()
-        assert sum(1 for _ in v.records()) == records
-
-    tv = median_time(verify_only, args.repeat)
-    te = median_time(verify_and_extract, args.repeat)
-    mb = size / 1e6
-    rows.append(("image: MB / frames-of-64 records / records", f"{mb:.0f} / {records // 64:,} / {records:,}"))
-    rows.append(("verify (keys, scan, AEAD, decode, checks): MB/s", f"{mb / tv:.1f}"))
-    rows.append(("verify + extract all records: MB/s", f"{mb / te:.1f}"))
-    rows.append(("verify + extract: records/s", f"{records / te:,.0f}"))
-    fast, slow = decode_ratio(args.repeat)
-    rows.append(
-        ("decode a 64-record block: fast codec / construct (µs)", f"{fast * 1e6:.0f} / {slow * 1e6:.0f}")
+    run = Run(
+        machine=measure.machine(),
+        repeat=args.repeat,
+        jobs=jobs["verify"],
+        aes_bps=measure.Spread.of(aes),
+        sizes=runs,
+        checks=checks,
+        seconds=time.perf_counter() - t_start,
     )
-    rows.append(("construct is slower by", f"{slow / fast:.1f}×"))
-
-    print(
-        f"svsmlog benchmarks — Python {platform.python_version()}, construct {construct.__version__}, "
-        f"{platform.machine()}, median of {args.repeat}"
-    )
-    print()
-    print("| measure | value |")
-    print("|---|---|")
-    for k, v in rows:
-        print(f"| {k} | {v} |")
-    img.unlink()
+    print(render(run))
+    if not args.keep:
+        for sz in runs:
+            for label in sz.images:
+                (out / f"svsmlog-{sz.records}-{label.replace('/', '-')}.img").unlink(missing_ok=True)
+            if sz.journal is not None:
+                shutil.rmtree(sz.journal.files[0].parent, ignore_errors=True)
+        key_file.unlink(missing_ok=True)
     return 0
 
 

@@ -610,18 +610,19 @@ def summarize_record_block(buf: bytes) -> BlockSummary:
 
 def _names(buf: bytes, n: int) -> tuple[int, list[tuple[str, str, str | None]]]:
     """The block's (service, component, target) triples; an empty target is None."""
-    count = buf[0]
     pos = 1
     names: list[tuple[str, str, str | None]] = []
-    for _ in range(count):
-        parts = []
-        for _ in range(3):
-            if pos >= n:
+    try:
+        for _ in range(buf[0]):
+            a = pos + 1 + buf[pos]  # each length byte is read only where it lies inside buf
+            b = a + 1 + buf[a]
+            c = b + 1 + buf[b]
+            if c > n:
                 raise DecodeError("record block names are truncated")
-            end = pos + 1 + buf[pos]
-            if end > n:
-                raise DecodeError("record block names are truncated")
-            parts.append(buf[pos + 1 : end].decode())
-            pos = end
-        names.append((parts[0], parts[1], parts[2] or None))
+            names.append(
+                (buf[pos + 1 : a].decode(), buf[a + 1 : b].decode(), buf[b + 1 : c].decode() or None)
+            )
+            pos = c
+    except IndexError:
+        raise DecodeError("record block names are truncated") from None
     return pos, names

@@ -195,8 +195,8 @@ StreamKeyOpt = Annotated[list[Path] | None, typer.Option("--stream-key", metavar
                                                          "reads one stream of one boot. Repeatable; "
                                                          "with or without --key.")]
 JobsOpt = Annotated[int | None, typer.Option("--jobs", "-j", metavar="N", min=1,
-                                             help="Worker processes verifying the regions of a large "
-                                             "volume (default: one per core; qcow2 images: 1). The "
+                                             help="Worker processes verifying a large volume in "
+                                             "pieces (default: one per core; qcow2 images: 1). The "
                                              "result is the same.")]
 PassphraseOpt = Annotated[Path | None, typer.Option("--passphrase-file", metavar="F",
                                                     help="File holding the passphrase of encrypted "
