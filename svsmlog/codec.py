@@ -374,6 +374,7 @@ class RecordBlockBuilder:
     builds exactly the block it will seal and knows its size before adding a record."""
 
     __slots__ = (
+        "_deltas",
         "_extras",
         "_heads",
         "_ids",
@@ -381,8 +382,8 @@ class RecordBlockBuilder:
         "_messages",
         "_name_parts",
         "_names",
-        "_offsets",
         "_t_base",
+        "_t_last",
         "_text",
         "records",
     )
@@ -392,11 +393,12 @@ class RecordBlockBuilder:
         self._name_parts: list[bytes] = []
         self._heads = bytearray()
         self._ids = bytearray()
-        self._offsets = array("i")
+        self._deltas = array("i")
         self._lens = array("I")
         self._messages: list[bytes] = []
         self._extras: list[bytes] = []
         self._t_base = 0
+        self._t_last = 0
         self._text = 0  # bytes of names, messages and extras
         self.records: list[Record] = []
 
@@ -413,7 +415,7 @@ class RecordBlockBuilder:
 
     def add(self, r: Record, limit: int) -> bool:
         """Append ``r`` if the block stays within ``limit`` bytes, ``MAX_NAMES`` names and
-        ±2**31 ns of the block's first record; otherwise change nothing and return False.
+        ±2**31 ns of the block's previous record; otherwise change nothing and return False.
         A malformed record raises ValueError."""
         if r.flags & ~KNOWN_FLAGS:
             raise ValueError("unknown record flags")
@@ -431,20 +433,20 @@ class RecordBlockBuilder:
         msg = r.message.encode("utf-8")
         extra = _fields(r)
         t_base = self._t_base if self.records else r.t_ns
-        offset = r.t_ns - t_base
+        delta = r.t_ns - (self._t_last if self.records else t_base)
         grown = self._text + len(entry) + len(msg) + len(extra)
         size = EMPTY_BLOCK_LEN + grown + (len(self.records) + 1) * (MIN_RECORD_LEN + 2 * self._wide(len(msg)))
-        if size > limit or name >= MAX_NAMES or not -_I32 <= offset < _I32:
+        if size > limit or name >= MAX_NAMES or not -_I32 <= delta < _I32:
             return False
         if entry:
             self._names[key] = name
             self._name_parts.append(entry)
-        self._t_base = t_base
+        self._t_base, self._t_last = t_base, r.t_ns
         self._heads.append(
             int(r.level) | (HEAD_FIELDS if extra else 0) | (HEAD_PANIC if r.flags & FLAG_PANIC else 0)
         )
         self._ids.append(name)
-        self._offsets.append(offset)
+        self._deltas.append(delta)
         self._lens.append(len(msg))
         self._messages.append(msg)
         if extra:
@@ -466,7 +468,7 @@ class RecordBlockBuilder:
                 _BLOCK_FIXED.pack(len(self.records), BLOCK_WIDE if wide else 0, self._t_base),
                 bytes(self._heads),
                 bytes(self._ids),
-                _le(self._offsets),
+                _le(self._deltas),
                 _le(lens),
                 *self._messages,
                 *self._extras,
@@ -493,7 +495,7 @@ class BlockSummary:
 class _Columns:
     """A record block's columns, every length and value checked (spec §4.5, §4.6)."""
 
-    __slots__ = ("count", "extras", "heads", "ids", "lens", "messages", "names", "offsets", "t_base")
+    __slots__ = ("count", "extras", "heads", "ids", "lens", "messages", "names", "times")
 
     def __init__(self, buf: bytes) -> None:
         n = len(buf)
@@ -502,7 +504,7 @@ class _Columns:
         pos, self.names = _names(buf, n)
         if n - pos < _BLOCK_FIXED.size:
             raise DecodeError("record block is truncated")
-        count, flags, self.t_base = _BLOCK_FIXED.unpack_from(buf, pos)
+        count, flags, t_base = _BLOCK_FIXED.unpack_from(buf, pos)
         pos += _BLOCK_FIXED.size
         if flags & ~BLOCK_WIDE:
             raise DecodeError("record block flags out of range")
@@ -517,11 +519,10 @@ class _Columns:
             raise DecodeError("record level or head bits out of range")
         if count and max(self.ids) >= len(self.names):
             raise DecodeError("record names a name the block does not have")
-        self.offsets = _column(buf, "i", count, pos)
+        # t_ns of record i: t_base plus deltas 0..i; every one within a u64
+        self.times = list(accumulate(_column(buf, "i", count, pos), initial=t_base))[1:]
         pos += 4 * count
-        if count and not (
-            self.t_base + min(self.offsets) >= 0 and self.t_base + max(self.offsets) <= _MAX_U64
-        ):
+        if count and not (min(self.times) >= 0 and max(self.times) <= _MAX_U64):
             raise DecodeError("record time out of range")
         self.lens = _column(buf, "I" if width == 4 else "H", count, pos)
         pos += width * count
@@ -576,13 +577,13 @@ def decode_record_block(buf: bytes) -> list[Record]:
     try:
         c = _Columns(buf)
         fields = c.walk_extras(buf)
-        names, levels, msgs, base = c.names, _LEVELS, c.messages, c.t_base
+        names, levels, msgs = c.names, _LEVELS, c.messages
         out = []
         pos = 0
-        for i, (head, name, off, ln) in enumerate(zip(c.heads, c.ids, c.offsets, c.lens, strict=True)):
+        for i, (head, name, t, ln) in enumerate(zip(c.heads, c.ids, c.times, c.lens, strict=True)):
             end = pos + ln
             svc, comp, tgt = names[name]
-            rec = Record(base + off, levels[head & HEAD_LEVEL], svc, comp, msgs[pos:end].decode(), tgt)
+            rec = Record(t, levels[head & HEAD_LEVEL], svc, comp, msgs[pos:end].decode(), tgt)
             if head & (HEAD_FIELDS | HEAD_PANIC):
                 rec.fields = fields.get(i, ())
                 rec.flags = FLAG_PANIC if head & HEAD_PANIC else 0
@@ -605,7 +606,7 @@ def summarize_record_block(buf: bytes) -> BlockSummary:
     if not c.count:
         return BlockSummary(0, False, None, None)
     panic = bool(c.heads.translate(None, _CALM_HEADS))
-    return BlockSummary(c.count, panic, c.t_base + c.offsets[0], c.t_base + c.offsets[-1])
+    return BlockSummary(c.count, panic, c.times[0], c.times[-1])
 
 
 def _names(buf: bytes, n: int) -> tuple[int, list[tuple[str, str, str | None]]]:

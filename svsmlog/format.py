@@ -11,6 +11,7 @@ All integers are little-endian.
 from __future__ import annotations
 
 from enum import IntEnum
+from itertools import accumulate
 
 from construct import (
     Array,
@@ -54,7 +55,7 @@ MAX_ENVELOPES = 32
 MAX_ENVELOPE_LEN = 2048
 FRAME_HEADER_LEN = 84
 FRAME_AAD_LEN = 68  # the header without its commit digest
-MIN_RECORD_LEN = 8  # head u8, name u8, t_offset i32, message_len u16 (spec §4.6)
+MIN_RECORD_LEN = 8  # head u8, name u8, t_delta i32, message_len u16 (spec §4.6)
 MAX_RECORDS_PER_FRAME = MAX_PLAINTEXT // MIN_RECORD_LEN
 MAX_NAMES = 255  # (service, component, target) triples in one record block
 # Record head bits (spec §4.6).
@@ -236,8 +237,8 @@ RecordBlock = Struct(
     Check(lambda ctx: all(h in VALID_HEADS for h in ctx.heads)),
     "name_ids" / Array(this.count, Int8ul),
     Check(lambda ctx: all(i < ctx.name_count for i in ctx.name_ids)),
-    "t_offsets" / Array(this.count, Int32sl),
-    Check(lambda ctx: all(0 <= ctx.t_base + o < 1 << 64 for o in ctx.t_offsets)),
+    "t_deltas" / Array(this.count, Int32sl),
+    Check(lambda ctx: all(0 <= t < 1 << 64 for t in accumulate(ctx.t_deltas, initial=ctx.t_base))),
     "lengths" / Array(this.count, IfThenElse(this.flags & BLOCK_WIDE, Int32ul, Int16ul)),
     "messages" / Array(this.count, Utf8(lambda ctx: ctx.lengths[ctx._index])),
     "extras" / Array(this.count, If(lambda ctx: ctx.heads[ctx._index] & HEAD_FIELDS, Fields)),

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import struct
+from itertools import accumulate
 
 import construct
 import pytest
@@ -17,7 +18,7 @@ text = st.text(max_size=40)
 short = st.text(max_size=20).filter(lambda s: len(s.encode()) <= 255)
 records = st.builds(
     Record,
-    t_ns=st.integers(2**40, 2**40 + 2**30),  # within a block's ±2**31 ns of its first record
+    t_ns=st.integers(2**40, 2**40 + 2**30),  # each within ±2**31 ns of the one before
     level=st.sampled_from(list(Level)),
     service=short,
     component=short,
@@ -34,9 +35,10 @@ def construct_records(buf: bytes) -> list[Record] | None:
     except (construct.ConstructError, UnicodeDecodeError):
         return None
     names = [(n.service, n.component, n.target or None) for n in parsed.names]
+    times = list(accumulate(parsed.t_deltas, initial=parsed.t_base))[1:]
     return [
         Record(
-            parsed.t_base + off,
+            t,
             Level(head & format.HEAD_LEVEL),
             *names[i][:2],
             msg,
@@ -44,8 +46,8 @@ def construct_records(buf: bytes) -> list[Record] | None:
             tuple((f.key, f.value) for f in x.entries) if x else (),
             1 if head & format.HEAD_PANIC else 0,
         )
-        for head, i, off, msg, x in zip(
-            parsed.heads, parsed.name_ids, parsed.t_offsets, parsed.messages, parsed.extras, strict=True
+        for head, i, t, msg, x in zip(
+            parsed.heads, parsed.name_ids, times, parsed.messages, parsed.extras, strict=True
         )
     ]
 
@@ -305,13 +307,13 @@ def test_message_boundaries_inside_a_character(first: bytes, second: bytes, vali
     assert (fast is not None) == valid
 
 
-def _one_record(t_base: int, offset: int, flags: int = 0) -> bytes:
-    cols = b"\x02\x00" + struct.pack("<iH", offset, 0)
+def _one_record(t_base: int, delta: int, flags: int = 0) -> bytes:
+    cols = b"\x02\x00" + struct.pack("<iH", delta, 0)
     return b"\x01\x01a\x01b\x00" + struct.pack("<IBQ", 1, flags, t_base) + cols
 
 
 @pytest.mark.parametrize(
-    ("t_base", "offset", "flags", "t_ns"),
+    ("t_base", "delta", "flags", "t_ns"),
     [
         (5, -5, 0, 0),
         (5, -6, 0, None),  # before 0
@@ -321,8 +323,8 @@ def _one_record(t_base: int, offset: int, flags: int = 0) -> bytes:
         (0, 0, 0x02, None),  # a reserved block flag
     ],
 )
-def test_block_times_and_flags_agree(t_base: int, offset: int, flags: int, t_ns: int | None) -> None:
-    buf = _one_record(t_base, offset, flags)
+def test_block_times_and_flags_agree(t_base: int, delta: int, flags: int, t_ns: int | None) -> None:
+    buf = _one_record(t_base, delta, flags)
     fast, slow = fast_records(buf), construct_records(buf)
     assert fast == slow
     assert (fast[0].t_ns if fast else None) == t_ns
@@ -335,10 +337,20 @@ def test_wide_lengths_round_trip_and_agree() -> None:
     assert fast_records(buf) == construct_records(buf) == recs
 
 
-def test_a_block_spans_at_most_2_31_ns() -> None:
-    """Time offsets are i32: a record further from the block's first one goes in the next."""
+def test_records_of_a_block_lie_within_2_31_ns_of_the_one_before() -> None:
+    """Time deltas are i32: a record further from the previous one goes in the next block."""
     b = codec.RecordBlockBuilder()
     assert b.add(Record(10**12, Level.INFO, "a", "b", "m"), 4096)
     assert b.add(Record(10**12 - 2**31, Level.INFO, "a", "b", "m"), 4096)
-    assert not b.add(Record(10**12 + 2**31, Level.INFO, "a", "b", "m"), 4096)
-    assert len(b) == 2
+    assert b.add(Record(10**12 - 1, Level.INFO, "a", "b", "m"), 4096)
+    assert not b.add(Record(10**12 - 1 + 2**31, Level.INFO, "a", "b", "m"), 4096)
+    assert [r.t_ns for r in codec.decode_record_block(b.block())] == [10**12, 10**12 - 2**31, 10**12 - 1]
+
+
+@given(st.integers(0, 2**64 - 1), st.lists(st.integers(-(2**31), 2**31 - 1), min_size=1, max_size=6))
+def test_time_deltas_agree_wherever_they_lead(t_base: int, deltas: list[int]) -> None:
+    """Deltas that may leave 0 .. 2**64-1 on the way: both decoders reject or both accept."""
+    n = len(deltas)
+    cols = b"\x02" * n + b"\x00" * n + struct.pack(f"<{n}i", *deltas) + struct.pack(f"<{n}H", *[0] * n)
+    buf = b"\x01\x01a\x01b\x00" + struct.pack("<IBQ", n, 0, t_base) + cols
+    assert fast_records(buf) == construct_records(buf)

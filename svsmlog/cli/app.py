@@ -15,7 +15,6 @@ import sys
 import traceback
 from collections.abc import Callable
 from enum import StrEnum
-from importlib import metadata
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
 
@@ -47,6 +46,8 @@ EXIT_CODES = """[bold]Exit status[/bold]
 
 
 def _version() -> str:
+    from importlib import metadata  # only for --version: importing it costs more than verifying 1 MB
+
     try:
         return metadata.version("svsmlog")
     except metadata.PackageNotFoundError:  # pragma: no cover - running from a bare checkout
