@@ -32,7 +32,7 @@ clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache build *.egg-info
 
 # svsmlog against journald and the AES-GCM limit at 100k and 1M records (issue 6; about
-# 10 minutes on the 2-core machine); prints the table for benchmarks/README.md.
+# 8 minutes on the 2-core machine); prints the table for benchmarks/README.md.
 bench: $(STAMP)
 	sh scripts/ensure-journal-remote.sh
 	$(BIN)/python -m benchmarks.bench --records 100000 1000000 --repeat 3

@@ -34,6 +34,19 @@ OUT = Path(__file__).resolve().parent / "out"
 SVSMLOG = str(Path(sys.executable).with_name("svsmlog"))
 
 
+def image_path(out: Path, records: int, label: str) -> Path:
+    return out / f"svsmlog-{records}-{label.replace('/', '-')}.img"
+
+
+def remove_inputs(out: Path) -> None:
+    """What ``build`` makes in ``out``: images, journal directories, the key."""
+    for p in out.glob("svsmlog-*.img"):
+        p.unlink()
+    for p in out.glob("journal-*"):
+        shutil.rmtree(p, ignore_errors=True)
+    (out / "owner.key").unlink(missing_ok=True)
+
+
 def log(text: str) -> None:
     print(f"[bench] {text}", file=sys.stderr, flush=True)
 
@@ -52,9 +65,9 @@ def build(n: int, records: list, out: Path, key: crypto.PrivateKey, args: argpar
     sz = SizeRun(records=n, payload=messages.payload_bytes(records))
     for layout in args.layouts:
         for policy in args.policies:
-            path = out / f"svsmlog-{n}-{layout}-{policy}.img"
-            st = images.build_image(path, records, layout, policy, key.public)
-            sz.images[f"{layout}/{policy}"] = st
+            label = f"{layout}/{policy}"
+            st = images.build_image(image_path(out, n, label), records, layout, policy, key.public)
+            sz.images[label] = st
             log(
                 f"{n:,} records, {layout}/{policy}: {st.image_bytes / 1e6:.1f} MB, {st.frames:,} frames, "
                 f"{st.records / st.seconds:,.0f} records/s written"
@@ -76,7 +89,7 @@ def commands(
         cmds[JOURNALD, VERIFY] = ["journalctl", *files, "--verify", key]
         cmds[JOURNALD, EXTRACT] = ["journalctl", *files, "-o", "json", "--no-pager"]
     for label in sz.images:
-        img = str(out / f"svsmlog-{sz.records}-{label.replace('/', '-')}.img")
+        img = str(image_path(out, sz.records, label))
         verify = [SVSMLOG, "verify", img, "--key", str(key_file)]
         extract = [SVSMLOG, "extract", img, "--key", str(key_file), "--format", "jsonl"]
         if jobs["verify"]:
@@ -111,7 +124,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--policies", nargs="+", choices=images.POLICIES, default=list(images.POLICIES))
     ap.add_argument("--jobs", help="svsmlog --jobs (default: all cores), if svsmlog offers it")
     ap.add_argument("--no-journald", action="store_true", help="skip journald (no comparison ratios)")
-    ap.add_argument("--out", type=Path, default=OUT)
+    ap.add_argument(
+        "--out",
+        type=Path,
+        default=OUT,
+        help="where inputs are built (svsmlog-*.img, journal-*/, owner.key are replaced)",
+    )
     ap.add_argument("--keep", action="store_true", help="keep the images, journals and key in --out")
     args = ap.parse_args(argv)
     t_start = time.perf_counter()
@@ -122,49 +140,47 @@ def main(argv: list[str] | None = None) -> int:
     nproc = str(len(os.sched_getaffinity(0)))
     jobs = {c: (args.jobs or nproc) if offers_jobs(c) else None for c in ("verify", "extract")}
 
-    key = crypto.generate_private_key()
-    key_file = out / "owner.key"
-    key_file.write_bytes(key.to_pem())
-    key_file.chmod(0o600)
+    remove_inputs(out)
+    try:
+        key = crypto.generate_private_key()
+        key_file = out / "owner.key"
+        key_file.write_bytes(key.to_pem())
+        key_file.chmod(0o600)
 
-    sizes = sorted(set(args.records))
-    t0 = time.perf_counter()
-    everything = messages.generate(sizes[-1])
-    log(f"{sizes[-1]:,} messages generated in {time.perf_counter() - t0:.1f} s")
-    runs = [build(n, everything[:n], out, key, args) for n in sizes]
-    del everything
-    cmds = {sz.records: commands(sz, out, key_file, jobs) for sz in runs}
-    checks = check_counts(runs[0], cmds[runs[0].records])
+        sizes = sorted(set(args.records))
+        t0 = time.perf_counter()
+        everything = messages.generate(sizes[-1])
+        log(f"{sizes[-1]:,} messages generated in {time.perf_counter() - t0:.1f} s")
+        runs = [build(n, everything[:n], out, key, args) for n in sizes]
+        del everything
+        cmds = {sz.records: commands(sz, out, key_file, jobs) for sz in runs}
+        checks = check_counts(runs[0], cmds[runs[0].records])
 
-    samples: dict[tuple[int, str, str], list[measure.Sample]] = {}
-    aes: list[float] = []
-    for r in range(args.repeat):
-        log(f"round {r + 1} of {args.repeat}")
-        aes.append(measure.openssl_aes_gcm())
+        samples: dict[tuple[int, str, str], list[measure.Sample]] = {}
+        aes: list[float] = []
+        for r in range(args.repeat):
+            log(f"round {r + 1} of {args.repeat}")
+            aes.append(measure.openssl_aes_gcm())
+            for sz in runs:
+                for (subject, action), argv in cmds[sz.records].items():
+                    samples.setdefault((sz.records, subject, action), []).append(measure.run(argv))
         for sz in runs:
-            for (subject, action), argv in cmds[sz.records].items():
-                samples.setdefault((sz.records, subject, action), []).append(measure.run(argv))
-    for sz in runs:
-        for subject, action in cmds[sz.records]:
-            sz.timings[subject, action] = measure.summarise(samples[sz.records, subject, action])
+            for subject, action in cmds[sz.records]:
+                sz.timings[subject, action] = measure.summarise(samples[sz.records, subject, action])
 
-    run = Run(
-        machine=measure.machine(),
-        repeat=args.repeat,
-        jobs=jobs["verify"],
-        aes_bps=measure.Spread.of(aes),
-        sizes=runs,
-        checks=checks,
-        seconds=time.perf_counter() - t_start,
-    )
-    print(render(run))
-    if not args.keep:
-        for sz in runs:
-            for label in sz.images:
-                (out / f"svsmlog-{sz.records}-{label.replace('/', '-')}.img").unlink(missing_ok=True)
-            if sz.journal is not None:
-                shutil.rmtree(sz.journal.files[0].parent, ignore_errors=True)
-        key_file.unlink(missing_ok=True)
+        run = Run(
+            machine=measure.machine(),
+            repeat=args.repeat,
+            jobs=jobs["verify"],
+            aes_bps=measure.Spread.of(aes),
+            sizes=runs,
+            checks=checks,
+            seconds=time.perf_counter() - t_start,
+        )
+        print(render(run))
+    finally:
+        if not args.keep:
+            remove_inputs(out)
     return 0
 
 
