@@ -497,11 +497,11 @@ class _Columns:
 
     __slots__ = ("count", "extras", "heads", "ids", "lens", "messages", "names", "times")
 
-    def __init__(self, buf: bytes) -> None:
+    def __init__(self, buf: bytes, *, decode_names: bool = True) -> None:
         n = len(buf)
         if n < EMPTY_BLOCK_LEN:
             raise DecodeError("record block is truncated")
-        pos, self.names = _names(buf, n)
+        pos, self.names = _names(buf, n, decode_names)
         if n - pos < _BLOCK_FIXED.size:
             raise DecodeError("record block is truncated")
         count, flags, t_base = _BLOCK_FIXED.unpack_from(buf, pos)
@@ -517,7 +517,7 @@ class _Columns:
         pos += 2 * count
         if self.heads.translate(None, VALID_HEADS):
             raise DecodeError("record level or head bits out of range")
-        if count and max(self.ids) >= len(self.names):
+        if count and max(self.ids) >= buf[0]:
             raise DecodeError("record names a name the block does not have")
         # t_ns of record i: t_base plus deltas 0..i; every one within a u64
         self.times = list(accumulate(_column(buf, "i", count, pos), initial=t_base))[1:]
@@ -536,6 +536,8 @@ class _Columns:
         """Every message is UTF-8: the concatenation is, and no message starts inside a
         character (the bulk equivalent of decoding each one)."""
         msgs = self.messages
+        if msgs.isascii():
+            return  # ASCII is UTF-8, whatever the boundaries
         msgs.decode()
         starts = list(accumulate(self.lens[:-1], initial=0))
         starts = starts[: bisect_left(starts, len(msgs))]
@@ -598,7 +600,7 @@ def summarize_record_block(buf: bytes) -> BlockSummary:
     """Check a record block exactly as ``decode_record_block`` does, without building the
     records: what verification needs (count, panic, first and last time)."""
     try:
-        c = _Columns(buf)
+        c = _Columns(buf, decode_names=False)
         c.check_messages()
         c.walk_extras(buf)
     except UnicodeDecodeError as e:
@@ -609,10 +611,12 @@ def summarize_record_block(buf: bytes) -> BlockSummary:
     return BlockSummary(c.count, panic, c.times[0], c.times[-1])
 
 
-def _names(buf: bytes, n: int) -> tuple[int, list[tuple[str, str, str | None]]]:
-    """The block's (service, component, target) triples; an empty target is None."""
+def _names(buf: bytes, n: int, decode: bool = True) -> tuple[int, list[tuple[str, str, str | None]]]:
+    """Where the names end, and the (service, component, target) triples (an empty target
+    is None). Without ``decode`` only their UTF-8 is checked (all ASCII, as SVSM names are:
+    one pass) and no triple is returned."""
     pos = 1
-    names: list[tuple[str, str, str | None]] = []
+    spans = []
     try:
         for _ in range(buf[0]):
             a = pos + 1 + buf[pos]  # each length byte is read only where it lies inside buf
@@ -620,10 +624,14 @@ def _names(buf: bytes, n: int) -> tuple[int, list[tuple[str, str, str | None]]]:
             c = b + 1 + buf[b]
             if c > n:
                 raise DecodeError("record block names are truncated")
-            names.append(
-                (buf[pos + 1 : a].decode(), buf[a + 1 : b].decode(), buf[b + 1 : c].decode() or None)
-            )
+            spans.append((pos, a, b, c))
             pos = c
     except IndexError:
         raise DecodeError("record block names are truncated") from None
-    return pos, names
+    if not decode and buf[1:pos].isascii():
+        return pos, []
+    names = [
+        (buf[p + 1 : a].decode(), buf[a + 1 : b].decode(), buf[b + 1 : c].decode() or None)
+        for p, a, b, c in spans
+    ]
+    return pos, names if decode else []

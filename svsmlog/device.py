@@ -71,8 +71,9 @@ class FileDevice:
         return self._sectors
 
     def read(self, lba: int, count: int) -> bytes:
-        self._f.seek(lba * SECTOR)
-        return self._f.read(count * SECTOR)
+        # Positional: forked verifier workers share this file descriptor (svsmlog.parallel),
+        # and a shared seek offset would hand one worker another's sectors.
+        return os.pread(self._f.fileno(), count * SECTOR, lba * SECTOR)
 
     def write(self, lba: int, data: bytes) -> None:
         _check_write(self, lba, data)

@@ -33,8 +33,8 @@ from .volume import Volume
 
 # Below this many bytes of regions, starting workers costs more than it saves.
 PARALLEL_MIN_BYTES = 32 * 1024 * 1024
-MIN_CHUNK_SECTORS = 16 * 1024  # 8 MiB
-CHUNKS_PER_JOB = 4  # several chunks per worker even out regions of different sizes
+MIN_CHUNK_SECTORS = 16 * 1024  # 8 MiB: less is not worth a worker
+MAX_PIECE_SECTORS: int | None = None  # cut pieces smaller still (the tests cut through frames)
 
 
 @dataclass(slots=True)
@@ -69,15 +69,25 @@ def runs_in_parallel(volume: Volume, jobs: int) -> bool:
     return jobs > 1 and sum(r.sectors for r in volume.superblock.regions) * SECTOR >= PARALLEL_MIN_BYTES
 
 
-def plan_chunks(regions: tuple[RegionEntry, ...], jobs: int) -> list[tuple[int, int, int]]:
-    """(region index, lo, hi) pieces covering every region, about CHUNKS_PER_JOB per job."""
+def plan_chunks(regions: tuple[RegionEntry, ...], jobs: int) -> list[list[tuple[int, int, int]]]:
+    """One list of (region index, lo, hi) pieces per worker, about equal in sectors and in
+    disk order, so that a worker's chains step forward from piece to piece (a piece that
+    starts deep in a region costs its worker the ratchet steps from the chain's start)."""
     total = sum(r.sectors for r in regions)
-    size = max(MIN_CHUNK_SECTORS, -(-total // (jobs * CHUNKS_PER_JOB)))
-    return [
-        (i, lo, min(lo + size, r.start + r.sectors))
-        for i, r in enumerate(regions)
-        for lo in range(r.start, r.start + r.sectors, size)
-    ]
+    share = max(MIN_CHUNK_SECTORS, -(-total // jobs))
+    groups: list[list[tuple[int, int, int]]] = [[]]
+    room = share
+    for i, r in enumerate(regions):
+        lo, end = r.start, r.start + r.sectors
+        while lo < end:
+            hi = min(end, lo + room, lo + (MAX_PIECE_SECTORS or room))
+            groups[-1].append((i, lo, hi))
+            room -= hi - lo
+            lo = hi
+            if room == 0:
+                groups.append([])
+                room = share
+    return [g for g in groups if g]
 
 
 def stitch(region: RegionEntry, chunks: list[ChunkScan]) -> list[ScanEvent] | None:

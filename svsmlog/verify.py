@@ -267,15 +267,18 @@ class Verifier:
     def _scan_regions(self, jobs: int) -> dict[int, list[Entry]]:
         regions = self.volume.superblock.regions
         if runs_in_parallel(self.volume, jobs) and self._progress is None:
-            plan = plan_chunks(regions, jobs)
-            scans: list[ChunkScan] = map_forked(
-                lambda k: self._scan_chunk(regions[plan[k][0]], plan[k][1], plan[k][2]), len(plan), jobs
+            groups = plan_chunks(regions, jobs)
+            done: list[list[ChunkScan]] = map_forked(
+                lambda g: [self._scan_chunk(regions[i], lo, hi) for i, lo, hi in groups[g]], len(groups), jobs
             )
-            steps = sum(s.steps for s in scans)
-            stitched = [
-                stitch(r, [s for (i, _, _), s in zip(plan, scans, strict=True) if i == n])
-                for n, r in enumerate(regions)
+            pieces = [
+                (i, scan)
+                for g, scans in zip(groups, done, strict=True)
+                for (i, _, _), scan in zip(g, scans, strict=True)
             ]
+            scans = [scan for _, scan in pieces]
+            steps = sum(s.steps for s in scans)
+            stitched = [stitch(r, [scan for i, scan in pieces if i == n]) for n, r in enumerate(regions)]
             if not any(s.exhausted for s in scans) and steps <= self._budget.left and None not in stitched:
                 self._budget.left -= steps
                 self.scanned_in_parallel = True

@@ -44,7 +44,8 @@ def parallel_even_when_small(monkeypatch: pytest.MonkeyPatch, request: pytest.Fi
         return real(task, n, jobs)
 
     monkeypatch.setattr(parallel, "PARALLEL_MIN_BYTES", 0)
-    monkeypatch.setattr(parallel, "MIN_CHUNK_SECTORS", getattr(request, "param", 7))
+    monkeypatch.setattr(parallel, "MIN_CHUNK_SECTORS", 1)
+    monkeypatch.setattr(parallel, "MAX_PIECE_SECTORS", getattr(request, "param", 7))
     monkeypatch.setattr(verify, "map_forked", counting)
     return calls
 
