@@ -17,6 +17,7 @@ other logs, never evidence; the boot-relative time is what the SVSM itself recor
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -127,46 +128,73 @@ def _wallclock_us(located: LocatedRecord, realtime_base_us: Mapping[int, int] | 
 def write_jsonl(records: Iterable[LocatedRecord], out: TextIO) -> int:
     """Write one compact JSON object per record, exactly ``json.dumps(located.as_json(),
     ensure_ascii=False, separators=(",", ":"))`` (tests/test_export.py holds them equal);
-    return the count. Built by hand because json.dumps of a dict per record was most of
-    the time extract spent (benchmarks/README.md)."""
+    return the count. Built by hand, from pieces that repeat (a frame's boot, stream and
+    seq; a record's service, component and level), and written in batches: json.dumps of
+    a dict per record was most of the time extract spent (benchmarks/README.md)."""
     count = 0
-    quoted: dict[str, str] = {}  # streams, services and components repeat: quote them once
+    batch: list[str] = []  # written every 1024 lines: bounded lag and memory
+    frame: tuple[int, str, int] | None = None
+    prefix = ""
+    middles: dict[tuple[str, str, int], str] = {}
     for located in records:
-        line = _jsonl_line(located, quoted)
-        try:
-            out.write(line)
-        except UnicodeEncodeError:
-            # A lone surrogate cannot be written to a UTF-8 stream; JSON's \\udXXX
-            # escape can carry it. TextIOWrapper encodes before writing, so nothing of
-            # the failed line has been written.
-            out.write(json.dumps(located.as_json(), ensure_ascii=True, separators=(",", ":")) + "\n")
+        r = located.record
+        where = (located.boot, located.stream, located.seq)
+        if where != frame:
+            frame = where
+            prefix = f'{{"boot":{located.boot},"stream":{_json_str(located.stream)},"seq":{located.seq},'
+        middle = middles.get((r.service, r.component, r.level))
+        if middle is None:
+            middle = (
+                f'"service":{_json_str(r.service)},"component":{_json_str(r.component)},'
+                f'"level":"{r.level.label}",'
+            )
+            middles[(r.service, r.component, r.level)] = middle
+        line = f'{prefix}{middle}"t_ns":{r.t_ns},"message":{_json_str(r.message)}'
+        if r.target is not None or r.fields or r.flags or not located.verified:
+            line += _jsonl_tail(located)
+        batch.append(line + "}\n")
         count += 1
+        if len(batch) >= 1024:
+            _write_jsonl_batch(batch, out)
+            batch = []
+    _write_jsonl_batch(batch, out)
     return count
 
 
+def _write_jsonl_batch(lines: list[str], out: TextIO) -> None:
+    try:
+        out.write("".join(lines))
+    except UnicodeEncodeError:
+        # A lone surrogate cannot be written to a UTF-8 stream; JSON's \\udXXX escape can
+        # carry it. TextIOWrapper encodes before writing, so nothing of the batch has been
+        # written: write it line by line, escaping the lines that need it.
+        for line in lines:
+            try:
+                out.write(line)
+            except UnicodeEncodeError:
+                out.write(json.dumps(json.loads(line), ensure_ascii=True, separators=(",", ":")) + "\n")
+
+
 _json_str = json.encoder.encode_basestring  # what json.dumps(ensure_ascii=False) quotes strings with
-_LEVEL_JSON = tuple(f'"{lv.label}"' for lv in Level)
 
 
-def _jsonl_line(located: LocatedRecord, quoted: dict[str, str]) -> str:
+@functools.lru_cache(maxsize=4096)
+def _target_json(target: str) -> str:
+    return f',"target":{_json_str(target)}'
+
+
+def _jsonl_tail(located: LocatedRecord) -> str:
     r = located.record
-    q = quoted.get
-    stream = q(located.stream) or quoted.setdefault(located.stream, _json_str(located.stream))
-    service = q(r.service) or quoted.setdefault(r.service, _json_str(r.service))
-    component = q(r.component) or quoted.setdefault(r.component, _json_str(r.component))
-    line = (
-        f'{{"boot":{located.boot},"stream":{stream},"seq":{located.seq},"service":{service},'
-        f'"component":{component},"level":{_LEVEL_JSON[r.level]},"t_ns":{r.t_ns},"message":{_json_str(r.message)}'
-    )
+    tail = ""
     if r.target is not None:
-        line += f',"target":{_json_str(r.target)}'
+        tail += _target_json(r.target)
     if r.fields:
-        line += ',"fields":' + json.dumps(dict(r.fields), ensure_ascii=False, separators=(",", ":"))
+        tail += ',"fields":' + json.dumps(dict(r.fields), ensure_ascii=False, separators=(",", ":"))
     if r.flags & FLAG_PANIC:
-        line += ',"panic":true'
+        tail += ',"panic":true'
     if not located.verified:
-        line += ',"verified":false'
-    return line + "}\n"
+        tail += ',"verified":false'
+    return tail
 
 
 # --------------------------------------------------------------------------- journal
@@ -211,9 +239,7 @@ def derive_boot_id(boot: int, machine_id: str | None = None) -> str:
     return uuid.uuid5(_SVSMLOG_NAMESPACE, f"{machine_id or ''}/boot/{boot}").hex
 
 
-def _journal_boot_id(
-    boot: int, boot_ids: Mapping[int, bytes] | None, machine_id: str | None
-) -> str:
+def _journal_boot_id(boot: int, boot_ids: Mapping[int, bytes] | None, machine_id: str | None) -> str:
     given = boot_ids.get(boot) if boot_ids is not None else None
     if given is None:
         return derive_boot_id(boot, machine_id)
@@ -369,9 +395,7 @@ def _rfc3339_us(unix_us: int) -> str:
     )
 
 
-def _syslog_line(
-    located: LocatedRecord, hostname: str, realtime_base_us: Mapping[int, int] | None
-) -> str:
+def _syslog_line(located: LocatedRecord, hostname: str, realtime_base_us: Mapping[int, int] | None) -> str:
     rec = located.record
     pri = SYSLOG_FACILITY_LOCAL0 * 8 + SEVERITY[rec.level]
     wall = _wallclock_us(located, realtime_base_us)
@@ -504,9 +528,7 @@ def _text_line(located: LocatedRecord, *, show_stream: bool) -> Text:
     return line
 
 
-def write_text(
-    records: Iterable[LocatedRecord], console: Console, *, show_stream: bool = True
-) -> int:
+def write_text(records: Iterable[LocatedRecord], console: Console, *, show_stream: bool = True) -> int:
     """Human-readable view: ``[uptime] boot stream LEVEL service/component: message``.
 
     Unverified records carry an ``UNVERIFIED`` tag at the start of the line, panics a

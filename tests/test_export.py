@@ -157,14 +157,17 @@ def test_writers_stream_record_by_record() -> None:
 
     assert write_journal(produce(), out) == 5
 
+    # JSON lines go out in batches of at most 1024: the lag, and the memory, stay bounded.
+    many = [rec(f"m{i}", seq=i) for i in range(2100)]
     text = io.StringIO()
 
     def produce_text() -> Iterator[LocatedRecord]:
-        for i, located in enumerate(records):
-            assert text.getvalue().count("\n") == i
+        for i, located in enumerate(many):
+            assert i - 1024 < text.getvalue().count("\n") <= i
             yield located
 
-    assert write_jsonl(produce_text(), text) == 5
+    assert write_jsonl(produce_text(), text) == 2100
+    assert text.getvalue().count("\n") == 2100
 
 
 # --------------------------------------------------------------------------- journal
