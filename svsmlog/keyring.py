@@ -57,11 +57,14 @@ def harvest(
     budget: RatchetBudget,
     on_flood: OnFlood,
     unopened: set[int] | None = None,
+    frame_sectors: list[int] | None = None,
 ) -> Chains:
     """Reader chains for every (boot, stream) our keys open, stream keys included.
     ``unopened`` collects the LBAs of key frames of this volume whose clear section does
     not parse or holds an envelope for one of our key ids that does not open: an honest
-    writer writes neither, so where such a frame is complete it was changed (spec §8.2)."""
+    writer writes neither, so where such a frame is complete it was changed (spec §8.2).
+    ``frame_sectors`` gets, per region, how many sectors start with the frame magic (the
+    verifier judges from it whether frames are large enough to verify in parallel)."""
     broken = unopened if unopened is not None else set()
     failed: set[tuple[int, int, int, int, bytes]] = set()
     vid = volume.volume_id
@@ -74,7 +77,8 @@ def harvest(
     failures = 0
     tried: set[tuple[int, int, int, int, bytes]] = set()
     for region in (KEY_DIRECTORY, *volume.superblock.regions):
-        for lba, header, clear in _key_frames(read, region):
+        magics = [0]
+        for lba, header, clear in _key_frames(read, region, magics):
             if header.volume_id != vid or header.lba != lba or header.stream != region.stream:
                 continue
             try:
@@ -122,6 +126,8 @@ def harvest(
                         on_flood(region, header.boot)
                     else:
                         keys.add((header.seq, pt))
+        if frame_sectors is not None and region is not KEY_DIRECTORY:
+            frame_sectors.append(magics[0])
     return _build_chains(volume, secrets, chain_keys, budget)
 
 
@@ -144,10 +150,13 @@ def _build_chains(
     return chains
 
 
-def _key_frames(read: ReadSectors, region: RegionEntry) -> Iterator[tuple[int, FrameHeader, bytes]]:
+def _key_frames(
+    read: ReadSectors, region: RegionEntry, magics: list[int]
+) -> Iterator[tuple[int, FrameHeader, bytes]]:
     """Every sector of the region that starts a BOOT or KEYS frame header, with its clear
     section. Looks at every sector (no jumping) so nothing can hide a key frame; the
-    bytes read beyond the scan window are bounded like the scan's (rejection_budget)."""
+    bytes read beyond the scan window are bounded like the scan's (rejection_budget).
+    Counts the sectors that start with the magic in ``magics[0]``."""
     end = region.start + region.sectors
     budget = rejection_budget(region)
     lba = region.start
@@ -156,6 +165,7 @@ def _key_frames(read: ReadSectors, region: RegionEntry) -> Iterator[tuple[int, F
         buf = read(lba, n)
         pos = buf.find(FRAME_MAGIC)
         while pos != -1:
+            magics[0] += pos % SECTOR == 0
             # only BOOT and KEYS frames carry envelopes: look at the type byte before decoding
             if pos % SECTOR == 0 and buf[pos + 5 : pos + 6] in _KEY_TYPES:
                 try:

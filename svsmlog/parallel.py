@@ -18,11 +18,12 @@ threads while forking.
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from .codec import RegionEntry
 from .device import SECTOR
@@ -31,24 +32,35 @@ from .report import Finding
 from .scan import rejection_budget
 from .volume import Volume
 
-# Below this many bytes of regions, starting workers costs more than it saves.
+# Below this many bytes of regions, starting workers costs more than it saves; and frames
+# of fewer sectors than this on average (a flush every few records) cost more to hand back
+# from the workers than scanning them in parallel saves (benchmarks/README.md).
 PARALLEL_MIN_BYTES = 32 * 1024 * 1024
+PARALLEL_MIN_FRAME_SECTORS = 8
 MIN_CHUNK_SECTORS = 16 * 1024  # 8 MiB: less is not worth a worker
 MAX_PIECE_SECTORS: int | None = None  # cut pieces smaller still (the tests cut through frames)
 
 
-@dataclass(slots=True)
-class ScanEvent:
-    """What one candidate (or a malformed header) did to the verifier's state."""
+class ScanEvent(NamedTuple):
+    """What one candidate (or a malformed header) did to the verifier's state. A tuple, and
+    the entry a tuple of its fields: pickling dataclasses back from the workers cost more
+    than a tenth of a parallel pass."""
 
     lba: int
     sectors: int  # the candidate's length; 0 for a malformed header
     accepted: bool
-    entry: Entry | None
+    entry: tuple[Any, ...] | None  # Entry's fields (ENTRY_FIELDS), its chain left out
     chain_index: int  # the entry's chain among its (boot, stream) chains; -1 for none
-    findings: list[Finding]
+    findings: list[Finding] | None
     counted: bytes | None  # b"" for a frame of ours, a volume id for a foreign one, else None
     superblock_at: int | None  # index in findings of a superblock finding this candidate raised
+
+
+ENTRY_FIELDS = Entry.__slots__
+
+
+def entry_fields(e: Entry) -> tuple[Any, ...]:
+    return tuple(None if f == "chain" else getattr(e, f) for f in ENTRY_FIELDS)
 
 
 @dataclass
@@ -64,9 +76,18 @@ class ChunkScan:
     exhausted: bool = False  # the ratchet budget ran out
 
 
-def runs_in_parallel(volume: Volume, jobs: int) -> bool:
-    """Whether ``Verifier.run(jobs=jobs)`` forks workers for this volume."""
+def may_run_in_parallel(volume: Volume, jobs: int) -> bool:
+    """Whether ``Verifier.run(jobs=jobs)`` may fork workers for this volume (it decides once
+    the key harvest has counted the frames: ``frames_large_enough``)."""
     return jobs > 1 and sum(r.sectors for r in volume.superblock.regions) * SECTOR >= PARALLEL_MIN_BYTES
+
+
+def frames_large_enough(volume: Volume, frame_sectors: list[int]) -> bool:
+    """Frames (sectors starting with the magic, per region) are large enough on average."""
+    regions = volume.superblock.regions
+    if len(frame_sectors) != len(regions):
+        return False  # the harvest stopped early (an envelope flood): no figure, no workers
+    return sum(r.sectors for r in regions) >= PARALLEL_MIN_FRAME_SECTORS * max(1, sum(frame_sectors))
 
 
 def plan_chunks(regions: tuple[RegionEntry, ...], jobs: int) -> list[list[tuple[int, int, int]]]:
@@ -130,9 +151,11 @@ def map_forked(task: Callable[[int], Any], n: int, jobs: int) -> list[Any]:
     """``[task(i) for i in range(n)]`` in up to ``jobs`` forked workers, in order."""
     global _task
     _task = task
+    gc.freeze()  # the children's collector would otherwise touch (and copy) every inherited page
     try:
         ctx = multiprocessing.get_context("fork")
         with ctx.Pool(min(jobs, n)) as pool:
             return pool.map(_run, range(n), chunksize=1)
     finally:
         _task = None
+        gc.unfreeze()

@@ -36,7 +36,16 @@ from .frames import open_frame
 from .keyring import MAX_FAILED_ENVELOPES, Keyring, StreamKey, harvest
 from .keyschedule import RatchetBudget, RatchetExhausted, ReaderChain
 from .ordering import Entry, RegionJudge
-from .parallel import ChunkScan, ScanEvent, map_forked, plan_chunks, runs_in_parallel, stitch
+from .parallel import (
+    ChunkScan,
+    ScanEvent,
+    entry_fields,
+    frames_large_enough,
+    map_forked,
+    may_run_in_parallel,
+    plan_chunks,
+    stitch,
+)
 from .records import LocatedRecord
 from .report import Kind, Report
 from .scan import Candidate, Malformed, ReadSectors, scan_region
@@ -266,7 +275,8 @@ class Verifier:
 
     def _scan_regions(self, jobs: int) -> dict[int, list[Entry]]:
         regions = self.volume.superblock.regions
-        if runs_in_parallel(self.volume, jobs) and self._progress is None:
+        big = may_run_in_parallel(self.volume, jobs) and frames_large_enough(self.volume, self._frame_sectors)
+        if big and self._progress is None:
             groups = plan_chunks(regions, jobs)
             done: list[list[ChunkScan]] = map_forked(
                 lambda g: [self._scan_chunk(regions[i], lo, hi) for i, lo, hi in groups[g]], len(groups), jobs
@@ -302,17 +312,16 @@ class Verifier:
             sectors = c.header.sectors if isinstance(c, Candidate) else 0
             accepted = isinstance(c, Candidate) and c.accepted
             index = -1
-            if e is not None:
+            if e is not None:  # the parent has its own copy of every chain: name it by index
                 chains = self._chains.get((e.boot, region.stream), [])
                 index = next((i for i, ch in enumerate(chains) if ch is e.chain), -1)
-                e.chain = None  # the parent has its own copy of every chain
             counted = b"" if self._ours else next(iter(self._foreign), None)
             at = None
             if self._superblock_reported and not reported:
                 at = next(i for i, f in enumerate(self.report.findings) if f.kind is Kind.SUPERBLOCK_MISMATCH)
-            out.events.append(
-                ScanEvent(c.lba, sectors, accepted, e, index, self.report.findings, counted, at)
-            )
+            fields = entry_fields(e) if e is not None else None
+            findings = self.report.findings or None
+            out.events.append(ScanEvent(c.lba, sectors, accepted, fields, index, findings, counted, at))
             out.end = max(hi, c.lba + sectors if accepted else c.lba + 1)
             out.stopped |= isinstance(c, Malformed) and c.final
         out.steps, out.exhausted = left - self._budget.left, self._exhausted
@@ -322,7 +331,7 @@ class Verifier:
         """Put a region's stitched events back as if this process had scanned it."""
         entries = []
         for ev in events:
-            for k, f in enumerate(ev.findings):
+            for k, f in enumerate(ev.findings or ()):
                 if k == ev.superblock_at:
                     if self._superblock_reported:
                         continue  # raised earlier: the sequential pass says it once
@@ -335,7 +344,7 @@ class Verifier:
             elif ev.counted is not None:
                 self._foreign[ev.counted] = self._foreign.get(ev.counted, 0) + 1
             if ev.entry is not None:
-                e = ev.entry
+                e = Entry(*ev.entry)
                 e.chain = (
                     self._chains[(e.boot, region.stream)][ev.chain_index] if ev.chain_index >= 0 else None
                 )
@@ -526,8 +535,15 @@ class Verifier:
         workers (svsmlog.parallel): the report is the same, only faster."""
         if self._done:
             return self.report
+        self._frame_sectors: list[int] = []
         self._chains = harvest(
-            self._read, self.volume, self.keyring, self._budget, self._flood, unopened=self._unopened
+            self._read,
+            self.volume,
+            self.keyring,
+            self._budget,
+            self._flood,
+            unopened=self._unopened,
+            frame_sectors=self._frame_sectors,
         )
         self._check_directory()
         orders: dict[int, list[Entry]] = {}

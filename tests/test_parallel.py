@@ -44,6 +44,7 @@ def parallel_even_when_small(monkeypatch: pytest.MonkeyPatch, request: pytest.Fi
         return real(task, n, jobs)
 
     monkeypatch.setattr(parallel, "PARALLEL_MIN_BYTES", 0)
+    monkeypatch.setattr(parallel, "PARALLEL_MIN_FRAME_SECTORS", 0)
     monkeypatch.setattr(parallel, "MIN_CHUNK_SECTORS", 1)
     monkeypatch.setattr(parallel, "MAX_PIECE_SECTORS", getattr(request, "param", 7))
     monkeypatch.setattr(verify, "map_forked", counting)
@@ -102,3 +103,27 @@ def test_a_superblock_with_another_volume_id(parallel_even_when_small: list[int]
     single = outcome(bytes(image), 1)
     assert any(f["kind"] == "superblock_mismatch" for f in single[0]["findings"])  # type: ignore[index]
     assert outcome(bytes(image), 2) == single
+
+
+def test_small_frames_are_not_worth_workers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Regions with fewer sectors per frame than the threshold stay in one process."""
+    monkeypatch.setattr(parallel, "PARALLEL_MIN_FRAME_SECTORS", 10**9)
+    image = (ROOT / "formats" / "vectors" / "multiboot-perservice.img").read_bytes()
+    outcome(image, 2)
+    assert not PARALLEL_USED[-1]
+    monkeypatch.setattr(parallel, "PARALLEL_MIN_FRAME_SECTORS", 0)
+    outcome(image, 2)
+    assert PARALLEL_USED[-1]
+
+
+def test_the_frame_size_figure(monkeypatch: pytest.MonkeyPatch) -> None:
+    from svsmlog.volume import read_volume
+
+    monkeypatch.setattr(parallel, "PARALLEL_MIN_FRAME_SECTORS", 8)
+    image = (ROOT / "formats" / "vectors" / "multiboot-perservice.img").read_bytes()
+    vol = read_volume(image[:SECTOR], len(image) // SECTOR)
+    sectors = sum(r.sectors for r in vol.superblock.regions)
+    n = len(vol.superblock.regions)
+    assert parallel.frames_large_enough(vol, [sectors // 8 // n] * n)
+    assert not parallel.frames_large_enough(vol, [sectors // n] * n)  # one frame a sector
+    assert not parallel.frames_large_enough(vol, [])  # the harvest stopped early

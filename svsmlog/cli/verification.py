@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..anchor import Anchor
-from ..parallel import default_jobs, runs_in_parallel
+from ..parallel import default_jobs, may_run_in_parallel
 from ..report import Kind, Report
 from ..verify import Keyring, Verifier, VolumeError
 from .common import CliError, Exit, Image, ReadProgress, load_anchor, load_keyring, region_bytes
@@ -55,7 +55,7 @@ def verify_image(
     # Workers are forked: libqcow's handle is not safe to share, and the progress bar's
     # thread must not be running when they fork (svsmlog.parallel).
     jobs = 1 if src.container == "qcow2" else jobs or default_jobs()
-    if runs_in_parallel(image.volume, jobs):
+    if may_run_in_parallel(image.volume, jobs):
         return _verify(image, keyring, anchor, src.read_sectors, jobs)
     # Two full passes read the regions: the key harvest and the frame checks.
     with ReadProgress(src.read_sectors, 2 * region_bytes(image.volume), "verifying") as progress:
