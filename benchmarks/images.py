@@ -78,7 +78,8 @@ class NullDevice:
 
 
 class CountingDevice:
-    """Passes writes through and counts them and their sectors."""
+    """Passes writes through and counts them and their sectors (svsmlog.device's
+    RecordingDevice keeps every write's bytes: a 1M-record build would hold its image twice)."""
 
     def __init__(self, inner: BlockDevice) -> None:
         self.inner = inner

@@ -197,33 +197,17 @@ class Verifier:
                 break
         if plaintext is None:
             usable = any(ch.base_seq <= h.seq for ch in chains)
-            if not usable:
-                if c.digest_ok() and c.lba in self._unopened:
-                    entry.status = "corrupt"  # complete as written, yet our envelope in it fails
-                    self._add(
-                        Kind.FRAME_CORRUPT,
-                        "complete key frame whose envelope for our key does not open",
-                        region,
-                        boot=h.boot,
-                        seq=h.seq,
-                        lba=c.lba,
-                    )
-                    return entry
-                if c.digest_ok():
-                    c.accepted = True
-                    return entry
+            if not c.digest_ok():
                 entry.status = "torn"
                 return entry
-            entry.status = "torn" if not c.digest_ok() else "corrupt"
-            if entry.status == "corrupt":
-                self._add(
-                    Kind.FRAME_CORRUPT,
-                    "complete frame whose authentication tag does not verify",
-                    region,
-                    boot=h.boot,
-                    seq=h.seq,
-                    lba=c.lba,
-                )
+            if not usable and c.lba not in self._unopened:
+                c.accepted = True  # complete, and no key of ours: no_key
+                return entry
+            entry.status = "corrupt"
+            why = "authentication tag does not verify" if usable else "envelope for our key does not open"
+            self._add(
+                Kind.FRAME_CORRUPT, f"complete frame whose {why}", region, boot=h.boot, seq=h.seq, lba=c.lba
+            )
             return entry
         c.accepted = True
         entry.status = "ok"
