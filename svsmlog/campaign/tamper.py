@@ -628,37 +628,28 @@ def gen_truncate_earlier_boot(base: Base) -> Iterator[Case]:
         for b in boots[:-1]:
             mine = [f for f in hist if f.boot == b]
             for j in range(len(mine)):
-                img = bytearray(base.image)
-                for f in mine[j:]:
-                    zero(img, f.lba, f.sectors)
-                exp = base.judge_removal(sid, {f.ident for f in mine[j:]})
-                yield Case(
-                    "truncate an earlier boot",
-                    f"{base.name}: {base.sname(sid)} boot {b} from seq {mine[j].seq}",
-                    bytes(img),
-                    exp,
-                    {f.offset for f in mine[j:]},
-                    {base.ident(f) for f in mine[j:]},
-                    at_start=base.at_start(mine[j:]),
-                )
+                what = f"{base.name}: {base.sname(sid)} boot {b} from seq {mine[j].seq}"
+                yield _removal(base, sid, mine[j:], "truncate an earlier boot", what, base.at_start(mine[j:]))
+
+
+def _removal(
+    base: Base, sid: int, frames: list[FrameRec], cls: str, what: str, at_start: bool = False
+) -> Case:
+    """The case of ``frames`` of stream ``sid`` zeroed, as the spec judges their absence."""
+    img = bytearray(base.image)
+    for f in frames:
+        zero(img, f.lba, f.sectors)
+    exp = base.judge_removal(sid, {f.ident for f in frames})
+    offsets, idents = {f.offset for f in frames}, {base.ident(f) for f in frames}
+    return Case(cls, what, bytes(img), exp, offsets, idents, at_start=at_start)
 
 
 def gen_truncate_tail(base: Base) -> Iterator[Case]:
     """The newest frames of a region gone, at every frame boundary (§10: anchor only)."""
     for sid, hist in base.hist.items():
         for p in range(len(hist)):
-            img = bytearray(base.image)
-            for f in hist[p:]:
-                zero(img, f.lba, f.sectors)
-            exp = base.judge_removal(sid, {f.ident for f in hist[p:]})
-            yield Case(
-                "truncate a region's tail",
-                f"{base.name}: {base.sname(sid)} from {base.ident(hist[p])}",
-                bytes(img),
-                exp,
-                {f.offset for f in hist[p:]},
-                {base.ident(f) for f in hist[p:]},
-            )
+            what = f"{base.name}: {base.sname(sid)} from {base.ident(hist[p])}"
+            yield _removal(base, sid, hist[p:], "truncate a region's tail", what)
 
 
 def gen_rollback(base: Base) -> Iterator[Case]:
