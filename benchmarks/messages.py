@@ -18,7 +18,7 @@ import itertools
 import random
 from collections.abc import Callable, Iterable
 
-from svsmlog.model.services import COMPONENT, EFI_GLOBAL, EFI_IMAGE_SECURITY_DB, TARGET, VERSION
+from svsmlog.model.services import COMPONENT, EFI_GLOBAL, EFI_IMAGE_SECURITY_DB, TARGET, TPM_COMMANDS, VERSION
 from svsmlog.records import Level, Record
 
 MIN_LEN = 40
@@ -45,14 +45,6 @@ LEVEL_WEIGHTS: tuple[tuple[Level, int], ...] = (
 
 Template = Callable[[random.Random], str]
 _VARS = ("BootOrder", "Timeout", "SecureBoot", "MokListRT", "BootCurrent", "PlatformLang", "ConOut", "db")
-_TPM = (
-    "TPM2_GetRandom(32)",
-    "TPM2_PCR_Read(sha256: 0-7)",
-    "TPM2_NV_Read(0x01c00002, EK certificate)",
-    "TPM2_GetCapability(TPM_PROPERTIES)",
-    "TPM2_Quote(PCR 0-7, sha256)",
-    "TPM2_PCR_Extend PCR[10] sha256 (IMA)",
-)
 
 
 def _gpa(r: random.Random) -> str:
@@ -96,17 +88,17 @@ TEMPLATES: dict[str, dict[Level, tuple[Template, ...]]] = {
     },
     "vtpm": {
         Level.DEBUG: (
-            lambda r: f"{r.choice(_TPM)} rc=0x0, locality 0, {r.randint(10, 1400)} response bytes",
+            lambda r: f"{r.choice(TPM_COMMANDS)} rc=0x0, locality 0, {r.randint(10, 1400)} response bytes",
             lambda r: f"vtpm: command buffer {_buf(r)} size {r.randint(10, 512)}",
         ),
         Level.INFO: (
             lambda r: "VTPM: NV state saved to persistent storage (65536 bytes)",
             lambda r: "VTPM: guest driver connected (TPM CRB over SVSM vTPM protocol)",
-            lambda r: f"VTPM: {r.choice(_TPM)} served in {r.randint(20, 9000)} us",
+            lambda r: f"VTPM: {r.choice(TPM_COMMANDS)} served in {r.randint(20, 9000)} us",
         ),
         Level.WARN: (
             lambda r: "VTPM: NV write of 65600 bytes exceeds the 65536-byte NV buffer",
-            lambda r: f"VTPM: {r.choice(_TPM)} returned rc=0x{r.choice((0x922, 0x98E, 0x101)):x}",
+            lambda r: f"VTPM: {r.choice(TPM_COMMANDS)} returned rc=0x{r.choice((0x922, 0x98E, 0x101)):x}",
         ),
         Level.ERROR: (lambda r: "VTPM: failed to save NV state to persistent storage: device write error",),
     },

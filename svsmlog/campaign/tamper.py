@@ -479,13 +479,10 @@ def gen_swap(base: Base, limit_pairs: int) -> Iterator[Case]:
             b = next((g for g in hist[i + 1 :] if g.sectors == a.sectors), None)
             if b is None:
                 continue
-            img = bytearray(base.image)
-            copy_sectors(img, base.image, a.lba, b.lba, a.sectors)
-            copy_sectors(img, base.image, b.lba, a.lba, a.sectors)
             yield Case(
                 "reorder (swap) two frames",
                 f"{base.name}: {base.ident(a)} <-> {base.ident(b)}",
-                bytes(img),
+                _swapped(base.image, a, b),
                 DETECT,
                 {a.offset, b.offset},
                 {base.ident(a), base.ident(b)},
@@ -493,6 +490,14 @@ def gen_swap(base: Base, limit_pairs: int) -> Iterator[Case]:
             n += 1
             if n >= limit_pairs:
                 return
+
+
+def _swapped(image: bytes, a: FrameRec, b: FrameRec) -> bytes:
+    """``image`` with frames a and b (of the same length) in each other's place."""
+    img = bytearray(image)
+    copy_sectors(img, image, a.lba, b.lba, a.sectors)
+    copy_sectors(img, image, b.lba, a.lba, a.sectors)
+    return bytes(img)
 
 
 def gen_misplace(base: Base, targets: list[FrameRec]) -> Iterator[Case]:
@@ -518,13 +523,10 @@ def gen_misplace(base: Base, targets: list[FrameRec]) -> Iterator[Case]:
             hist = base.hist[other]
             g = next((g for g in hist[1:] if g.sectors == f.sectors), None)
             if g is not None:
-                img = bytearray(base.image)
-                copy_sectors(img, base.image, f.lba, g.lba, f.sectors)
-                copy_sectors(img, base.image, g.lba, f.lba, f.sectors)
                 yield Case(
                     "move a frame to another stream's region",
                     f"{base.name}: {base.ident(f)} swapped with {base.ident(g)}",
-                    bytes(img),
+                    _swapped(base.image, f, g),
                     DETECT,
                     {f.offset, g.offset},
                     {base.ident(f), base.ident(g)},

@@ -39,6 +39,14 @@ TARGET = {
     "uefi": "svsm::protocols::uefi_mm",
     "console": "svsm::console",
 }
+TPM_COMMANDS = (  # what the guest's TPM driver sends the vTPM most
+    "TPM2_GetRandom(32)",
+    "TPM2_PCR_Read(sha256: 0-7)",
+    "TPM2_NV_Read(0x01c00002, EK certificate)",
+    "TPM2_GetCapability(TPM_PROPERTIES)",
+    "TPM2_Quote(PCR 0-7, sha256)",
+    "TPM2_PCR_Extend PCR[10] sha256 (IMA)",
+)
 EFI_GLOBAL = "8be4df61-93ca-11d2-aa0d-00e098032b8c"
 EFI_IMAGE_SECURITY_DB = "d719b2cb-3d3a-4596-a3bc-dad00e67656f"
 MS = 1_000_000
@@ -512,20 +520,12 @@ class Workload:
             if t >= t1:
                 break
             ev.append(self._ipi(t))
-        tpm_cmds = (
-            "TPM2_GetRandom(32)",
-            "TPM2_PCR_Read(sha256: 0-7)",
-            "TPM2_NV_Read(0x01c00002, EK certificate)",
-            "TPM2_GetCapability(TPM_PROPERTIES)",
-            "TPM2_Quote(PCR 0-7, sha256)",
-            "TPM2_PCR_Extend PCR[10] sha256 (IMA)",
-        )
         t = t0
         while True:
             t += self._exp(1.2)
             if t >= t1:
                 break
-            cmd = rng.choice(tpm_cmds)
+            cmd = rng.choice(TPM_COMMANDS)
             ev.append(
                 self._ev(
                     t,
