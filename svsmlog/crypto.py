@@ -4,7 +4,7 @@ Everything cryptographic the format needs is here, behind a thin API:
 HPKE single-shot sealing of boot secrets (RFC 9180), HKDF-SHA256, AES-256-GCM,
 SHA-256, constant-time comparison, recipient key handling (PEM in, PEM out).
 Nothing here invents a primitive; the labels and byte layouts that *use*
-these primitives are specified in formats/svsmlog-v2.md.
+these primitives are specified in formats/svsmlog-v3.md.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ _SUITES = {
     kem_id: hpke.Suite(kem, hpke.KDF.HKDF_SHA256, hpke.AEAD.AES_256_GCM) for kem_id, kem in _HPKE_KEM.items()
 }
 
-KEY_ID_LABEL = b"svsmlog v2 key id"
+KEY_ID_LABEL = b"svsmlog v3 key id"
 KEY_ID_LEN = 16
 AEAD_TAG_LEN = 16
 

@@ -1,6 +1,6 @@
-"""The on-disk structures of svsmlog v2, declared with construct.
+"""The on-disk structures of svsmlog v3, declared with construct.
 
-This module is the executable twin of formats/svsmlog-v2.md §4–§5: every field,
+This module is the executable twin of formats/svsmlog-v3.md §4–§5: every field,
 width and constant below appears there. These declarations are the *definition*;
 ``svsmlog.codec`` holds the fast decoders used on the hot path, and
 tests/test_codec_differential.py proves the two agree. Never ``.compile()`` these:
@@ -34,7 +34,7 @@ from construct import (
 
 from .device import SECTOR
 
-VERSION = 2
+VERSION = 3
 
 # ---------------------------------------------------------------- limits (spec §4.6)
 SUPERBLOCK_MAGIC = b"SVSMLOG\x00"
@@ -253,3 +253,7 @@ def frame_sectors(clear_len: int, ct_len: int) -> int:
 # The largest single wrap write: a KEYS frame with a full clear section, then the largest
 # frame (spec §8.3: a region start lost to a crash is only plausible within this reach).
 MAX_WRAP_SECTORS = frame_sectors(MAX_CLEAR_LEN, KEYS_BODY_LEN + TAG_LEN) + frame_sectors(0, MAX_CT_LEN)
+# The largest BOOT frame: after an END frame the next write to a region is a new boot's
+# BOOT frame, which wraps by itself (spec §8.3, crash while wrapping).
+MAX_BOOT_SECTORS = frame_sectors(MAX_CLEAR_LEN, BOOT_BODY_LEN + TAG_LEN)
+MAX_FRAME_SECTORS = frame_sectors(MAX_CLEAR_LEN, MAX_CT_LEN)

@@ -15,17 +15,30 @@ from . import crypto
 from .codec import DecodeError, FrameHeader, RegionEntry, decode_clear_section, decode_frame_header
 from .device import SECTOR
 from .format import FRAME_HEADER_LEN, FRAME_MAGIC, NO_STREAM, EnvelopeKind, FrameType
-from .keyschedule import RatchetBudget, ReaderChain, envelope_info, stream_root
+from .keyschedule import RatchetBudget, RatchetExhausted, ReaderChain, envelope_info, stream_root
 from .scan import WINDOW_SECTORS, ReadSectors, rejection_budget
 from .volume import KEY_DIRECTORY, Volume
 
 _KEY_TYPES = (bytes([FrameType.BOOT]), bytes([FrameType.KEYS]))
 MAX_FAILED_ENVELOPES = 1024  # HPKE opens that may fail before we stop trying (DoS bound)
-# Anyone can seal to our public key, so envelopes that *open* need bounds too: an honest
-# boot has one boot secret (its envelopes are the same bytes everywhere; a rolled-back boot
-# number adds one), and a stream a chain key per grant or wrap that survives in the ring.
+# Anyone can seal to our public key, so envelopes that *open* need bounds too. An honest
+# boot has one boot secret (its envelopes are the same bytes everywhere, and boot numbers
+# are never reused), and each grantee one chain per stream: the chain keys later wraps seal
+# to it are the same chain further on. Up to these many are tried; that more than one
+# authenticates frames of a boot is a finding of its own (key_conflict, spec §8.2).
 MAX_SECRETS_PER_BOOT = 4
 MAX_CHAIN_KEYS_PER_STREAM = 16
+
+
+@dataclass(frozen=True)
+class KeyConflict:
+    """A chain key that opened for us but is not the chain of the boot secret we hold (or of
+    the chain key we already hold for that stream): someone else sealed it."""
+
+    region: RegionEntry
+    boot: int
+    seq: int
+    lba: int
 
 
 @dataclass(frozen=True)
@@ -58,22 +71,26 @@ def harvest(
     on_flood: OnFlood,
     unopened: set[int] | None = None,
     frame_sectors: list[int] | None = None,
+    conflicts: list[KeyConflict] | None = None,
 ) -> Chains:
     """Reader chains for every (boot, stream) our keys open, stream keys included.
     ``unopened`` collects the LBAs of key frames of this volume whose clear section does
     not parse or holds an envelope for one of our key ids that does not open: an honest
     writer writes neither, so where such a frame is complete it was changed (spec §8.2).
     ``frame_sectors`` gets, per region, how many sectors start with the frame magic (the
-    verifier judges from it whether frames are large enough to verify in parallel)."""
+    verifier judges from it whether frames are large enough to verify in parallel).
+    ``conflicts`` gets the chain keys that are not on the chain of a boot secret we hold
+    (spec §8.2)."""
     broken = unopened if unopened is not None else set()
+    found: list[KeyConflict] = conflicts if conflicts is not None else []
     failed: set[tuple[int, int, int, int, bytes]] = set()
     vid = volume.volume_id
     ours = {k.key_id: k for k in keyring.private_keys}
     secrets: dict[int, set[bytes]] = {}
-    chain_keys: dict[tuple[int, int], set[tuple[int, bytes]]] = {}
+    chain_keys: dict[tuple[int, int], dict[tuple[int, bytes], tuple[RegionEntry, int] | None]] = {}
     for sk in keyring.stream_keys:
         if sk.volume_id == vid:
-            chain_keys.setdefault((sk.boot, sk.stream), set()).add((sk.seq, sk.chain_key))
+            chain_keys.setdefault((sk.boot, sk.stream), {})[(sk.seq, sk.chain_key)] = None
     failures = 0
     tried: set[tuple[int, int, int, int, bytes]] = set()
     for region in (KEY_DIRECTORY, *volume.superblock.regions):
@@ -107,7 +124,7 @@ def harvest(
                 tried.add(attempt)
                 if failures >= MAX_FAILED_ENVELOPES:
                     on_flood(region, None)
-                    return _build_chains(volume, secrets, chain_keys, budget)
+                    return _build_chains(volume, secrets, chain_keys, budget, found)
                 info = envelope_info(env.kind, vid, header.boot, header.stream, header.seq)
                 pt = crypto.hpke_open(key, env.sealed, info)
                 if pt is None or len(pt) != 32:
@@ -121,33 +138,61 @@ def harvest(
                     else:
                         boot_secrets.add(pt)
                 else:
-                    keys = chain_keys.setdefault((header.boot, header.stream), set())
-                    if len(keys) >= MAX_CHAIN_KEYS_PER_STREAM:
+                    keys = chain_keys.setdefault((header.boot, header.stream), {})
+                    if len(keys) >= 4 * MAX_CHAIN_KEYS_PER_STREAM:
                         on_flood(region, header.boot)
                     else:
-                        keys.add((header.seq, pt))
+                        keys.setdefault((header.seq, pt), (region, lba))
         if frame_sectors is not None and region is not KEY_DIRECTORY:
             frame_sectors.append(magics[0])
-    return _build_chains(volume, secrets, chain_keys, budget)
+    return _build_chains(volume, secrets, chain_keys, budget, found, on_flood)
 
 
 def _build_chains(
     volume: Volume,
     secrets: dict[int, set[bytes]],
-    chain_keys: dict[tuple[int, int], set[tuple[int, bytes]]],
+    chain_keys: dict[tuple[int, int], dict[tuple[int, bytes], tuple[RegionEntry, int] | None]],
     budget: RatchetBudget,
+    conflicts: list[KeyConflict],
+    on_flood: OnFlood | None = None,
 ) -> Chains:
+    """One reader chain per boot secret and stream, and one per chain key that is not on a
+    chain already held: a chain key that a wrap re-sealed, or a boot secret we hold, already
+    reaches is the same chain (checked by stepping to it, within the budget); one that is
+    not reached is someone else's key (a KeyConflict) when we hold the boot secret."""
     chains: Chains = {}
     vid = volume.volume_id
     for boot, boot_secrets in secrets.items():
         for secret in sorted(boot_secrets):
+            origin = b"S" + crypto.sha256(secret)[:8]
             for stream in (NO_STREAM, *(r.stream for r in volume.superblock.regions)):
                 root = stream_root(secret, vid, boot, stream)
-                chains.setdefault((boot, stream), []).append(ReaderChain(0, root, budget))
+                chains.setdefault((boot, stream), []).append(ReaderChain(0, root, budget, origin))
     for (boot, stream), keys in chain_keys.items():
-        for seq, ck in sorted(keys):
-            chains.setdefault((boot, stream), []).append(ReaderChain(seq, ck, budget))
+        held = chains.setdefault((boot, stream), [])
+        from_secret = bool(held)
+        for (seq, ck), where in sorted(keys.items(), key=lambda kv: kv[0]):
+            if any(_reaches(ch, seq, ck) for ch in held):
+                continue
+            if from_secret or len(held) >= MAX_CHAIN_KEYS_PER_STREAM:
+                if where is not None and from_secret:
+                    conflicts.append(KeyConflict(where[0], boot, seq, where[1]))
+                elif where is not None and on_flood is not None:
+                    on_flood(where[0], boot)
+                continue
+            held.append(ReaderChain(seq, ck, budget, b"C" + crypto.sha256(ck)[:8]))
+        if not held:
+            del chains[(boot, stream)]
     return chains
+
+
+def _reaches(chain: ReaderChain, seq: int, chain_key: bytes) -> bool:
+    """Whether ``chain`` has ``chain_key`` at ``seq`` (False where the budget does not reach)."""
+    try:
+        have = chain.chain_key_at(seq)
+    except RatchetExhausted:
+        return False
+    return have is not None and crypto.ct_equal(have, chain_key)
 
 
 def _key_frames(

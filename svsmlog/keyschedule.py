@@ -13,10 +13,10 @@ import struct
 from . import crypto
 from .format import NO_STREAM, EnvelopeKind
 
-LABEL_STREAM_ROOT = b"svsmlog v2 stream root"
-LABEL_FRAME = b"svsmlog v2 frame"
-LABEL_ENVELOPE = b"svsmlog v2 envelope"
-LABEL_ANCHOR = b"svsmlog v2 anchor"
+LABEL_STREAM_ROOT = b"svsmlog v3 stream root"
+LABEL_FRAME = b"svsmlog v3 frame"
+LABEL_ENVELOPE = b"svsmlog v3 envelope"
+LABEL_ANCHOR = b"svsmlog v3 anchor"
 KEY_LEN = 32
 NONCE_LEN = 12
 
@@ -90,8 +90,13 @@ class ReaderChain:
 
     CHECKPOINT_EVERY = 256
 
-    def __init__(self, base_seq: int, base_key: bytes, budget: RatchetBudget | None = None) -> None:
+    def __init__(
+        self, base_seq: int, base_key: bytes, budget: RatchetBudget | None = None, origin: bytes = b""
+    ) -> None:
         self.base_seq = base_seq
+        # Where the chain comes from (a digest of its boot secret or chain key): frames of one
+        # boot must all authenticate under keys of one boot secret (spec §8.2).
+        self.origin = origin
         self.budget = budget if budget is not None else RatchetBudget(1 << 62)
         self._checkpoints: dict[int, bytes] = {base_seq: base_key}
         self._cur_seq = base_seq

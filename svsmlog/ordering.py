@@ -3,13 +3,15 @@ frames and rotation, judged over the index of frames the scan found."""
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Any
 
 from . import crypto
 from .codec import BootBody, RegionEntry
-from .format import MAX_WRAP_SECTORS, FrameType
+from .format import MAX_BOOT_SECTORS, MAX_FRAME_SECTORS, MAX_WRAP_SECTORS, FrameType
 from .keyschedule import ReaderChain
 from .report import Kind
 
@@ -37,6 +39,8 @@ class Entry:
     malformed: bool = False  # authenticated, but the body does not parse (reported record_malformed)
     first_t: int | None = None
     last_t: int | None = None
+    owner_clear_len: int | None = None  # BOOT frames: bytes the owner envelopes take (§4.7)
+    leftover: bool = False  # unreadable, and older than a rotation the region proves (§8.3)
 
     @property
     def key(self) -> tuple[int, int]:
@@ -58,6 +62,14 @@ class RegionJudge:
         self.torn_at_start = False
         self.torn_tail_boots: set[int] = set()  # boots whose frames here end in a crash tail
         self.violated_boots: set[int] = set()  # boots a gap leaves incomplete here
+        # What the region proves about its history, for the checks across regions (§8.7):
+        # the oldest readable frame of the unbroken suffix, how the history before it went
+        # ("genesis": nothing missing; "wrapped": a wrap frame proves rotation; "crash": only
+        # a crash while wrapping explains it, unproven; "gap": reported missing), and the
+        # stretch of log order a crash while wrapping excuses, if any.
+        self.oldest: Entry | None = None
+        self.history = "genesis"
+        self.excused: tuple[tuple[int, int], tuple[int, int]] | None = None
 
     def judge(self, entries: list[Entry]) -> list[Entry]:
         """Order, chain, claims, rotation (spec §8.3). Returns the frames in log order."""
@@ -77,7 +89,8 @@ class RegionJudge:
                 continue
             present[e.key] = e
         order = [present[k] for k in sorted(present)]
-        self._check_torn(entries, present)
+        self._check_torn(entries, present, order)
+        self._check_after_end(order)
         # Links are judged between frames we can read; an unreadable frame can neither
         # break the chain nor, being unauthenticated, stand in for a missing one (§8.3).
         readable = [e for e in order if e.status == "ok"]
@@ -85,8 +98,29 @@ class RegionJudge:
             cuts = [
                 i for i in range(1, len(readable)) if not self._link_ok(readable[i - 1], readable[i], present)
             ]
-            self._check_rotation(readable, cuts, present)
+            self._check_rotation(readable, cuts, present, order)
+            if self.history == "wrapped" and self.oldest is not None:
+                for e in order:
+                    if e.status == "no_key" and e.key < self.oldest.key:
+                        e.leftover = True
         return order
+
+    def _check_after_end(self, order: list[Entry]) -> None:
+        """After its END frame a boot writes nothing more to the stream (spec §7.3): a frame
+        of that boot with a larger seq was written by someone else."""
+        ends = {e.boot: e.seq for e in order if e.type == FrameType.END and e.status == "ok"}
+        for e in order:
+            end = ends.get(e.boot)
+            if end is not None and e.seq > end:
+                self.add(
+                    Kind.FRAME_CORRUPT,
+                    f"a frame after boot {e.boot}'s END frame (seq {end}): the writer writes nothing "
+                    "to a stream after its END",
+                    boot=e.boot,
+                    seq=e.seq,
+                    lba=e.lba,
+                )
+                self.violated_boots.add(e.boot)
 
     def _link_ok(self, x: Entry, y: Entry, present: dict[tuple[int, int], Entry]) -> bool:
         """True if readable frame y directly follows readable frame x (or we cannot tell);
@@ -152,16 +186,24 @@ class RegionJudge:
         )
         return True
 
-    def _check_torn(self, entries: list[Entry], present: dict[tuple[int, int], Entry]) -> None:
+    def _check_torn(
+        self, entries: list[Entry], present: dict[tuple[int, int], Entry], order: list[Entry]
+    ) -> None:
         """A torn frame is a crash if it carries the numbers the writer's next write would
         have (its header is unauthenticated: spec §8.4): the next seq of its boot here, or
-        seq 0 of a boot at most one newer than any, and nothing of a later boot says otherwise."""
+        seq 0 of a boot at most one newer than any, and nothing of a later boot says otherwise.
+        Each torn frame costs O(log n) (bisect over the log order), so a region of
+        alternating torn headers stays linear in its size."""
         last_seq: dict[int, int] = {}
         ended: set[int] = set()
-        for (b, s), p in present.items():
-            last_seq[b] = max(last_seq.get(b, -1), s)
+        for p in order:
+            last_seq[p.boot] = max(last_seq.get(p.boot, -1), p.seq)
             if p.type == FrameType.END and p.status == "ok":
-                ended.add(b)  # the writer writes nothing more to this stream in boot b
+                ended.add(p.boot)  # the writer writes nothing more to this stream in boot b
+        keys = [p.key for p in order]
+        # seq-0 frames with a boot record, by boot: the first later boot says what it found
+        starts = [p for p in order if p.seq == 0 and p.boot_body is not None]
+        start_boots = [p.boot for p in starts]
         for e in entries:
             if e.status != "torn":
                 continue
@@ -171,7 +213,11 @@ class RegionJudge:
                 and (e.type == FrameType.BOOT) == (e.seq == 0)  # the writer's BOOT frame is seq 0
                 and e.boot not in ended
             )
-            if next_write and self._where_next(e, present) and self._boot_moved_on(present, e):
+            i = bisect_left(keys, e.key)
+            pred = order[i - 1] if i else None
+            j = bisect_left(start_boots, e.boot + 1)
+            later = starts[j] if j < len(starts) else None
+            if next_write and self._where_next(e, pred) and self._boot_moved_on(later, e):
                 self.add(
                     Kind.CRASH_TAIL,
                     "torn frame: the write was cut short by a crash",
@@ -185,33 +231,29 @@ class RegionJudge:
             else:
                 self.add(
                     Kind.FRAME_CORRUPT,
-                    "frame fails authentication and its commit digest, and later frames of its boot exist: "
-                    "not a torn tail, it was changed",
+                    "frame fails authentication and its commit digest, and it is not the write the "
+                    "writer would have made next: not a torn tail, it was changed",
                     boot=e.boot,
                     seq=e.seq,
                     lba=e.lba,
                 )
 
-    def _where_next(self, torn: Entry, present: dict[tuple[int, int], Entry]) -> bool:
+    def _where_next(self, torn: Entry, pred: Entry | None) -> bool:
         """The torn frame lies where the writer put its next write: right after the frame
         before it, or at the region start when too little room was left after that frame."""
-        before = [e for k, e in present.items() if k < torn.key]
-        if not before:
+        if pred is None:
             return torn.lba == self.region.start
-        pred = max(before, key=lambda e: e.key)
         end = pred.lba + pred.sectors
         room = self.region.start + self.region.sectors - end
         return torn.lba == end or (torn.lba == self.region.start and room < MAX_WRAP_SECTORS)
 
     @staticmethod
-    def _boot_moved_on(present: dict[tuple[int, int], Entry], torn: Entry) -> bool:
+    def _boot_moved_on(later: Entry | None, torn: Entry) -> bool:
         """Later boots may have left a torn tail of an earlier boot in place: allowed when the
         next boot's record names an earlier frame as the newest it found."""
-        later = [e for (b, s), e in present.items() if b > torn.boot and s == 0 and e.boot_body]
-        if not later:
+        if later is None:
             return True
-        first = min(later, key=lambda e: e.boot)
-        prior = first.boot_body.prior if first.boot_body else None
+        prior = later.boot_body.prior if later.boot_body else None
         return prior is None or (prior.boot, prior.seq) < (torn.boot, torn.seq)
 
     def _check_rotation(
@@ -219,23 +261,22 @@ class RegionJudge:
         readable: list[Entry],
         cuts: list[int],
         present: dict[tuple[int, int], Entry],
+        order: list[Entry],
     ) -> None:
         """The readable frames after the last cut reach the head unbroken. Missing history is
-        rotation only if the region wrapped, and then every cut must have its older side in
-        the dead zone the newest wrap declared (spec §8.3)."""
+        rotation only if an authenticated wrap frame opens the newest lap, and then every cut
+        must have its older side in the dead zone that frame declares. Without one, only a
+        crash while wrapping can explain it, and only in the shape such a crash leaves; that
+        explanation rests on a torn or absent write, so it is reported unproven (spec §8.3)."""
         suffix_start = cuts[-1] if cuts else 0
         oldest = readable[suffix_start]
+        self.oldest = oldest
         granted_from_here = oldest.chain is not None and oldest.seq == oldest.chain.base_seq > 0
-        if suffix_start == 0 and (_is_genesis(oldest) or granted_from_here):
-            return  # nothing missing, or nothing before it that we were ever meant to read
+        if suffix_start == 0 and (
+            _is_genesis(oldest) or granted_from_here or self._follows_unreadable(oldest, present)
+        ):
+            return  # nothing missing, or nothing before it that we can read (reported no_key)
         start_frame = next((e for e in present.values() if e.lba == self.region.start), None)
-        head = readable[-1]
-        unknown = (
-            self.torn_at_start
-            # a frame we cannot read opened the newest lap: it cannot be newer than the head
-            or (start_frame is not None and start_frame.status == "no_key" and start_frame.boot <= head.boot)
-            or (start_frame is None and self._crash_while_wrapping(readable, present))
-        )
         wrapped = start_frame is not None and start_frame.status == "ok" and start_frame.wrap_from > 0
         if wrapped and start_frame is not None and start_frame.key < oldest.key:
             # A wrap frame at the region start opens the newest lap, so it belongs to the
@@ -249,20 +290,31 @@ class RegionJudge:
                 lba=start_frame.lba,
             )
             self.violated_boots.add(oldest.boot)
-        if not (wrapped or unknown):
-            why = "and the region never wrapped"
-            if not _is_genesis(readable[0]):
-                self._report_gap(None, readable[0], why)
-            for i in cuts:
-                self._report_gap(readable[i - 1], readable[i], why)
-            return
-        dead_from = self.region.start + start_frame.wrap_from if wrapped and start_frame else None
+        dead_from: int | None = None
+        excused: int | None = None  # the one cut a crash while wrapping explains
+        if wrapped and start_frame is not None:
+            self.history = "wrapped"
+            dead_from = self.region.start + start_frame.wrap_from
+        else:
+            crash = self._crash_while_wrapping(readable, cuts, order, start_frame)
+            if crash is None:
+                self.history = "gap"
+                why = "and no authenticated wrap frame opens the region's newest lap"
+                if not _is_genesis(readable[0]) and not self._follows_unreadable(readable[0], present):
+                    self._report_gap(None, readable[0], why)
+                for i in cuts:
+                    self._report_gap(readable[i - 1], readable[i], why)
+                return
+            self.history = "crash"
+            dead_from, excused = crash
         for i in cuts:
             older = readable[i - 1]
-            if not unknown and (dead_from is None or older.lba < dead_from):
+            if i == excused:
+                continue
+            if dead_from is None or older.lba < dead_from:
                 self._report_gap(older, readable[i], "outside the wrap's dead zone")
         for e in readable[:suffix_start]:
-            if unknown or (dead_from is not None and e.lba >= dead_from):
+            if dead_from is not None and e.lba >= dead_from:
                 self.add(
                     Kind.STALE_REMNANT,
                     "an earlier lap's frame, left where the writer wrapped",
@@ -270,32 +322,87 @@ class RegionJudge:
                     seq=e.seq,
                     lba=e.lba,
                 )
+        leftovers = sum(1 for e in order if e.status == "no_key" and e.key < oldest.key)
         self.add(
             Kind.ROTATED_OUT,
-            f"history before boot {oldest.boot} seq {oldest.seq} was reclaimed by the ring",
+            f"history before boot {oldest.boot} seq {oldest.seq} was reclaimed by the ring"
+            + (f" ({leftovers} older frame(s) left that no key of ours opens)" if leftovers else ""),
             boot=oldest.boot,
             seq=oldest.seq,
             lba=oldest.lba,
         )
 
-    def _crash_while_wrapping(self, readable: list[Entry], present: dict[tuple[int, int], Entry]) -> bool:
-        """No frame at the region start: a crash in the middle of the write that wrapped the
-        ring can leave it garbled with no header. That write did not fit in the room after
-        the newest frame, and garbled at least its own length: so the room is smaller than
-        the largest wrapping write and than the gap before the first surviving frame
-        (spec §8.3). Later boots only shrink the room, so the case stays recognisable."""
-        head = readable[-1]
-        room = self.region.sectors - (head.lba - self.region.start + head.sectors)
-        first = min(e.lba for e in present.values()) - self.region.start
-        if room >= MAX_WRAP_SECTORS or first <= room:
+    @staticmethod
+    def _follows_unreadable(e: Entry, present: dict[tuple[int, int], Entry]) -> bool:
+        """A boot's BOOT frame whose record names, with the right tag, a frame that is here
+        but that we cannot read: the history before it is there, just not ours to verify
+        (reported no_key, unproven)."""
+        prior = e.boot_body.prior if e.seq == 0 and e.boot_body is not None else None
+        if prior is None:
             return False
+        seen = present.get((prior.boot, prior.seq))
+        return seen is not None and seen.status == "no_key" and crypto.ct_equal(seen.tag, prior.tag)
+
+    def _crash_while_wrapping(
+        self,
+        readable: list[Entry],
+        cuts: list[int],
+        order: list[Entry],
+        start_frame: Entry | None,
+    ) -> tuple[int | None, int | None] | None:
+        """Whether a crash in the write that wrapped the ring explains what is missing, and
+        if so (dead zone start, index of the cut it excuses). That write went to the region
+        start because it did not fit in the room after the head, so the room is smaller than
+        the largest such write (a BOOT frame after an END frame, else a KEYS frame and a
+        frame); torn, it garbled at most its own length from the region start, so the first
+        survivor starts within that length plus one frame (the one it tore into).
+        The frames it destroyed were the oldest of the newest lap: the
+        survivors of that lap, from the first after the hole up to the head, lie back to back;
+        the older side of the one cut it leaves lies after the head (the previous lap), and
+        that lap ended where it wrapped, so older remnants lie after it. Nothing here is
+        authenticated but the frames around the hole: reported unproven (spec §8.3)."""
+        if start_frame is not None and start_frame.status != "no_key":
+            return None  # an authenticated frame at the region start that opens no lap
+        if start_frame is not None:
+            return None  # a frame we cannot read there: nothing authenticated explains the hole
+        head = readable[-1]
+        start, end = self.region.start, self.region.start + self.region.sectors
+        w_max = MAX_BOOT_SECTORS if head.type == FrameType.END else MAX_WRAP_SECTORS
+        room = end - (head.lba + head.sectors)
+        s = cuts[-1] if cuts else 0
+        first = readable[s]  # the oldest survivor of the newest lap
+        # The hole is the torn write's sectors, up to the end of the frame it tore into.
+        if room >= w_max or not 0 < first.lba - start < w_max + MAX_FRAME_SECTORS:
+            return None
+        if any(e.lba < first.lba for e in order):
+            return None  # the hole must be the region start, nothing before the lap's survivors
+        lap = [e for e in order if e.key >= first.key]
+        if any(b.lba != a.lba + a.sectors for a, b in pairwise(lap)):
+            return None  # the newest lap is written back to back
+        dead_from = None
+        if cuts:
+            older = readable[s - 1]
+            if older.lba < head.lba + head.sectors:
+                return None  # the previous lap's survivors lie after the newest lap's head
+            dead_from = older.lba + older.sectors
+        self.excused = (readable[s - 1].key if cuts else (0, 0), first.key)
         self.add(
             Kind.CRASH_TAIL,
-            "no frame at the region start: consistent with a crash while the ring wrapped",
+            "no authenticated frame at the region start: consistent with a crash while the ring wrapped",
             boot=head.boot,
             lba=self.region.start,
         )
-        return True
+        before = f"boot {readable[s - 1].boot} seq {readable[s - 1].seq}" if cuts else "the region start"
+        self.add(
+            Kind.UNPROVEN,
+            f"frames between {before} and boot {first.boot} seq {first.seq} are missing; a crash while "
+            "wrapping explains it, but that rests on bytes nobody authenticated (a torn or absent write "
+            "at the region start), so this stretch of history is not proven",
+            boot=first.boot,
+            seq=first.seq,
+            lba=first.lba,
+        )
+        return dead_from, (s if cuts else None)
 
     def _report_gap(self, x: Entry | None, y: Entry, why: str) -> None:
         """Frames between x and y (or before y) are gone: name the first missing one. When y's

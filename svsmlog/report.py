@@ -8,6 +8,9 @@ from enum import Enum
 
 class Severity(Enum):
     VIOLATION = "violation"  # the host (or someone) changed what the writer wrote
+    # Not proven either way: frames our keys do not open, or an absence explained only by
+    # bytes nobody authenticated (spec §8.8). The verdict is then never "intact".
+    UNPROVEN = "unproven"
     NOTICE = "notice"  # a fact about the log that is not tampering
 
 
@@ -28,6 +31,8 @@ class Kind(Enum):
     ANCHOR_MISMATCH = "anchor_mismatch"
     ANCHOR_TRUNCATED = "anchor_truncated"
     ENVELOPE_FLOOD = "envelope_flood"
+    KEY_CONFLICT = "key_conflict"
+    UNPROVEN = "unproven"
     CRASH_TAIL = "crash_tail"
     ROTATED_OUT = "rotated_out"
     STALE_REMNANT = "stale_remnant"
@@ -36,10 +41,22 @@ class Kind(Enum):
 
     @property
     def severity(self) -> Severity:
-        return Severity.NOTICE if self in _NOTICES else Severity.VIOLATION
+        if self in _NOTICES:
+            return Severity.NOTICE
+        return Severity.UNPROVEN if self in _UNPROVEN else Severity.VIOLATION
 
 
-_NOTICES = frozenset({Kind.CRASH_TAIL, Kind.ROTATED_OUT, Kind.STALE_REMNANT, Kind.NO_SHUTDOWN, Kind.NO_KEY})
+_NOTICES = frozenset({Kind.CRASH_TAIL, Kind.ROTATED_OUT, Kind.STALE_REMNANT, Kind.NO_SHUTDOWN})
+_UNPROVEN = frozenset({Kind.NO_KEY, Kind.UNPROVEN})
+
+
+class Verdict(Enum):
+    """What a report concludes (spec §9), most severe first."""
+
+    VIOLATED = "violated"  # at least one violation
+    UNVERIFIABLE = "unverifiable"  # no violation, and not one frame authenticated with our keys
+    PARTIAL = "partial"  # no violation, but some frames or history are not proven
+    INTACT = "intact"  # every frame present authenticated, every obligation proven
 
 
 @dataclass(frozen=True)
@@ -54,6 +71,10 @@ class Finding:
     @property
     def violation(self) -> bool:
         return self.kind.severity is Severity.VIOLATION
+
+    @property
+    def unproven(self) -> bool:
+        return self.kind.severity is Severity.UNPROVEN
 
     def as_json(self) -> dict[str, object]:
         return {
@@ -150,13 +171,44 @@ class Report:
     boots: dict[int, BootSummary] = field(default_factory=dict)
     anchor_checked: bool = False
     attested_boots: set[int] = field(default_factory=set)  # boots an anchor vouches for (§8.5)
+    verified_frames: int = 0  # frames (key-directory slots included) that authenticated
 
     def attested(self, boot: int) -> bool:
         return boot in self.attested_boots
 
     @property
+    def outcome(self) -> Verdict:
+        if any(f.violation for f in self.findings):
+            return Verdict.VIOLATED
+        if not self.verified_frames:
+            return Verdict.UNVERIFIABLE
+        if any(f.unproven for f in self.findings):
+            return Verdict.PARTIAL
+        return Verdict.INTACT
+
+    @property
     def verdict(self) -> str:
-        return "violated" if any(f.violation for f in self.findings) else "intact"
+        return self.outcome.value
+
+    def unproven_boots(self) -> set[int]:
+        """Boots with a frame or a stretch of history that is not proven (spec §8.8)."""
+        return {f.boot for f in self.findings if f.unproven and f.boot is not None}
+
+    def proven_boots(self) -> list[int]:
+        """Boots every present frame of which authenticated, with nothing unproven or violated."""
+        bad = self.unproven_boots() | {f.boot for f in self.findings if f.violation}
+        return [
+            b
+            for b in sorted(self.boots)
+            if b not in bad and any(s.frames for s in self.boots[b].streams.values())
+        ]
+
+    def scope(self) -> str:
+        """One line on what the verdict covers, e.g. "intact for what the keys open: 1 of 2 boots"."""
+        total = len(self.boots)
+        if self.outcome is Verdict.PARTIAL:
+            return f"intact for what the keys open: {len(self.proven_boots())} of {total} boot(s) proven"
+        return self.outcome.value
 
     def add(
         self,
@@ -177,7 +229,10 @@ class Report:
     def as_json(self) -> dict[str, object]:
         return {
             "verdict": self.verdict,
+            "scope": self.scope(),
             "volume_id": self.volume_id.hex(),
+            "proven_boots": self.proven_boots(),
+            "unproven_boots": sorted(self.unproven_boots()),
             "anchor_checked": self.anchor_checked,
             "attested_boots": sorted(self.attested_boots),
             "boots": [{**self.boots[b].as_json(), "attested": self.attested(b)} for b in sorted(self.boots)],

@@ -132,18 +132,22 @@ class Head:
     end: int  # sector after the frame, relative to the region start
 
 
-def find_head(read: ReadSectors, region: RegionEntry, volume_id: bytes) -> Head | None:
-    """The writer's mount rule (spec §7.2): the complete frame with the largest (boot, seq)."""
+def find_head(read: ReadSectors, region: RegionEntry, volume_id: bytes) -> tuple[Head | None, int]:
+    """The writer's mount rule (spec §7.2): the complete frame with the largest (boot, seq),
+    and the largest boot number any header of this volume claims here, complete or torn
+    (a boot number is never used twice, even by a boot that crashed at its first write)."""
     best: Head | None = None
+    claimed = 0
     for c in scan_region(read, region):
         if not isinstance(c, Candidate):
             continue
         h = c.header
         if h.volume_id != volume_id or h.lba != c.lba or h.stream != region.stream:
             continue
+        claimed = max(claimed, h.boot)
         if not c.digest_ok():
             continue
         c.accepted = True
         if best is None or (h.boot, h.seq) > (best.boot, best.seq):
             best = Head(h.boot, h.seq, c.tag, c.lba - region.start + h.sectors)
-    return best
+    return best, claimed

@@ -20,20 +20,27 @@ from .codec import (
     DecodeError,
     RegionEntry,
     decode_boot_body,
+    decode_clear_section,
     decode_frame_header,
     decode_keys_body,
     decode_record_block,
+    encode_clear_section,
     summarize_record_block,
 )
 from .device import SECTOR
 from .format import (
     FRAME_HEADER_LEN,
+    KEY_DIR_SLOT_SECTORS,
+    KEYS_BODY_LEN,
+    TAG_LEN,
     DebugCeiling,
+    EnvelopeKind,
     FrameType,
     Layout,
+    frame_sectors,
 )
 from .frames import open_frame
-from .keyring import MAX_FAILED_ENVELOPES, Keyring, StreamKey, harvest
+from .keyring import MAX_FAILED_ENVELOPES, KeyConflict, Keyring, StreamKey, harvest
 from .keyschedule import RatchetBudget, RatchetExhausted, ReaderChain
 from .ordering import Entry, RegionJudge
 from .parallel import (
@@ -49,7 +56,7 @@ from .parallel import (
 from .records import LocatedRecord
 from .report import Kind, Report
 from .scan import Candidate, Malformed, ReadSectors, scan_region
-from .volume import KEY_DIRECTORY, Volume, key_dir_slot, read_volume
+from .volume import KEY_DIR_SLOTS, KEY_DIRECTORY, Volume, key_dir_slot, read_volume
 
 # The reader's public surface: keys come from keyring.py, the rest is here.
 __all__ = ["Keyring", "StreamKey", "Verifier", "VolumeError"]
@@ -84,6 +91,9 @@ class Verifier:
         self._violated: set[tuple[int, str]] = set()
         self._done = False
         self._torn_slots: list[Entry] = []
+        self._slots: dict[int, Entry] = {}  # accepted key-directory slots, by boot
+        self._slot_headers: set[int] = set()  # boots with any slot header in place (corrupt ones too)
+        self._conflicts: list[KeyConflict] = []
         self._budget = RatchetBudget.for_volume(sector_count)
         self._ours = 0  # frames carrying our volume id
         self._foreign: dict[bytes, int] = {}  # frames carrying another volume id, by id
@@ -211,6 +221,8 @@ class Verifier:
             return entry
         c.accepted = True
         entry.status = "ok"
+        if h.type == FrameType.BOOT:
+            entry.owner_clear_len = _owner_clear_len(c.clear)
         self._decode_body(region, entry, plaintext)
         return entry
 
@@ -357,13 +369,23 @@ class Verifier:
             e = self._verify_candidate(d, c)
             if e is not None and e.status == "torn":
                 self._torn_slots.append(e)
+            elif e is not None and e.status in ("ok", "no_key"):
+                self._slots[e.boot] = e
+            if e is not None:
+                self._slot_headers.add(e.boot)
 
     def _judge_torn_slots(self, orders: dict[int, list[Entry]]) -> None:
-        """A slot is written first in a boot: torn, it is a crash only if the boot wrote
-        nothing after it; otherwise it was changed afterwards."""
-        booted = {e.boot for order in orders.values() for e in order}
+        """A slot is written once a boot's BOOT frames are (spec §7.2): torn, it is a crash
+        only if the boot wrote nothing after it (no DATA, KEYS or END frame anywhere);
+        otherwise it was changed afterwards."""
+        wrote_on = {
+            e.boot
+            for order in orders.values()
+            for e in order
+            if e.status == "ok" and e.type != FrameType.BOOT
+        }
         for e in self._torn_slots:
-            if e.boot in booted:
+            if e.boot in wrote_on:
                 self._add(
                     Kind.FRAME_CORRUPT,
                     "key-directory slot altered after its boot started",
@@ -381,6 +403,143 @@ class Verifier:
                     seq=e.seq,
                     lba=e.lba,
                 )
+
+    # ------------------------------------------------------------------ pass 2: across regions
+
+    def _check_keys(self, orders: dict[int, list[Entry]]) -> None:
+        """One boot, one boot secret (spec §8.2): every frame of a boot authenticates under the
+        chains of a single boot secret, or, holding only chain keys, of a single chain per
+        stream. Boot numbers are never reused, so a second key that authenticates frames of
+        a boot was sealed by someone else, as is a chain key off the boot secret's chain."""
+        for k in self._conflicts:
+            self._add(
+                Kind.KEY_CONFLICT,
+                f"a chain key for boot {k.boot} that is not on the chain of the boot's own secret: "
+                "someone other than the writer sealed it",
+                k.region,
+                boot=k.boot,
+                seq=k.seq,
+                lba=k.lba,
+            )
+        regions = (KEY_DIRECTORY, *self.volume.superblock.regions)
+        frames = [(r, e) for r in regions for e in self._ok(r, orders)]
+        first: dict[tuple[int, int | None], tuple[bytes, Entry]] = {}
+        for region, e in sorted(frames, key=lambda re: re[1].key):
+            if e.chain is None:
+                continue
+            # boot secrets cover every stream of a boot; chain keys only their own stream
+            scope = (e.boot, None) if e.chain.origin.startswith(b"S") else (e.boot, region.stream)
+            seen = first.setdefault(scope, (e.chain.origin, e))
+            if seen[0] != e.chain.origin:
+                self._add(
+                    Kind.KEY_CONFLICT,
+                    f"authenticates under another key than boot {e.boot} seq {seen[1].seq} does: one boot "
+                    "has one secret, so one of them was sealed by someone other than the writer",
+                    region,
+                    boot=e.boot,
+                    seq=e.seq,
+                    lba=e.lba,
+                )
+                first[scope] = (e.chain.origin, e)  # report each switch of key once
+
+    def _ok(self, region: RegionEntry, orders: dict[int, list[Entry]]) -> list[Entry]:
+        if region is KEY_DIRECTORY:
+            return [e for e in self._slots.values() if e.status == "ok"]
+        return [e for e in orders.get(region.stream, []) if e.status == "ok"]
+
+    def _check_obligations(self, orders: dict[int, list[Entry]], judges: dict[int, RegionJudge]) -> None:
+        """What an honest writer must have written (spec §8.7). A boot writes its BOOT frame
+        to every region in superblock order, then its key-directory slot, and only then
+        anything else; so an authenticated frame of a boot proves that some of those writes
+        returned, and each such write must still be here unless the ring has provably
+        reclaimed it. Absences that only unauthenticated bytes would explain are not excused."""
+        regions = self.volume.superblock.regions
+        # how far each boot's start provably got: index of the last region whose BOOT frame
+        # returned (len(regions) - 1 when the slot or any later frame is authenticated)
+        reached: dict[int, int] = {}
+        past_boot: set[int] = set()  # boots with an authenticated frame after their BOOT frames
+        for i, r in enumerate(regions):
+            for e in self._ok(r, orders):
+                if e.type == FrameType.BOOT:
+                    reached[e.boot] = max(reached.get(e.boot, -1), i - 1)
+                else:
+                    past_boot.add(e.boot)
+        for e in self._ok(KEY_DIRECTORY, orders):
+            past_boot.add(e.boot)
+        for b in past_boot:
+            reached[b] = len(regions) - 1
+        for i, r in enumerate(regions):
+            judge = judges[r.stream]
+            here = {e.boot for e in orders.get(r.stream, [])}  # present: ok or no_key
+            readable = [e for e in orders.get(r.stream, []) if e.status == "ok"]
+            head = readable[-1] if readable else None
+            for b in sorted(x for x, last in reached.items() if last >= i and x not in here):
+                why = self._absence_excused(judge, b, head)
+                if why is None:
+                    newest = f"its newest frame is boot {head.boot} seq {head.seq}" if head else "it is empty"
+                    self._add(
+                        Kind.FRAME_MISSING,
+                        f"boot {b} wrote its BOOT frame to every stream up to this one before going on "
+                        f"(its authenticated frames elsewhere show it), but no frame of boot {b} is in "
+                        f"stream {r.name!r}: {newest}",
+                        r,
+                        boot=b,
+                        seq=0,
+                        lba=(head.lba + head.sectors) if head else r.start,
+                    )
+        self._check_slots(orders, past_boot)
+
+    @staticmethod
+    def _absence_excused(judge: RegionJudge, boot: int, head: Entry | None) -> str | None:
+        """Why a region may lack every frame of ``boot``: the ring reclaimed them (proven by a
+        wrap frame, or unproven after a crash while wrapping, reported as such), or they lay
+        in the hole such a crash left."""
+        oldest = judge.oldest
+        if head is None or oldest is None:
+            return None
+        if boot < oldest.boot and judge.history in ("wrapped", "crash"):
+            return "rotated"
+        if judge.excused is not None and judge.excused[0] < (boot, 0) and (boot, 1 << 64) < judge.excused[1]:
+            return "in the hole of a crash while wrapping"
+        return None
+
+    def _check_slots(self, orders: dict[int, list[Entry]], past_boot: set[int]) -> None:
+        """A boot that went past its start wrote its key-directory slot, unless its owner
+        envelopes did not fit one, or a boot eight (or a multiple) later has taken the slot."""
+        held = {b for (b, _), chains in self._chains.items() if any(c.origin[:1] == b"S" for c in chains)}
+        booted: set[int] = {e.boot for order in orders.values() for e in order if e.status == "ok"}
+        booted |= set(self._slots)
+        fits: dict[int, bool] = {}
+        for order in orders.values():
+            for e in order:
+                if e.owner_clear_len is not None:
+                    need = frame_sectors(e.owner_clear_len, KEYS_BODY_LEN + TAG_LEN)
+                    fits[e.boot] = need <= KEY_DIR_SLOT_SECTORS
+        for b in sorted(past_boot & held):
+            if b in self._slot_headers or not fits.get(b, True):
+                continue  # present (a changed one is reported where it is), or never written
+            if any(x > b and (x - b) % KEY_DIR_SLOTS == 0 for x in booted):
+                continue  # a later boot wrote this slot
+            torn = [t for t in self._torn_slots if t.lba == key_dir_slot(b) and t.boot > b]
+            if torn:
+                self._add(
+                    Kind.UNPROVEN,
+                    f"boot {b}'s key-directory slot holds a torn header of boot {torn[0].boot}, a boot "
+                    "no authenticated frame shows: nothing authenticated explains the slot's loss",
+                    KEY_DIRECTORY,
+                    boot=b,
+                    seq=0,
+                    lba=key_dir_slot(b),
+                )
+                continue
+            self._add(
+                Kind.FRAME_MISSING,
+                f"boot {b} wrote frames after its start, so it wrote its key-directory slot, which is gone",
+                KEY_DIRECTORY,
+                boot=b,
+                seq=0,
+                lba=key_dir_slot(b),
+            )
 
     # ------------------------------------------------------------------ pass 2: checks
 
@@ -405,9 +564,20 @@ class Verifier:
                 )
             if e.boot_body is not None:
                 self._summarise_boot(region, e)
-        unread = sum(1 for e in order if e.status == "no_key")
-        if unread:
-            self._add(Kind.NO_KEY, f"{unread} frames have no key we hold", region)
+        unread: dict[int, list[Entry]] = {}
+        for e in order:
+            if e.status == "no_key" and not e.leftover:
+                unread.setdefault(e.boot, []).append(e)
+        for b, frames in sorted(unread.items()):
+            self._add(
+                Kind.NO_KEY,
+                f"{len(frames)} frame(s) of boot {b} are present but no key we hold opens them "
+                f"(seq {frames[0].seq}–{frames[-1].seq}): not verified",
+                region,
+                boot=b,
+                seq=frames[0].seq,
+                lba=frames[0].lba,
+            )
         boots = sorted({e.boot for e in order if e.status == "ok"})
         for b in boots:
             span = self.report.span(b, region.name)
@@ -474,27 +644,59 @@ class Verifier:
             try:
                 region = self.volume.region(h.stream)
             except KeyError:
-                self._add(Kind.ANCHOR_MISMATCH, f"the anchor names stream {h.stream}, absent here", None)
+                self._add(
+                    Kind.ANCHOR_MISMATCH,
+                    f"the anchor names stream {h.stream} (boot {h.boot} seq {h.seq}), not on this volume",
+                    None,
+                )
                 continue
             order = orders.get(h.stream, [])
             found = next((e for e in order if e.key == (h.boot, h.seq)), None)
+            readable = [e for e in order if e.status == "ok"]
+            newest = (
+                f"the newest frame here is boot {readable[-1].boot} seq {readable[-1].seq}"
+                if readable
+                else "no frame of ours is here"
+            )
             if found is None:
-                newest = order[-1].key if order else None
                 self._add(
                     Kind.ANCHOR_TRUNCATED,
-                    f"the anchored head boot {h.boot} seq {h.seq} is missing (newest here: {newest})",
+                    f"the anchored head of stream {region.name!r}, boot {h.boot} seq {h.seq}, is missing; "
+                    f"{newest}",
                     region,
                     boot=h.boot,
                     seq=h.seq,
+                    lba=(readable[-1].lba + readable[-1].sectors) if readable else region.start,
                 )
-            elif not crypto.ct_equal(found.tag, h.tag):
+            elif found.status != "ok":
+                # Only an authenticated frame can meet an anchor: the tag of a frame we cannot
+                # open is a copy anyone can make (spec §8.5).
                 self._add(
-                    Kind.ANCHOR_MISMATCH,
-                    "the anchored head has another tag",
+                    Kind.UNPROVEN,
+                    f"the anchored head of stream {region.name!r}, boot {h.boot} seq {h.seq}, is present "
+                    "but no key we hold opens it: the anchor is not met",
                     region,
                     boot=h.boot,
                     seq=h.seq,
                     lba=found.lba,
+                )
+            elif not crypto.ct_equal(found.tag, h.tag):
+                self._add(
+                    Kind.ANCHOR_MISMATCH,
+                    f"the anchored head of stream {region.name!r}, boot {h.boot} seq {h.seq}, has another "
+                    "tag",
+                    region,
+                    boot=h.boot,
+                    seq=h.seq,
+                    lba=found.lba,
+                )
+        named = {h.stream for h in anchor.heads}
+        for region in self.volume.superblock.regions:
+            if region.stream not in named:
+                self._add(
+                    Kind.ANCHOR_MISMATCH,
+                    f"the anchor names no head for stream {region.name!r}: an anchor covers every stream",
+                    region,
                 )
 
     _CHAIN_KINDS = frozenset(
@@ -505,7 +707,9 @@ class Verifier:
         """Which boots the anchor vouches for (spec §8.5): its own boot when it matched, and
         the boots before it when nothing breaks the chain back to them."""
         kinds = {f.kind for f in self.report.findings}
-        if kinds & {Kind.ANCHOR_MISMATCH, Kind.ANCHOR_TRUNCATED}:
+        if kinds & {Kind.ANCHOR_MISMATCH, Kind.ANCHOR_TRUNCATED} or any(
+            f.kind is Kind.UNPROVEN and "anchored head" in f.detail for f in self.report.findings
+        ):
             return
         if kinds & self._CHAIN_KINDS:
             self.report.attested_boots = {anchor.boot}
@@ -528,6 +732,7 @@ class Verifier:
             self._flood,
             unopened=self._unopened,
             frame_sectors=self._frame_sectors,
+            conflicts=self._conflicts,
         )
         self._check_directory()
         orders: dict[int, list[Entry]] = {}
@@ -537,6 +742,7 @@ class Verifier:
             (e.boot for entries in scanned.values() for e in entries if e.status in ("ok", "no_key")),
             default=0,
         )
+        judges: dict[int, RegionJudge] = {}
         for region in self.volume.superblock.regions:
             judge = RegionJudge(region, self._adder(region), newest_boot=newest_boot)
             order = judge.judge(scanned[region.stream])
@@ -544,9 +750,15 @@ class Verifier:
                 self.report.span(boot, region.name).torn_tail = True
             self._violated |= {(boot, region.name) for boot in judge.violated_boots}
             orders[region.stream] = order
+            judges[region.stream] = judge
             self._entries[region.stream] = [e for e in order if e.status == "ok"]
         self._judge_torn_slots(orders)
+        self._check_keys(orders)
+        self._check_obligations(orders, judges)
         self._check_volume_id()
+        self.report.verified_frames = sum(len(v) for v in self._entries.values()) + len(
+            self._ok(KEY_DIRECTORY, orders)
+        )
         for region in self.volume.superblock.regions:
             self._summarise(region, orders[region.stream])
         if anchor is not None:
@@ -591,3 +803,13 @@ class Verifier:
             if ck is not None:
                 return ck
         return None
+
+
+def _owner_clear_len(clear: bytes) -> int | None:
+    """Bytes a key-directory slot's clear section takes: the BOOT_SECRET envelopes of a BOOT
+    frame's (authenticated) clear section, as the writer puts them in the slot (spec §4.7)."""
+    try:
+        envelopes = decode_clear_section(clear)
+    except DecodeError:
+        return None
+    return len(encode_clear_section([e for e in envelopes if e.kind == EnvelopeKind.BOOT_SECRET]))

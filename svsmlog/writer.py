@@ -48,7 +48,7 @@ from .frames import seal_frame
 from .keyschedule import WriterChain, envelope_info, stream_root
 from .records import Level, Record
 from .scan import find_head
-from .volume import StreamSpec, Volume, format_volume, key_dir_slot, read_volume
+from .volume import KEY_DIRECTORY, StreamSpec, Volume, format_volume, key_dir_slot, read_volume
 
 Sealer = Callable[[crypto.PublicKey, bytes, bytes], bytes]
 MAX_BOOT = 0xFFFFFFFF
@@ -126,8 +126,13 @@ class LogWriter:
         self._on_durable = on_durable
         self.volume = self._mount(device, streams, rng)
         vid = self.volume.volume_id
-        heads = {r.stream: find_head(device.read, r, vid) for r in self.volume.superblock.regions}
-        newest = max((h.boot for h in heads.values() if h is not None), default=0)
+        found = {r.stream: find_head(device.read, r, vid) for r in self.volume.superblock.regions}
+        heads = {sid: head for sid, (head, _) in found.items()}
+        # Boot numbers are never reused (spec §7.2): a boot that crashed in its first write
+        # left a torn header that names its number, and the reader holds every boot to one
+        # secret. Key-directory slots count too.
+        _, slot_claim = find_head(device.read, KEY_DIRECTORY, vid)
+        newest = max([claimed for _, claimed in found.values()] + [slot_claim])
         if newest >= MAX_BOOT:
             raise WriterError("boot counter exhausted on this volume")
         self.boot = newest + 1
@@ -152,11 +157,13 @@ class LogWriter:
                 grantees=list(grants.get(r.stream, [])),
             )
         crypto.erase(boot_secret)
-        self._write_directory_slot(directory_root)
+        # BOOT frames first, in superblock order, then the key-directory slot: a slot, or
+        # any later frame, proves that every region got its BOOT frame (spec §7.2, §8.7).
         for sid, st in self._streams.items():
             head = heads[sid]
             prior = PriorHead(head.boot, head.seq, head.tag) if head else None
             self._write_boot_frame(st, prior)
+        self._write_directory_slot(directory_root)
 
     # ------------------------------------------------------------------ mounting
 
@@ -216,12 +223,19 @@ class LogWriter:
         pending records are flushed first, so nothing logged before the grant is readable.
         Returns what was written: that flush, if any, then the KEYS frame."""
         st = self._stream(stream)
+        if any(g.key_id == recipient.key_id for g in st.grantees):
+            return []  # it already reads this stream from its first grant on (spec §7.4)
         flushed = [self._flush_stream(st, FrameType.DATA)] if len(st.pending) else []
         st.grantees.append(recipient)
-        seq = st.chain.seq
-        env = self._chain_envelope(st, recipient, seq, st.chain.current_chain_key())
+
+        def clear() -> bytes:
+            # At the KEYS frame's own seq, known only once _write has decided whether a
+            # WRAP_REKEY frame goes first (it takes a seq of its own).
+            env = self._chain_envelope(st, recipient, st.chain.seq, st.chain.current_chain_key())
+            return encode_clear_section([env])
+
         body = encode_keys_body(KeysBody(KeysReason.DEBUG_GRANT, self._clock(), 0, self.volume.digest))
-        return [*flushed, self._write(st, FrameType.KEYS, encode_clear_section([env]), lambda _w: body, ())]
+        return [*flushed, self._write(st, FrameType.KEYS, clear, lambda _w: body, ())]
 
     def close(self) -> list[Sealed]:
         """Clean shutdown: every stream's pending records go out in an END frame."""
@@ -310,26 +324,28 @@ class LogWriter:
             )
 
         assert len(body(0)) == BOOT_BODY_LEN
-        return self._write(st, FrameType.BOOT, self._all_envelopes(st), body, ())
+        return self._write(st, FrameType.BOOT, lambda: self._all_envelopes(st), body, ())
 
     def _flush_stream(self, st: _Stream, ftype: FrameType) -> Sealed:
         block = st.pending.block()
         records = tuple(st.pending.records)
         st.pending = RecordBlockBuilder()
-        return self._write(st, ftype, b"", lambda _w: block, records)
+        return self._write(st, ftype, lambda: b"", lambda _w: block, records)
 
     def _write(
         self,
         st: _Stream,
         ftype: FrameType,
-        clear: bytes,
+        clear_for: Callable[[], bytes],
         plaintext_for: Callable[[int], bytes],
         records: tuple[Record, ...],
     ) -> Sealed:
         """Seal one frame at the write position; if it does not fit before the region end,
         wrap to the region start, and unless the frame is itself a BOOT frame put a KEYS
         frame in front of it so the region start always carries envelopes (spec §7.3).
-        Either way it is one device write."""
+        Either way it is one device write. ``clear_for`` is asked again after a WRAP_REKEY
+        frame took a seq, so a chain-key envelope names its own frame's seq."""
+        clear = clear_for()
         n = frame_sectors(len(clear), len(plaintext_for(0)) + TAG_LEN)
         out = b""
         wrap_from = 0
@@ -341,6 +357,8 @@ class LogWriter:
                 )
                 out, _ = self._seal(st, FrameType.KEYS, self._all_envelopes(st), keys_body)
                 wrap_from = 0
+                clear = clear_for()
+                assert frame_sectors(len(clear), len(plaintext_for(0)) + TAG_LEN) == n
         first_lba = st.region.start + st.pos - len(out) // SECTOR
         frame, seq = self._seal(st, ftype, clear, plaintext_for(wrap_from))
         self.device.write(first_lba, out + frame)

@@ -88,8 +88,8 @@ def test_exit_codes_examples_files_and_see_also() -> None:
 
 def test_section_5_points_to_the_specification_and_names_every_finding() -> None:
     text = _plain(PAGE5)
-    assert "formats/svsmlog-v2.md" in text
-    assert (ROOT / "formats" / "svsmlog-v2.md").exists()
+    assert "formats/svsmlog-v3.md" in text
+    assert (ROOT / "formats" / "svsmlog-v3.md").exists()
     for kind in Kind:
         assert f".B {kind.value}" in text or f".BR {kind.value}" in text, kind
 

@@ -1,4 +1,4 @@
-"""Campaigns that prove the claims of formats/svsmlog-v2.md §10 and respect its limits.
+"""Campaigns that prove the claims of formats/svsmlog-v3.md §10 and respect its limits.
 
 crash     every write prefix and every tear point of multi-boot runs: nothing durable lost,
           no false violation, torn tails reported as crashes, the next boot carries on

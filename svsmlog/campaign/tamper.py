@@ -1,6 +1,6 @@
 """Tamper campaign: every class of change the host can make (spec §1), judged by the spec.
 
-Each case's expected outcome is decided here from formats/svsmlog-v2.md — the §10 table
+Each case's expected outcome is decided here from formats/svsmlog-v3.md — the §10 table
 and the §8 rules — and from the writer-side ground truth of the image (which frames the
 writer wrote where, in which order), never from what the reader says:
 
