@@ -22,12 +22,11 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import BinaryIO, Protocol
 
-import pyqcow
-
 from .device import SECTOR
 
 # Must equal the svsmlog partition type of spec §4.1; format.py is its single definition.
 from .format import GPT_PARTITION_TYPE
+from .qcow2 import Qcow2Error, Qcow2Reader
 
 QCOW_MAGIC = b"QFI\xfb"
 GPT_SIGNATURE = b"EFI PART"
@@ -89,79 +88,26 @@ class _FileStream:
         self._f.close()
 
 
-# What pyqcow raises for a bad file: IOError from libqcow, ValueError/OverflowError when a
-# value from the file does not fit its C types, MemoryError for absurd table sizes.
-_LIBQCOW_ERRORS = (OSError, ValueError, TypeError, OverflowError, MemoryError)
-_MAX_OFFSET = (1 << 63) - 1  # libqcow takes off64_t offsets
-
-
 class _QcowStream:
-    """The guest-visible media of a qcow2 file, decoded by libqcow."""
+    """The guest-visible media of a qcow2 file, decoded by our own checked reader (qcow2.py
+    says why not libqcow: it returned zeros for compressed clusters)."""
 
     def __init__(self, f: BinaryIO, name: str) -> None:
         self._f = f
-        self._name = name
-        self._q = pyqcow.file()
         try:
-            self._q.open_file_object(f, "r")
-        except _LIBQCOW_ERRORS as e:
-            raise ImageError(f"{name}: unreadable qcow2 image: {_libqcow_reason(e)}") from None
-        try:
-            backing = self._q.get_backing_filename()
-            self.size = int(self._q.get_media_size())
-        except _LIBQCOW_ERRORS as e:
-            self._q.close()
-            raise ImageError(f"{name}: unreadable qcow2 image: {_libqcow_reason(e)}") from None
-        if self.size > _MAX_OFFSET:
-            self._q.close()
-            raise ImageError(f"{name}: qcow2 image claims an impossible size of {self.size} bytes")
-        if backing:
-            # The guest disk is this file layered on another; reading it alone would
-            # silently show zeros where the backing file holds data.
-            self._q.close()
-            raise ImageError(
-                f"{name}: qcow2 image has a backing file "
-                f"({_printable(str(backing))}); flatten it with qemu-img convert"
-            )
+            self._q = Qcow2Reader(f.fileno(), name)
+        except Qcow2Error as e:
+            raise ImageError(str(e)) from None
+        self.size = self._q.size
 
     def pread(self, offset: int, length: int) -> bytes:
         try:
-            data = self._q.read_buffer_at_offset(length, offset)
-        except _LIBQCOW_ERRORS as e:
-            raise ImageError(
-                f"{self._name}: qcow2 read error at guest byte {offset}: {_libqcow_reason(e)}"
-            ) from None
-        return bytes(data)
+            return self._q.pread(offset, length)
+        except Qcow2Error as e:
+            raise ImageError(str(e)) from None
 
     def close(self) -> None:
-        try:
-            self._q.close()
-        finally:
-            self._f.close()
-
-
-def _refuse_encrypted_qcow(head: bytes, name: str) -> None:
-    # Without a key libqcow hands back ciphertext as if it were the disk; say so instead.
-    if len(head) < 40:
-        return  # too short to matter here: libqcow reports the truncated header
-    version = int.from_bytes(head[4:8], "big")
-    at = 36 if version == 1 else 32  # crypt_method moved when v2 dropped mtime/l2_bits
-    method = int.from_bytes(head[at : at + 4], "big")
-    if method:
-        raise ImageError(
-            f"{name}: qcow2 image is encrypted (method {method}); decrypt it with qemu-img convert first"
-        )
-
-
-def _libqcow_reason(e: BaseException) -> str:
-    """libqcow chains every frame's message into one long string; keep the innermost cause."""
-    parts = [p.strip() for p in str(e).split(". ") if p.strip()]
-    if not parts:
-        return type(e).__name__
-    reason = parts[1] if len(parts) > 1 else parts[0]
-    if ": " in reason:
-        reason = reason.split(": ", 1)[1]
-    return _printable(reason.rstrip("."))[:160]
+        self._f.close()
 
 
 def _printable(text: str) -> str:
@@ -302,7 +248,6 @@ def _open_stream(f: BinaryIO, name: str) -> _Stream:
     raw = _FileStream(f, name)
     head = raw.pread(0, 40)
     if head[:4] == QCOW_MAGIC:
-        _refuse_encrypted_qcow(head, name)
         return _QcowStream(f, name)
     for magic, fmt in _FOREIGN_MAGICS.items():
         if head.startswith(magic):

@@ -366,7 +366,7 @@ def test_qcow2_truncated_file(tmp_path: Path) -> None:
 def test_qcow2_truncated_header(tmp_path: Path) -> None:
     p = tmp_path / "vol.qcow2"
     p.write_bytes(b"QFI\xfb\x00\x00\x00\x03")
-    with pytest.raises(ImageError, match="unreadable qcow2 image"):
+    with pytest.raises(ImageError, match="damaged qcow2 image: header is truncated"):
         open_image(p)
 
 
