@@ -122,6 +122,10 @@ READABLE = {
     "extl2-zlib": ["-c", "-o", "extended_l2=on"],
     "extl2-zlib-16k": ["-c", "-o", "extended_l2=on,cluster_size=16k"],
     "extl2-2m": ["-o", "extended_l2=on,cluster_size=2M"],
+    # Host clusters laid out up front: allocated clusters that qemu marks as zeros.
+    "prealloc-metadata": ["-o", "preallocation=metadata"],
+    "extl2-prealloc-metadata": ["-o", "extended_l2=on,preallocation=metadata"],
+    "lazy-refcounts": ["-o", "lazy_refcounts=on"],
     # zstd as the image's type, but nothing compressed: nothing to decode, so it reads.
     "zstd-type-only": ["-o", "compression_type=zstd"],
 }
@@ -347,3 +351,49 @@ def test_sgdisk_gpt_inside_compressed_qcow2(tmp_path: Path) -> None:
     with open_image(q) as src:
         assert (src.container, src.partition, src.gpt_header) == ("qcow2", 1, "backup")
         assert src.read(0, src.size) == vol
+
+
+# ------------------------------------------------------------------ hostile qcow2 metadata
+
+
+@pytest.fixture(scope="module")
+def qemu_qcow_bases(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
+    """Compressed images in both L2 formats: the metadata paths our writer never makes."""
+    tmp = tmp_path_factory.mktemp("qbase")
+    raw = tmp / "raw.img"
+    raw.write_bytes(synthetic_raw(clusters=8, cluster=16 * KIB))
+    bases = {}
+    for label, options in (("std", "cluster_size=16k"), ("extl2", "cluster_size=16k,extended_l2=on")):
+        q = tmp / f"{label}.qcow2"
+        run(need("qemu-img"), "convert", "-O", "qcow2", "-c", "-o", options, raw, q)
+        bases[label] = q.read_bytes()
+    return bases
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    label=st.sampled_from(["std", "extl2"]),
+    # The header, and the first clusters after it (L1, refcounts, L2, compressed data).
+    mutations=st.lists(
+        st.tuples(
+            st.one_of(st.integers(0, 111), st.integers(16 * KIB, 6 * 16 * KIB - 1)), st.integers(0, 255)
+        ),
+        min_size=1,
+        max_size=6,
+    ),
+)
+def test_mutated_qemu_qcow2_only_raises_image_error(
+    tmp_path: Path, qemu_qcow_bases: dict[str, bytes], label: str, mutations: list[tuple[int, int]]
+) -> None:
+    img = bytearray(qemu_qcow_bases[label])
+    for at, value in mutations:
+        if at < len(img):
+            img[at] = value
+    p = tmp_path / "fuzz.qcow2"
+    p.write_bytes(img)
+    try:
+        with open_image(p) as src:
+            # The base is 128 KiB; a mutated size must not make the test itself allocate GBs.
+            src.read(0, min(src.size, MIB))
+    except ImageError as e:
+        assert "\n" not in str(e)
