@@ -18,6 +18,7 @@ venv: $(STAMP)
 
 test: $(STAMP)
 	sh scripts/ensure-journal-remote.sh
+	sh scripts/ensure-test-tools.sh
 	$(BIN)/ruff check svsmlog tests benchmarks
 	$(BIN)/python -m pytest
 

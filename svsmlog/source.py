@@ -22,12 +22,11 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import BinaryIO, Protocol
 
-import pyqcow
-
 from .device import SECTOR
 
 # Must equal the svsmlog partition type of spec §4.1; format.py is its single definition.
 from .format import GPT_PARTITION_TYPE
+from .qcow2 import Qcow2Error, Qcow2Reader
 
 QCOW_MAGIC = b"QFI\xfb"
 GPT_SIGNATURE = b"EFI PART"
@@ -89,79 +88,26 @@ class _FileStream:
         self._f.close()
 
 
-# What pyqcow raises for a bad file: IOError from libqcow, ValueError/OverflowError when a
-# value from the file does not fit its C types, MemoryError for absurd table sizes.
-_LIBQCOW_ERRORS = (OSError, ValueError, TypeError, OverflowError, MemoryError)
-_MAX_OFFSET = (1 << 63) - 1  # libqcow takes off64_t offsets
-
-
 class _QcowStream:
-    """The guest-visible media of a qcow2 file, decoded by libqcow."""
+    """The guest-visible media of a qcow2 file, decoded by our own checked reader (qcow2.py
+    says why not libqcow: it returned zeros for compressed clusters)."""
 
     def __init__(self, f: BinaryIO, name: str) -> None:
         self._f = f
-        self._name = name
-        self._q = pyqcow.file()
         try:
-            self._q.open_file_object(f, "r")
-        except _LIBQCOW_ERRORS as e:
-            raise ImageError(f"{name}: unreadable qcow2 image: {_libqcow_reason(e)}") from None
-        try:
-            backing = self._q.get_backing_filename()
-            self.size = int(self._q.get_media_size())
-        except _LIBQCOW_ERRORS as e:
-            self._q.close()
-            raise ImageError(f"{name}: unreadable qcow2 image: {_libqcow_reason(e)}") from None
-        if self.size > _MAX_OFFSET:
-            self._q.close()
-            raise ImageError(f"{name}: qcow2 image claims an impossible size of {self.size} bytes")
-        if backing:
-            # The guest disk is this file layered on another; reading it alone would
-            # silently show zeros where the backing file holds data.
-            self._q.close()
-            raise ImageError(
-                f"{name}: qcow2 image has a backing file "
-                f"({_printable(str(backing))}); flatten it with qemu-img convert"
-            )
+            self._q = Qcow2Reader(f.fileno(), name)
+        except Qcow2Error as e:
+            raise ImageError(str(e)) from None
+        self.size = self._q.size
 
     def pread(self, offset: int, length: int) -> bytes:
         try:
-            data = self._q.read_buffer_at_offset(length, offset)
-        except _LIBQCOW_ERRORS as e:
-            raise ImageError(
-                f"{self._name}: qcow2 read error at guest byte {offset}: {_libqcow_reason(e)}"
-            ) from None
-        return bytes(data)
+            return self._q.pread(offset, length)
+        except Qcow2Error as e:
+            raise ImageError(str(e)) from None
 
     def close(self) -> None:
-        try:
-            self._q.close()
-        finally:
-            self._f.close()
-
-
-def _refuse_encrypted_qcow(head: bytes, name: str) -> None:
-    # Without a key libqcow hands back ciphertext as if it were the disk; say so instead.
-    if len(head) < 40:
-        return  # too short to matter here: libqcow reports the truncated header
-    version = int.from_bytes(head[4:8], "big")
-    at = 36 if version == 1 else 32  # crypt_method moved when v2 dropped mtime/l2_bits
-    method = int.from_bytes(head[at : at + 4], "big")
-    if method:
-        raise ImageError(
-            f"{name}: qcow2 image is encrypted (method {method}); decrypt it with qemu-img convert first"
-        )
-
-
-def _libqcow_reason(e: BaseException) -> str:
-    """libqcow chains every frame's message into one long string; keep the innermost cause."""
-    parts = [p.strip() for p in str(e).split(". ") if p.strip()]
-    if not parts:
-        return type(e).__name__
-    reason = parts[1] if len(parts) > 1 else parts[0]
-    if ": " in reason:
-        reason = reason.split(": ", 1)[1]
-    return _printable(reason.rstrip("."))[:160]
+        self._f.close()
 
 
 def _printable(text: str) -> str:
@@ -179,7 +125,9 @@ class VolumeSource:
     ``base_offset`` is where the volume starts inside the image file's (or qcow2 media's)
     byte space, so messages can give offsets a hex editor on the image understands.
     ``dropped_tail`` counts bytes after the last whole sector of an image without a GPT
-    (raw file or qcow2 media); they are not part of the volume.
+    (raw file or qcow2 media); they are not part of the volume. ``gpt_header`` says which
+    GPT header located the partition: "primary", or "backup" when the primary was damaged
+    (worth telling the operator: someone or something overwrote the disk's first sectors).
     """
 
     def __init__(
@@ -192,6 +140,7 @@ class VolumeSource:
         container: str = "raw",
         partition: int | None = None,
         dropped_tail: int = 0,
+        gpt_header: str | None = None,
     ) -> None:
         if size < 0 or size % SECTOR or base_offset < 0 or base_offset + size > stream.size:
             raise ValueError("volume window lies outside its image")
@@ -202,6 +151,7 @@ class VolumeSource:
         self.container = container  # "raw" or "qcow2"
         self.partition = partition  # 1-based GPT entry index, None for a bare volume
         self.dropped_tail = dropped_tail
+        self.gpt_header = gpt_header  # None without a GPT
 
     @property
     def sector_count(self) -> int:
@@ -247,6 +197,8 @@ class VolumeSource:
 
     def __repr__(self) -> str:
         where = f" partition {self.partition}" if self.partition is not None else ""
+        if self.gpt_header == "backup":
+            where += " (backup GPT)"
         return f"<VolumeSource {self.name!r} {self.container}{where} at {self.base_offset} size {self.size}>"
 
 
@@ -302,7 +254,6 @@ def _open_stream(f: BinaryIO, name: str) -> _Stream:
     raw = _FileStream(f, name)
     head = raw.pread(0, 40)
     if head[:4] == QCOW_MAGIC:
-        _refuse_encrypted_qcow(head, name)
         return _QcowStream(f, name)
     for magic, fmt in _FOREIGN_MAGICS.items():
         if head.startswith(magic):
@@ -318,7 +269,7 @@ def _locate_volume(stream: _Stream, name: str, partition: int | None) -> VolumeS
         what = "qcow2 disk" if container == "qcow2" else "image"
         raise ImageError(f"{name}: {what} is {stream.size} bytes, smaller than one {SECTOR}-byte sector")
     if _has_gpt(stream):
-        part = _find_gpt_volume(stream, name, partition)
+        part, which = _find_gpt_volume(stream, name, partition)
         return VolumeSource(
             stream,
             name,
@@ -326,6 +277,7 @@ def _locate_volume(stream: _Stream, name: str, partition: int | None) -> VolumeS
             part.sectors * SECTOR,
             container=container,
             partition=part.index,
+            gpt_header=which,
         )
     if partition is not None:
         raise ImageError(f"{name}: a partition was chosen but the image has no GPT")
@@ -340,6 +292,7 @@ _GPT_HEADER = struct.Struct("<8sIIIIQQQQ16sQIII")
 # §5.3.3 entry prefix: type GUID, unique GUID, first LBA, last LBA, attributes, name.
 _GPT_ENTRY = struct.Struct("<16s16sQQQ72s")
 _MBR_PART_OFF = 446
+_MBR_TYPE_PROTECTIVE = 0xEE
 
 
 @dataclass(frozen=True)
@@ -362,25 +315,31 @@ class _GptHeader:
     entries_crc: int
 
 
+class _GptInvalid(Exception):
+    """One GPT header (with its entries) is unusable; the text says why, without the name."""
+
+
 def _has_gpt(stream: _Stream) -> bool:
+    """A GPT disk: the primary header's signature, or a protective MBR whose primary header
+    is gone (then the backup header at the last LBA may still describe the disk)."""
     if stream.size < 2 * SECTOR:
         return False
     head = stream.pread(0, 2 * SECTOR)
-    return (
-        len(head) == 2 * SECTOR
-        and head[510:512] == MBR_SIGNATURE
-        and head[SECTOR : SECTOR + 8] == GPT_SIGNATURE
-    )
+    if len(head) != 2 * SECTOR or head[510:512] != MBR_SIGNATURE:
+        return False
+    if head[SECTOR : SECTOR + 8] == GPT_SIGNATURE:
+        return True
+    # A raw svsmlog volume starts with its superblock, never with a 0xEE MBR record.
+    return any(head[_MBR_PART_OFF + 16 * i + 4] == _MBR_TYPE_PROTECTIVE for i in range(4))
 
 
-def _find_gpt_volume(stream: _Stream, name: str, partition: int | None) -> _GptPartition:
-    header = _read_gpt_header(stream, name)
-    mine = _read_gpt_entries(stream, name, header)
+def _find_gpt_volume(stream: _Stream, name: str, partition: int | None) -> tuple[_GptPartition, str]:
+    mine, which = _read_gpt(stream, name)
     if partition is not None:
         chosen = [p for p in mine if p.index == partition]
         if not chosen:
             raise ImageError(f"{name}: GPT entry {partition} is not an svsmlog partition{_listing(mine)}")
-        return _check_partition(chosen[0], stream, name)
+        return _check_partition(chosen[0], stream, name), which
     if not mine:
         raise ImageError(f"{name}: GPT disk has no svsmlog partition (type {GPT_PARTITION_TYPE})")
     if len(mine) > 1:
@@ -388,13 +347,32 @@ def _find_gpt_volume(stream: _Stream, name: str, partition: int | None) -> _GptP
             f"{name}: GPT disk has {len(mine)} svsmlog partitions"
             f"{_listing(mine)}; choose one by its entry number"
         )
-    return _check_partition(mine[0], stream, name)
+    return _check_partition(mine[0], stream, name), which
 
 
-def _read_gpt_header(stream: _Stream, name: str) -> _GptHeader:
-    sector = stream.pread(SECTOR, SECTOR)
+def _read_gpt(stream: _Stream, name: str) -> tuple[list[_GptPartition], str]:
+    """The svsmlog entries and which header gave them. UEFI keeps a backup header and entry
+    array at the end of the disk for exactly this: a damaged primary (CRC, signature, fields
+    or entries) falls back to it. Both unusable: one line with both reasons."""
+    try:
+        return _read_gpt_entries(stream, _read_gpt_header(stream, 1)), "primary"
+    except _GptInvalid as e:
+        primary_reason = str(e)
+    last_lba = stream.size // SECTOR - 1
+    try:
+        return _read_gpt_entries(stream, _read_gpt_header(stream, last_lba)), "backup"
+    except _GptInvalid as e:
+        raise ImageError(
+            f"{name}: GPT {primary_reason}; the backup GPT header at LBA {last_lba} is unusable too: {e}"
+        ) from None
+
+
+def _read_gpt_header(stream: _Stream, lba: int) -> _GptHeader:
+    sector = stream.pread(lba * SECTOR, SECTOR)
     if len(sector) != SECTOR:
-        raise ImageError(f"{name}: GPT header is truncated")
+        raise _GptInvalid("header is truncated")
+    if sector[:8] != GPT_SIGNATURE:
+        raise _GptInvalid(f"header signature is missing at LBA {lba}")
     (
         _sig,
         _rev,
@@ -412,33 +390,31 @@ def _read_gpt_header(stream: _Stream, name: str) -> _GptHeader:
         ecrc,
     ) = _GPT_HEADER.unpack_from(sector)
     if not _GPT_HEADER_MIN <= hsize <= SECTOR:
-        raise ImageError(f"{name}: GPT header size {hsize} is not in {_GPT_HEADER_MIN}..{SECTOR}")
+        raise _GptInvalid(f"header size {hsize} is not in {_GPT_HEADER_MIN}..{SECTOR}")
     # The CRC covers header_size bytes with the CRC field itself zeroed.
     check = bytearray(sector[:hsize])
     check[16:20] = bytes(4)
     if zlib.crc32(check) != hcrc:
-        raise ImageError(f"{name}: GPT header CRC mismatch (corrupt or tampered)")
-    if my_lba != 1:
-        raise ImageError(f"{name}: GPT header claims to be at LBA {my_lba}, not 1")
+        raise _GptInvalid("header CRC mismatch (corrupt or tampered)")
+    if my_lba != lba:
+        raise _GptInvalid(f"header claims to be at LBA {my_lba}, not {lba}")
     if esize < 128 or esize % 8 or esize > _GPT_MAX_ENTRY_SIZE:
-        raise ImageError(f"{name}: GPT partition entry size {esize} is invalid")
+        raise _GptInvalid(f"partition entry size {esize} is invalid")
     if count > _GPT_MAX_ENTRIES:
-        raise ImageError(
-            f"{name}: GPT claims {count} partition entries (at most {_GPT_MAX_ENTRIES} supported)"
-        )
+        raise _GptInvalid(f"claims {count} partition entries (at most {_GPT_MAX_ENTRIES} supported)")
     if entries_lba < 2 or (entries_lba * SECTOR + count * esize) > stream.size:
-        raise ImageError(f"{name}: GPT partition entries at LBA {entries_lba} lie outside the image")
+        raise _GptInvalid(f"partition entries at LBA {entries_lba} lie outside the image")
     return _GptHeader(entries_lba, count, esize, ecrc)
 
 
-def _read_gpt_entries(stream: _Stream, name: str, h: _GptHeader) -> list[_GptPartition]:
+def _read_gpt_entries(stream: _Stream, h: _GptHeader) -> list[_GptPartition]:
     """The svsmlog entries (unused and foreign entries are dropped)."""
     length = h.entry_count * h.entry_size  # <= 16 MiB, checked in the header
     table = stream.pread(h.entries_lba * SECTOR, length)
     if len(table) != length:
-        raise ImageError(f"{name}: GPT partition entries are truncated")
+        raise _GptInvalid("partition entries are truncated")
     if zlib.crc32(table) != h.entries_crc:
-        raise ImageError(f"{name}: GPT partition entries CRC mismatch (corrupt or tampered)")
+        raise _GptInvalid("partition entries CRC mismatch (corrupt or tampered)")
     found = []
     for i in range(h.entry_count):
         type_le, _uniq, first, last, _attrs, raw_name = _GPT_ENTRY.unpack_from(table, i * h.entry_size)

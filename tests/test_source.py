@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import struct
 import uuid
 import zlib
@@ -222,20 +223,67 @@ def _patch(path: Path, offset: int, data: bytes) -> None:
         f.write(data)
 
 
-def test_gpt_header_crc_mismatch(tmp_path: Path) -> None:
+def _kill_backup_header(path: Path) -> None:
+    with open(path, "r+b") as f:
+        f.seek(-SECTOR, os.SEEK_END)
+        f.write(bytes(SECTOR))
+
+
+@pytest.mark.parametrize(
+    ("offset", "data", "reason"),
+    [
+        (SECTOR + 56, b"\xff", "GPT header CRC mismatch (corrupt or tampered)"),  # inside the disk GUID
+        (SECTOR, bytes(SECTOR), "GPT header signature is missing at LBA 1"),  # header wiped
+        (
+            2 * SECTOR + 40,
+            struct.pack("<Q", 10**9),
+            "entries CRC mismatch (corrupt or tampered)",
+        ),  # moved end
+    ],
+)
+def test_damaged_primary_gpt_is_read_via_the_backup(
+    tmp_path: Path, offset: int, data: bytes, reason: str
+) -> None:
+    vol = volume_bytes(8)
     p = tmp_path / "disk.img"
-    write_gpt_image(p, volume_bytes(8))
-    _patch(p, SECTOR + 56, b"\xff")  # inside the disk GUID
-    with pytest.raises(ImageError, match="GPT header CRC mismatch"):
+    write_gpt_image(p, vol)
+    with open_image(p) as src:
+        assert src.gpt_header == "primary"
+    _patch(p, offset, data)
+    with open_image(p) as src:
+        assert (src.gpt_header, src.partition, src.base_offset) == ("backup", 1, MIB)
+        assert read_all(src) == vol
+        assert "(backup GPT)" in repr(src)
+    # Without the backup, the primary's reason comes first, then the backup's.
+    _kill_backup_header(p)
+    with pytest.raises(
+        ImageError, match=re.escape(f"{reason}; the backup GPT header at LBA 4095 is unusable too: ")
+    ):
         open_image(p)
 
 
-def test_gpt_entries_crc_mismatch(tmp_path: Path) -> None:
+def test_backup_gpt_header_is_checked_like_the_primary(tmp_path: Path) -> None:
     p = tmp_path / "disk.img"
     write_gpt_image(p, volume_bytes(8))
-    _patch(p, 2 * SECTOR + 40, struct.pack("<Q", 10**9))  # moved partition end
-    with pytest.raises(ImageError, match="partition entries CRC mismatch"):
+    _patch(p, SECTOR, bytes(SECTOR))
+    img = bytearray(p.read_bytes())
+    last = len(img) - SECTOR
+    struct.pack_into("<Q", img, last + 24, 7)  # my_lba, behind a fixed CRC
+    img[last + 16 : last + 20] = bytes(4)
+    struct.pack_into("<I", img, last + 16, zlib.crc32(img[last : last + 92]))
+    p.write_bytes(img)
+    with pytest.raises(ImageError, match=r"unusable too: header claims to be at LBA 7, not 4095$"):
         open_image(p)
+
+
+def test_raw_volume_is_not_taken_for_a_gpt_disk(tmp_path: Path) -> None:
+    # Only a protective MBR (type 0xEE) with no primary header sends us to the backup.
+    vol = bytearray(volume_bytes(8))
+    vol[510:512] = b"\x55\xaa"
+    p = tmp_path / "vol.img"
+    p.write_bytes(vol)
+    with open_image(p) as src:
+        assert (src.gpt_header, src.partition, read_all(src)) == (None, None, vol)
 
 
 def test_gpt_partition_past_the_image_end(tmp_path: Path) -> None:
@@ -280,12 +328,20 @@ def _fix_gpt_crcs(img: bytearray) -> None:
 def test_gpt_fields_are_checked_behind_valid_crcs(
     tmp_path: Path, offset: int, fmt: str, value: int, message: str
 ) -> None:
+    vol = volume_bytes(8)
     p = tmp_path / "disk.img"
-    write_gpt_image(p, volume_bytes(8))
+    write_gpt_image(p, vol)
     img = bytearray(p.read_bytes())
     struct.pack_into(fmt, img, offset, value)
     _fix_gpt_crcs(img)
     p.write_bytes(img)
+    if offset < 2 * SECTOR:
+        # A bad primary header falls back to the intact backup...
+        with open_image(p) as src:
+            assert (src.gpt_header, read_all(src)) == ("backup", vol)
+        _kill_backup_header(p)  # ...so check the primary's reason without one.
+    # Entries that pass their CRC are the disk's word: bad bounds are not a reason to
+    # prefer the backup's entries (UEFI validity is signature, CRCs and MyLBA).
     with pytest.raises(ImageError, match=message):
         open_image(p)
 
@@ -366,7 +422,7 @@ def test_qcow2_truncated_file(tmp_path: Path) -> None:
 def test_qcow2_truncated_header(tmp_path: Path) -> None:
     p = tmp_path / "vol.qcow2"
     p.write_bytes(b"QFI\xfb\x00\x00\x00\x03")
-    with pytest.raises(ImageError, match="unreadable qcow2 image"):
+    with pytest.raises(ImageError, match="damaged qcow2 image: header is truncated"):
         open_image(p)
 
 
