@@ -153,7 +153,7 @@ def _leaf_kind(cert: Certificate) -> str:
 
 
 def _name(cert: Certificate) -> str:
-    return f"'{cert.subject_cn or cert.subject}' (sha256 {cert.fingerprint[:16]}…)"
+    return f"'{cert.subject_cn or cert.subject}' (sha256 {cert.fingerprint[:16]}...)"
 
 
 def _pick_leaf(report: Report, leaves: list[Certificate]) -> tuple[Certificate, bool]:
@@ -320,9 +320,10 @@ def _check_tcb(leaf: Certificate, reported: Tcb, reasons: list[Reason]) -> None:
             reasons.append(Reason("tcb", f"the certificate's {comp} SPL: {e}"))
     differ = [c for c, v in have.items() if v != reported.components()[c]]
     if differ:
+        verb = "differs" if len(differ) == 1 else "differ"
         issued = " ".join(f"{c}={have[c]}" for c in have)
         reasons.append(Reason("tcb", f"the {label} was issued for TCB {issued}, but REPORTED_TCB is "
-                                     f"{reported}: {', '.join(differ)} differ"))
+                                     f"{reported}: {', '.join(differ)} {verb}"))
 
 
 def _check_chip_id(report: Report, leaf: Certificate, layout: str, reasons: list[Reason],
@@ -342,5 +343,5 @@ def _check_chip_id(report: Report, leaf: Certificate, layout: str, reasons: list
     if len(hwid) != want:
         reasons.append(Reason("chip-id", f"the VCEK's hwID is {len(hwid)} bytes, not {want}"))
     elif hwid != report.chip_id[:want]:
-        reasons.append(Reason("chip-id", f"the VCEK's hwID {hwid[:8].hex()}… is not this report's "
-                                         f"CHIP_ID {report.chip_id[:8].hex()}…: the VCEK of another chip"))
+        reasons.append(Reason("chip-id", f"the VCEK's hwID {hwid[:8].hex()}... is not this report's "
+                                         f"CHIP_ID {report.chip_id[:8].hex()}...: the VCEK of another chip"))
