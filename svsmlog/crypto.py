@@ -419,7 +419,10 @@ def rsa_pss_sha384_signed_by(child: Certificate, issuer: Certificate) -> bool:
     """``child``'s signature verifies under ``issuer``'s RSA key as AMD signs: RSA-PSS, SHA-384,
     MGF1-SHA-384, salt 48 (OpenSSL checks the salt length when it is given, so another salt
     fails). ``False`` for any other algorithm or key."""
-    key = issuer._cert.public_key()
+    try:
+        key = issuer._cert.public_key()
+    except (ValueError, UnsupportedAlgorithm):  # a key pyca cannot load verifies nothing
+        return False
     if not isinstance(key, rsa.RSAPublicKey):
         return False
     if child._cert.signature_algorithm_oid != x509.SignatureAlgorithmOID.RSASSA_PSS:
@@ -436,7 +439,10 @@ def rsa_pss_sha384_signed_by(child: Certificate, issuer: Certificate) -> bool:
 def ecdsa_p384_sha384_verify(cert: Certificate, message: bytes, r: int, s: int) -> bool:
     """``(r, s)`` is an ECDSA P-384 signature of SHA-384(``message``) under ``cert``'s key.
     ``message`` is hashed as given: callers pass the raw bytes that were signed."""
-    key = cert._cert.public_key()
+    try:
+        key = cert._cert.public_key()
+    except (ValueError, UnsupportedAlgorithm):
+        return False
     if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(key.curve, ec.SECP384R1):
         return False
     if not (0 < r < 1 << 384 and 0 < s < 1 << 384):  # DER would take them; the curve order won't
