@@ -103,38 +103,39 @@ class TestPlatform:
     seed: int = 0
     version: int = 3
     _chain: Chain = field(default_factory=_stored_chain, repr=False)
+    kind: Product = field(init=False)  # ``product``, checked
 
     def __post_init__(self) -> None:
-        self.product = Product(self.product)
+        self.kind = Product(self.product)
         if self.version not in (3, 5):
             raise ValueError("the model writes version 3 or 5 reports")
-        tag = f"{self.seed}/{self.product.value}".encode()
+        tag = f"{self.seed}/{self.kind.value}".encode()
         if self.chip_id is None:  # Turin's chip id is 8 bytes; the rest of CHIP_ID is zero
-            n = vcek.HWID_LEN[tcb_layout(self.product)]
+            n = vcek.HWID_LEN[tcb_layout(self.kind)]
             self.chip_id = crypto.hkdf(tag, b"", b"svsmlog TEST-ONLY CHIP_ID", n).ljust(64, b"\0")
         if len(self.chip_id) != 64:
             raise ValueError("CHIP_ID is 64 bytes")
         if self.tcb is None:
-            self.tcb = {**DEFAULT_TCB, **({"fmc": 1} if self.product is Product.TURIN else {})}
+            self.tcb = {**DEFAULT_TCB, **({"fmc": 1} if self.kind is Product.TURIN else {})}
 
     @property
     def tcb_bytes(self) -> bytes:
         assert self.tcb is not None
-        return encode_tcb(self.tcb, self.product)  # type: ignore[arg-type]
+        return encode_tcb(self.tcb, self.kind)
 
     @cached_property
     def _vcek_key(self) -> crypto.SigningKey:
         assert self.chip_id is not None
-        secret = b"|".join([str(self.seed).encode(), self.product.value.encode(), self.chip_id,
+        secret = b"|".join([str(self.seed).encode(), self.kind.value.encode(), self.chip_id,
                             self.tcb_bytes])
         return crypto.ec_p384_signing_key_from_secret(secret)
 
     @cached_property
     def vcek(self) -> crypto.Certificate:
         assert self.chip_id is not None and self.tcb is not None
-        layout = tcb_layout(self.product)  # type: ignore[arg-type]
+        layout = tcb_layout(self.kind)
         exts = {vcek.OID_STRUCT_VERSION: vcek.encode_der_integer(0),
-                vcek.OID_PRODUCT_NAME: vcek.encode_der_ia5string(f"{self.product.value}-B0"),
+                vcek.OID_PRODUCT_NAME: vcek.encode_der_ia5string(f"{self.kind.value}-B0"),
                 **vcek.tcb_extensions(self.tcb),
                 vcek.OID_HWID: self.chip_id[: vcek.HWID_LEN[layout]]}
         return crypto.issue_certificate(subject=VCEK_SUBJECT, subject_key=self._vcek_key,
@@ -165,7 +166,7 @@ class TestPlatform:
             raise ValueError("REPORT_DATA is 64 bytes, MEASUREMENT 48, HOST_DATA 32")
         assert self.chip_id is not None
         tcb = self.tcb_bytes
-        fam, mod, step = CPUID[self.product]  # type: ignore[index]
+        fam, mod, step = CPUID[self.kind]
         fields: dict[str, Any] = {
             "version": self.version, "guest_svn": guest_svn, "policy": policy,
             "family_id": bytes(16), "image_id": bytes(16), "vmpl": vmpl, "signature_algo": 1,
@@ -173,7 +174,7 @@ class TestPlatform:
             "reserved_04c": bytes(4), "report_data": report_data, "measurement": measurement,
             "host_data": host_data, "id_key_digest": bytes(48), "author_key_digest": bytes(48),
             "report_id": crypto.sha256(self.chip_id, measurement), "report_id_ma": b"\xff" * 32,
-            "reported_tcb": encode_tcb(reported_tcb, self.product) if reported_tcb else tcb,  # type: ignore[arg-type]
+            "reported_tcb": encode_tcb(reported_tcb, self.kind) if reported_tcb else tcb,
             "reserved_188": None, "cpuid_fam_id": fam, "cpuid_mod_id": mod, "cpuid_step": step,
             "reserved_18b": bytes(21), "chip_id": self.chip_id, "committed_tcb": tcb,
             "current_build": 0x10, "current_minor": 55, "current_major": 1, "reserved_1eb": b"\0",
