@@ -286,3 +286,250 @@ def hpke_open(key: PrivateKey, sealed: bytes, info: bytes) -> bytes | None:
 def hpke_sealed_len(kem_id: int, plaintext_len: int) -> int:
     enc = {KEM_X25519: 32, KEM_MLKEM768_X25519: 1120}[kem_id]
     return enc + plaintext_len + AEAD_TAG_LEN
+
+
+# =========================================================================== SEV-SNP attestation:
+# =========================================================================== certificate and signature checks
+#
+# What svsmlog.attestation and svsmlog.model.amdsp need from pyca, and nothing more: X.509 loading,
+# AMD's RSA-PSS chain signatures, the ECDSA P-384 report signature, SHA-384. The attestation code
+# decides *what* to check; these functions only answer "does this verify" and never raise on a
+# forged or malformed input they were asked to judge (``False`` / ``CertificateError``).
+
+import datetime as _dt  # noqa: E402  (kept with the section it serves)
+import warnings  # noqa: E402
+
+from cryptography import x509  # noqa: E402
+from cryptography.exceptions import InvalidSignature  # noqa: E402
+from cryptography.hazmat.primitives.asymmetric import ec, rsa  # noqa: E402
+from cryptography.hazmat.primitives.asymmetric import padding as _padding  # noqa: E402
+from cryptography.hazmat.primitives.asymmetric.utils import (  # noqa: E402
+    decode_dss_signature,
+    encode_dss_signature,
+)
+from cryptography.utils import CryptographyDeprecationWarning  # noqa: E402
+from cryptography.x509.oid import NameOID  # noqa: E402
+
+MAX_CERT_FILE = 1 << 20  # a certificate bundle is a few KiB; refuse to parse a disk
+AMD_PSS_SALT_LEN = 48  # AMD signs ARK, ASK, ASVK, VCEK and VLEK with RSA-PSS, SHA-384, salt 48
+
+
+class CertificateError(ValueError):
+    """Bytes that are not a readable X.509 certificate (or bundle of them)."""
+
+
+def sha384(*parts: bytes) -> bytes:
+    h = hashes.Hash(hashes.SHA384())
+    for p in parts:
+        h.update(p)
+    return h.finalize()
+
+
+@dataclass(frozen=True)
+class Certificate:
+    """An X.509 certificate, reduced to what attestation checks look at.
+
+    ``extensions`` holds the extensions pyca does not interpret, which is where AMD puts the
+    VCEK's TCB and hwID: dotted OID -> the bytes inside extnValue (still DER for the TCB values;
+    raw bytes for hwID)."""
+
+    der: bytes
+    subject: str  # RFC 4514
+    issuer: str
+    subject_cn: str
+    serial: int
+    key_type: str  # "rsa-4096", "ec-secp384r1", ...
+    extensions: dict[str, bytes]
+    not_before: _dt.datetime
+    not_after: _dt.datetime
+    _cert: x509.Certificate = field(repr=False, compare=False)
+
+    @property
+    def self_issued(self) -> bool:
+        return self._cert.subject == self._cert.issuer
+
+    @property
+    def fingerprint(self) -> str:
+        """SHA-256 of the DER, hex: how a root is named in messages."""
+        return sha256(self.der).hex()
+
+    def pem(self) -> bytes:
+        return self._cert.public_bytes(serialization.Encoding.PEM)
+
+
+def _key_type(cert: x509.Certificate) -> str:
+    try:
+        key = cert.public_key()
+    except (ValueError, UnsupportedAlgorithm):
+        return "unsupported"
+    if isinstance(key, rsa.RSAPublicKey):
+        return f"rsa-{key.key_size}"
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        return f"ec-{key.curve.name}"
+    return type(key).__name__
+
+
+def _wrap_certificate(cert: x509.Certificate) -> Certificate:
+    try:
+        exts = {e.oid.dotted_string: e.value.value for e in cert.extensions
+                if isinstance(e.value, x509.UnrecognizedExtension)}
+        cns = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+        cn = str(cns[0].value) if cns else ""
+        return Certificate(
+            der=cert.public_bytes(serialization.Encoding.DER),
+            subject=cert.subject.rfc4514_string(),
+            issuer=cert.issuer.rfc4514_string(),
+            subject_cn=cn,
+            serial=cert.serial_number,
+            key_type=_key_type(cert),
+            extensions=exts,
+            not_before=cert.not_valid_before_utc,
+            not_after=cert.not_valid_after_utc,
+            _cert=cert,
+        )
+    except (ValueError, TypeError) as e:  # pyca parses extensions and names lazily
+        raise CertificateError(f"malformed certificate: {e}") from e
+
+
+_CERT_PEM = re.compile(rb"-----BEGIN CERTIFICATE-----\r?\n.*?-----END CERTIFICATE-----", re.S)
+
+
+def load_certificates(data: bytes) -> list[Certificate]:
+    """One DER certificate, or PEM holding one or more (a KDS ``cert_chain`` bundle works)."""
+    if len(data) > MAX_CERT_FILE:
+        raise CertificateError("larger than 1 MiB: not a certificate file")
+    blocks = _CERT_PEM.findall(data)
+    # AMD issues every VCEK and VLEK with serial number 0, which RFC 5280 disallows and pyca
+    # warns about: AMD's choice, not something to warn the user of.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CryptographyDeprecationWarning)
+        try:
+            if blocks:
+                return [_wrap_certificate(x509.load_pem_x509_certificate(b)) for b in blocks]
+            if b"-----BEGIN" in data:
+                raise CertificateError("PEM file without a CERTIFICATE block")
+            return [_wrap_certificate(x509.load_der_x509_certificate(data))]
+        except CertificateError:
+            raise
+        except ValueError as e:
+            raise CertificateError(f"not a readable X.509 certificate (PEM or DER): {e}") from e
+
+
+def rsa_pss_sha384_signed_by(child: Certificate, issuer: Certificate) -> bool:
+    """``child``'s signature verifies under ``issuer``'s RSA key as AMD signs: RSA-PSS, SHA-384,
+    MGF1-SHA-384, salt 48 (OpenSSL checks the salt length when it is given, so another salt
+    fails). ``False`` for any other algorithm or key."""
+    try:
+        key = issuer._cert.public_key()
+    except (ValueError, UnsupportedAlgorithm):  # a key pyca cannot load verifies nothing
+        return False
+    if not isinstance(key, rsa.RSAPublicKey):
+        return False
+    if child._cert.signature_algorithm_oid != x509.SignatureAlgorithmOID.RSASSA_PSS:
+        return False
+    try:
+        key.verify(child._cert.signature, child._cert.tbs_certificate_bytes,
+                   _padding.PSS(mgf=_padding.MGF1(hashes.SHA384()), salt_length=AMD_PSS_SALT_LEN),
+                   hashes.SHA384())
+    except (InvalidSignature, ValueError, UnsupportedAlgorithm):
+        return False
+    return True
+
+
+def ecdsa_p384_sha384_verify(cert: Certificate, message: bytes, r: int, s: int) -> bool:
+    """``(r, s)`` is an ECDSA P-384 signature of SHA-384(``message``) under ``cert``'s key.
+    ``message`` is hashed as given: callers pass the raw bytes that were signed."""
+    try:
+        key = cert._cert.public_key()
+    except (ValueError, UnsupportedAlgorithm):
+        return False
+    if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(key.curve, ec.SECP384R1):
+        return False
+    if not (0 < r < 1 << 384 and 0 < s < 1 << 384):  # DER would take them; the curve order won't
+        return False
+    try:
+        key.verify(encode_dss_signature(r, s), message, ec.ECDSA(hashes.SHA384()))
+    except (InvalidSignature, ValueError):
+        return False
+    return True
+
+
+# ----------------------------------------------------- making TEST-ONLY chains (svsmlog.model.amdsp)
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    """A private key of a TEST-ONLY certificate chain: RSA (ARK, ASK) or EC P-384 (VCEK)."""
+
+    _key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey = field(repr=False)
+
+    def private_pem(self) -> bytes:
+        return self._key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                       serialization.NoEncryption())
+
+
+def generate_rsa_signing_key(bits: int = 4096) -> SigningKey:
+    return SigningKey(rsa.generate_private_key(public_exponent=65537, key_size=bits))
+
+
+def load_signing_key(pem: bytes) -> SigningKey:
+    key = serialization.load_pem_private_key(pem, None)
+    if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
+        raise KeyError_(KeyError_.UNSUPPORTED, "expected an RSA or EC private key")
+    return SigningKey(key)
+
+
+def ec_p384_signing_key_from_secret(secret: bytes) -> SigningKey:
+    """A P-384 key derived from ``secret`` (HKDF-SHA256 to 64 bytes, reduced into [1, n-1]),
+    so a seeded TEST-ONLY platform always has the same VCEK."""
+    n = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFC7634D81F4372DDF581A0DB248B0A77AECEC196ACCC52973
+    wide = int.from_bytes(hkdf(secret, b"", b"svsmlog TEST-ONLY VCEK", 64), "big")
+    return SigningKey(ec.derive_private_key(wide % (n - 1) + 1, ec.SECP384R1()))
+
+
+def ecdsa_p384_sha384_sign(key: SigningKey, message: bytes) -> tuple[int, int]:
+    """Deterministic (RFC 6979) ECDSA P-384 over SHA-384: the same report bytes every run."""
+    if not isinstance(key._key, ec.EllipticCurvePrivateKey):
+        raise KeyError_(KeyError_.UNSUPPORTED, "ECDSA needs an EC key")
+    der = key._key.sign(message, ec.ECDSA(hashes.SHA384(), deterministic_signing=True))
+    return decode_dss_signature(der)
+
+
+_NAME_OIDS = {"CN": NameOID.COMMON_NAME, "O": NameOID.ORGANIZATION_NAME,
+              "OU": NameOID.ORGANIZATIONAL_UNIT_NAME, "C": NameOID.COUNTRY_NAME}
+
+
+def issue_certificate(
+    *,
+    subject: dict[str, str],
+    subject_key: SigningKey,
+    issuer: Certificate | None,
+    issuer_key: SigningKey,
+    serial: int,
+    not_before: _dt.datetime,
+    not_after: _dt.datetime,
+    ca: bool,
+    extensions: dict[str, bytes] | None = None,
+) -> Certificate:
+    """A certificate signed as AMD signs (RSA-PSS, SHA-384, salt 48); ``issuer=None`` makes it
+    self-signed. ``extensions`` are raw (dotted OID -> extnValue content), as AMD's VCEK OIDs."""
+    name = x509.Name([x509.NameAttribute(_NAME_OIDS[k], v) for k, v in subject.items()])
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(issuer._cert.subject if issuer is not None else name)
+        .public_key(subject_key._key.public_key())
+        .serial_number(serial)
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+    )
+    if ca:
+        builder = builder.add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+    for oid, value in (extensions or {}).items():
+        ext = x509.UnrecognizedExtension(x509.ObjectIdentifier(oid), value)
+        builder = builder.add_extension(ext, critical=False)
+    if not isinstance(issuer_key._key, rsa.RSAPrivateKey):
+        raise KeyError_(KeyError_.UNSUPPORTED, "AMD-style certificates are signed with RSA-PSS")
+    pss = _padding.PSS(mgf=_padding.MGF1(hashes.SHA384()), salt_length=AMD_PSS_SALT_LEN)
+    cert = builder.sign(issuer_key._key, hashes.SHA384(), rsa_padding=pss)
+    return _wrap_certificate(cert)

@@ -16,6 +16,9 @@ from svsmlog.report import Kind
 ROOT = Path(__file__).resolve().parent.parent
 PAGE1 = ROOT / "man" / "svsmlog.1"
 PAGE5 = ROOT / "man" / "svsmlog.5"
+PAGE_ATTEST = ROOT / "man" / "svsmlog-attest.1"
+# Commands documented on a page of their own instead of a section of svsmlog(1).
+OWN_PAGES = {"svsmlog attest": PAGE_ATTEST}
 
 
 def _plain(page: Path) -> str:
@@ -44,7 +47,7 @@ def _options() -> dict[str, list[str]]:
 
 
 @pytest.mark.skipif(shutil.which("groff") is None, reason="needs groff")
-@pytest.mark.parametrize("page", [PAGE1, PAGE5], ids=lambda p: p.name)
+@pytest.mark.parametrize("page", [PAGE1, PAGE5, PAGE_ATTEST], ids=lambda p: p.name)
 def test_groff_has_nothing_to_say(page: Path) -> None:
     p = subprocess.run(["groff", "-ww", "-z", "-man", str(page)], capture_output=True, text=True, timeout=60)
     assert p.returncode == 0
@@ -52,25 +55,47 @@ def test_groff_has_nothing_to_say(page: Path) -> None:
 
 
 def test_every_option_of_every_command_is_documented() -> None:
+    pages = {cmd: _plain(page) for cmd, page in OWN_PAGES.items()}
     text = _plain(PAGE1)
     options = _options()
-    assert len(options) == 7  # the program and its six commands
+    assert len(options) == 8  # the program and its seven commands
+    assert set(OWN_PAGES) <= set(options)
     assert all("-h" in opts and "--help" in opts for opts in options.values())
-    assert _undocumented(options, text) == []
-    # The check itself: an option the page lacks is found.
-    assert _undocumented(options, text.replace("--host-time", "--wallclock")) == [
+    assert _undocumented(options, text, pages) == []
+    # The check itself: an option a page lacks is found, on svsmlog(1) and on a page of its own.
+    assert _undocumented(options, text.replace("--host-time", "--wallclock"), pages) == [
         ("svsmlog extract", "--host-time")]
+    hidden = {**pages, "svsmlog attest": pages["svsmlog attest"].replace("--trust-root", "--trusted")}
+    assert _undocumented(options, text, hidden) == [("svsmlog attest", "--trust-root")]
 
 
-def _undocumented(options: dict[str, list[str]], text: str) -> list[tuple[str, str]]:
+def _undocumented(options: dict[str, list[str]], text: str, pages: dict[str, str]) -> list[tuple[str, str]]:
     return [(cmd, opt) for cmd, opts in options.items() for opt in opts
-            if not re.search(rf"(?<![\w-]){re.escape(opt)}(?![\w-])", text)]
+            if not re.search(rf"(?<![\w-]){re.escape(opt)}(?![\w-])", pages.get(cmd, text))]
 
 
 def test_every_command_has_a_section() -> None:
     text = _plain(PAGE1)
     for name in typer.main.get_command(app).commands:  # type: ignore[attr-defined]
-        assert f'.SS "svsmlog {name} ' in text, name
+        if f"svsmlog {name}" in OWN_PAGES:
+            page = _plain(OWN_PAGES[f"svsmlog {name}"])
+            assert f".B svsmlog {name}\n" in page.split(".SH SYNOPSIS", 1)[1].split(".SH ", 1)[0], name
+        else:
+            assert f'.SS "svsmlog {name} ' in text, name
+
+
+def test_pages_of_their_own_have_the_usual_sections() -> None:
+    for cmd, page in OWN_PAGES.items():
+        text = _plain(page)
+        sections = re.findall(r"^\.SH (.+)$", text, re.M)
+        for needed in ("NAME", "SYNOPSIS", "DESCRIPTION", "OPTIONS", "EXIT STATUS", "EXAMPLES", "SEE ALSO"):
+            assert needed in sections, (cmd, needed)
+        exit_status = text.split(".SH EXIT STATUS", 1)[1].split(".SH ", 1)[0]
+        for code in ("0", "1", "2"):
+            assert f".B {code}\n" in exit_status, (cmd, code)
+        assert ".BR svsmlog (1)" in text.split(".SH SEE ALSO", 1)[1]
+        examples = text.split(".SH EXAMPLES", 1)[1].split(".SH ", 1)[0]
+        assert f"{cmd} " in examples
 
 
 def test_exit_codes_examples_files_and_see_also() -> None:

@@ -26,6 +26,7 @@ from ..export import FORMATS
 from ..records import Level
 from ..source import ImageError
 from ..verify import VolumeError
+from . import attest as attest_cmd
 from . import info as info_cmd
 from . import keygen as keygen_cmd
 from . import reading
@@ -472,6 +473,9 @@ def simulate(
     }
     print(simulate_cmd.simulate(options))
     return Exit.INTACT
+
+
+command("attest")(attest_cmd.attest)
 
 
 # --------------------------------------------------------------------------- entry point
