@@ -70,6 +70,7 @@ class RegionJudge:
         self.oldest: Entry | None = None
         self.history = "genesis"
         self.excused: tuple[tuple[int, int], tuple[int, int]] | None = None
+        self.crash_head: Entry | None = None  # the head a crash while wrapping came after
 
     def judge(self, entries: list[Entry]) -> list[Entry]:
         """Order, chain, claims, rotation (spec §8.3). Returns the frames in log order."""
@@ -386,6 +387,7 @@ class RegionJudge:
                 return None  # the previous lap's survivors lie after the newest lap's head
             dead_from = older.lba + older.sectors
         self.excused = (readable[s - 1].key if cuts else (0, 0), first.key)
+        self.crash_head = head
         self.add(
             Kind.CRASH_TAIL,
             "no authenticated frame at the region start: consistent with a crash while the ring wrapped",

@@ -54,7 +54,7 @@ class Verdict(Enum):
     """What a report concludes (spec §9), most severe first."""
 
     VIOLATED = "violated"  # at least one violation
-    UNVERIFIABLE = "unverifiable"  # no violation, and not one frame authenticated with our keys
+    UNVERIFIABLE = "unverifiable"  # no violation, frames present, and not one of them ours to open
     PARTIAL = "partial"  # no violation, but some frames or history are not proven
     INTACT = "intact"  # every frame present authenticated, every obligation proven
 
@@ -180,8 +180,8 @@ class Report:
     def outcome(self) -> Verdict:
         if any(f.violation for f in self.findings):
             return Verdict.VIOLATED
-        if not self.verified_frames:
-            return Verdict.UNVERIFIABLE
+        if not self.verified_frames and any(f.kind is Kind.NO_KEY for f in self.findings):
+            return Verdict.UNVERIFIABLE  # frames are here, and not one is ours to open
         if any(f.unproven for f in self.findings):
             return Verdict.PARTIAL
         return Verdict.INTACT
@@ -207,7 +207,12 @@ class Report:
         """One line on what the verdict covers, e.g. "intact for what the keys open: 1 of 2 boots"."""
         total = len(self.boots)
         if self.outcome is Verdict.PARTIAL:
-            return f"intact for what the keys open: {len(self.proven_boots())} of {total} boot(s) proven"
+            spans = [s for b in self.boots.values() for s in b.streams.values()]
+            read = sum(1 for s in spans if s.frames)
+            return (
+                f"intact for what the keys open: {len(self.proven_boots())} of {total} boot(s) wholly "
+                f"proven, {read} of {len(spans)} (boot, stream) span(s) verified"
+            )
         return self.outcome.value
 
     def add(

@@ -488,6 +488,39 @@ class Verifier:
                         lba=(head.lba + head.sectors) if head else r.start,
                     )
         self._check_slots(orders, past_boot)
+        self._check_crash_wraps(orders, judges)
+
+    def _check_crash_wraps(self, orders: dict[int, list[Entry]], judges: dict[int, RegionJudge]) -> None:
+        """After an END frame a stream's next write is a later boot's BOOT frame, and that boot
+        writes its BOOT frames in superblock order: a crash while that write wrapped region i
+        leaves that boot's BOOT frames in every region before i (spec §8.3)."""
+        regions = self.volume.superblock.regions
+        for i, r in enumerate(regions):
+            judge = judges[r.stream]
+            head = judge.crash_head
+            if judge.history != "crash" or head is None or head.type != FrameType.END or i == 0:
+                continue
+            here = {e.boot for e in orders.get(r.stream, [])}
+            later = {
+                e.boot
+                for e in orders.get(regions[0].stream, [])
+                if e.status == "ok" and e.type == FrameType.BOOT and e.boot > head.boot and e.boot not in here
+            }
+            for prev in regions[1:i]:
+                later &= {e.boot for e in self._ok(prev, orders) if e.type == FrameType.BOOT}
+            if later:
+                continue
+            first = judge.excused[1] if judge.excused else (head.boot, head.seq)
+            self._add(
+                Kind.FRAME_MISSING,
+                f"frames before boot {first[0]} seq {first[1]} are missing from the region start; the "
+                f"newest frame is boot {head.boot}'s END, so only a later boot's BOOT frame could have "
+                "wrapped here, and no later boot wrote its BOOT frames to the streams before this one",
+                r,
+                boot=first[0],
+                seq=first[1],
+                lba=r.start,
+            )
 
     @staticmethod
     def _absence_excused(judge: RegionJudge, boot: int, head: Entry | None) -> str | None:

@@ -445,10 +445,13 @@ def test_a_boot_nobody_could_read_is_not_called_clean(images: Images) -> None:
     assert "unknown (no shutdown record)" in endings
 
 
-def test_the_text_report_does_not_guess_the_ending_of_unreadable_boots(images: Images) -> None:
+def test_a_key_that_opens_nothing_gets_no_verdict(images: Images) -> None:
+    """No INTACT panel and no "intact" in JSON for a key that opens nothing: exit 3."""
     r = run("verify", images.raw, "--key", images.other_key)
     assert r.code == 3
-    assert "unknown (no key for this boot)" in r.stdout and "clean shutdown" not in r.stdout
+    assert r.stdout == "" and "INTACT" not in r.stderr and len(r.stderr.splitlines()) == 1
+    j = run("verify", images.raw, "--key", images.other_key, "--json")
+    assert j.code == 3 and json.loads(j.stdout)["verdict"] == "unverifiable"
 
 
 def test_verify_with_a_wrong_and_a_right_key(images: Images) -> None:
@@ -702,10 +705,12 @@ def _only(images: Images, boot: int, stream: str) -> list[dict]:
 
 def _check_stream_key_reads_only(images: Images, key: Path, boot: int, stream: str) -> None:
     r = run("extract", images.raw, "--stream-key", key, "-f", "jsonl")
-    assert r.code == 0, r.stderr
+    # everything else is present but not ours to verify: partial, exit 4, said on stderr
+    assert r.code == 4, r.stderr
+    assert "intact for what the keys open" in r.stderr
     assert _jsonl(r.stdout) == _only(images, boot, stream)
     d = run_json("verify", images.raw, "--stream-key", key, "--json")
-    assert d["verdict"] == "intact"
+    assert d["verdict"] == "partial"
     spans = [(b["boot"], s["stream"]) for b in d["boots"] for s in b["streams"] if s["frames"]]
     assert spans == [(boot, stream)]
 
@@ -730,7 +735,7 @@ def test_a_stream_key_may_name_its_stream(images: Images, vtpm_key: Path, tmp_pa
     named = tmp_path / "named.json"
     named.write_text(json.dumps(d))
     r = run("extract", images.raw, "--stream-key", named, "-f", "jsonl")
-    assert r.code == 0
+    assert r.code == 4  # partial: only that stream of that boot is ours to verify
     assert _jsonl(r.stdout) == _only(images, 3, "vtpm")
 
 

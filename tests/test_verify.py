@@ -128,12 +128,10 @@ def _frames(image: bytes) -> list:  # type: ignore[type-arg]
     return frames_of(image)
 
 
-def test_erasing_the_start_of_a_small_region_is_detected_when_no_wrap_could_explain_it(
-    owner: crypto.PrivateKey,
-) -> None:
-    """A wrap write that a crash garbled did not fit in the room after the newest frame and
-    garbled at least its own length: two erased sectors with forty left after the head
-    cannot be that (spec §8.3), so the erasure is reported, located at the first frame."""
+def test_erasing_the_start_of_a_small_region_is_never_intact(owner: crypto.PrivateKey) -> None:
+    """Forty sectors left after an END head: the next boot's BOOT frame may not have fitted,
+    wrapped, and torn with its sectors garbled (spec §1), so the erased start is not
+    provably tampering; but it rests on unauthenticated bytes, so it is not intact either."""
     dev = MemoryDevice(256)
     w = LogWriter(dev, TWO, [owner.public])
     for i in range(6):
@@ -145,11 +143,9 @@ def test_erasing_the_start_of_a_small_region_is_detected_when_no_wrap_could_expl
     for f in first:
         img[f.lba * SECTOR : (f.lba + f.sectors) * SECTOR] = bytes(f.sectors * SECTOR)
     _, report = verify(image_device(bytes(img)), owner)
-    assert report.verdict == "violated"
-    assert any(
-        f.kind is Kind.FRAME_MISSING and f.stream == "core" and (f.boot, f.seq) == (1, 0)
-        for f in report.findings
-    ), [f.as_json() for f in report.findings]
+    assert report.verdict == "partial", [f.as_json() for f in report.findings]
+    assert any(f.kind is Kind.UNPROVEN and f.stream == "core" for f in report.findings)
+
 
 
 def test_stale_copy_outside_the_dead_zone_is_not_excused(owner: crypto.PrivateKey) -> None:
@@ -217,7 +213,7 @@ def test_wrong_key_reads_nothing(owner: crypto.PrivateKey) -> None:
     w.close()
     v, report = verify(dev, crypto.generate_private_key())
     assert list(v.records()) == []
-    assert report.verdict == "intact" and {f.kind for f in report.findings} == {Kind.NO_KEY}
+    assert report.verdict == "unverifiable" and {f.kind for f in report.findings} == {Kind.NO_KEY}
 
 
 @pytest.mark.parametrize("clean_end", [False, True])
@@ -242,8 +238,10 @@ def test_crash_garbling_a_wrap_write_is_a_crash(owner: crypto.PrivateKey, clean_
     wrap = max(i for i, x in enumerate(dev.writes) if x.lba == 64)
     img = replay(bytes(128 * SECTOR), dev.writes, wrap, 0, b"\xde\xad")
     _, report = verify(image_device(img), owner)
-    assert report.verdict == "intact", [f.as_json() for f in report.findings]
+    # a crash, not a violation; but the hole it left rests on unauthenticated bytes (§8.3)
+    assert report.verdict == "partial", [f.as_json() for f in report.findings]
     assert any(f.kind is Kind.CRASH_TAIL and f.offset == 64 * SECTOR for f in report.findings)
+    assert {f.kind for f in report.findings if f.unproven} == {Kind.UNPROVEN}
 
 
 def test_erasing_the_start_of_a_roomy_region_is_still_detected(owner: crypto.PrivateKey) -> None:

@@ -475,8 +475,7 @@ def generate(kind: str, d: Draw, max_sectors: int, key: crypto.PrivateKey) -> Ho
 
 
 def reader_outcome(path: Path, key: crypto.PrivateKey) -> str:
-    """What the library concludes: unreadable | intact | violated | nothing-opened."""
-    from ..report import Kind
+    """What the library concludes: unreadable | intact | partial | violated | unverifiable."""
     from ..source import ImageError, open_image
     from ..verify import Keyring, Verifier, VolumeError
 
@@ -490,9 +489,6 @@ def reader_outcome(path: Path, key: crypto.PrivateKey) -> str:
         except VolumeError:
             return "unreadable"
         rep = v.run()
-        verified = any(s.frames for b in rep.boots.values() for s in b.streams.values())
-        if not verified and any(f.kind is Kind.NO_KEY for f in rep.findings):
-            return "nothing-opened"
         return rep.verdict
     finally:
         src.close()
@@ -613,7 +609,8 @@ ALLOWED = {
     "unreadable": {2},
     "intact": {0},
     "violated": {1},
-    "nothing-opened": {3},
+    "unverifiable": {3},
+    "partial": {4},
 }
 
 

@@ -43,7 +43,10 @@ EXIT_CODES = """[bold]Exit status[/bold]
   0  verified intact (crash tails and rotated-out history are not failures)
   1  integrity violation: the image is not what the SVSM wrote
   2  bad usage, or an input that cannot be read (image, key, anchor)
-  3  no given key opens the log, or the key's passphrase is missing or wrong"""
+  3  no given key opens the log (and nothing proves tampering), or the key's
+     passphrase is missing or wrong
+  4  partial: no violation, but not everything present is proven (frames no key
+     given opens, or history only unauthenticated bytes explain)"""
 
 
 def _version() -> str:
@@ -291,7 +294,8 @@ def verify(
     For every boot and stream: the verified range, how the boot ended (clean shutdown,
     panic, crash), history the ring rotated out, and every finding with its kind, boot,
     stream, sequence number and byte offset in the image. With --json:
-    {"verdict": "intact"|"violated", "boots": [...], "findings": [...]}.
+    {"verdict": "intact"|"partial"|"violated"|"unverifiable", "scope": ..., "boots": [...],
+    "findings": [...]}.
 
     [bold]Examples[/bold]
 

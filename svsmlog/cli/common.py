@@ -38,6 +38,7 @@ class Exit(IntEnum):
     VIOLATED = 1
     USAGE = 2  # bad usage or unreadable input
     NO_KEY = 3  # no given key opens anything, or the passphrase is missing or wrong
+    PARTIAL = 4  # no violation, but not everything present could be proven (spec §9)
 
 
 class CliError(Exception):

@@ -52,11 +52,23 @@ def verify(image_path: Path, partition: int | None, keys: KeyArgs, anchor: Path 
         v = verify_image(image, keys.keys, keys.stream_keys, keys.passphrase_file, anchor, jobs)
         if as_json:
             print(json.dumps(v.report.as_json(), indent=2))
-        else:
+        elif not v.nothing_opened():  # a key that opens nothing gets no verdict panel
             render_report(report_console(), image, v.report)
         if v.nothing_opened():
             raise v.no_key_error()
+        if v.report.verdict == "partial":
+            warn_partial(v)
         return v.exit_code
+
+
+def warn_partial(v: Verification) -> None:
+    """On stderr, what the keys given could not prove: a partial verdict must be seen even
+    when only records are read (spec §9)."""
+    r = v.report
+    unread = sorted({(f.boot, f.stream) for f in r.findings if f.unproven and f.boot is not None})
+    listing = ", ".join(f"boot {b} {s}" for b, s in unread[:12]) + (" …" if len(unread) > 12 else "")
+    warn(f"{v.image.name}: {r.scope()}; not proven: {listing or 'see svsmlog verify'} "
+         "(frames no key given opens, or history only unauthenticated bytes explain)")
 
 
 # --------------------------------------------------------------------------- extract
@@ -207,6 +219,8 @@ def extract(image_path: Path, partition: int | None, keys: KeyArgs, streams: lis
         if v.report.verdict == "violated":
             warn(f"{image.name}: integrity violation; records of the affected boots and streams are "
                  "marked unverified ('svsmlog verify' gives the full report)")
+        elif v.report.verdict == "partial":
+            warn_partial(v)
         return v.exit_code
 
 
@@ -230,7 +244,8 @@ def export_key(image_path: Path, partition: int | None, keys: KeyArgs, boot: int
               f"({records} record(s), up to {format_ns(_last_t(v, boot, name))}) and nothing else")
         if v.report.verdict == "violated":
             warn(f"{image.name}: integrity violation ('svsmlog verify' gives the full report)")
-        return v.exit_code
+            return Exit.VIOLATED
+        return Exit.INTACT  # the key was written; what the rest of the image proves is verify's
 
 
 def _last_t(v: Verification, boot: int, name: str) -> int | None:

@@ -29,29 +29,42 @@ _ENDING_STYLE = {
 def _verdict_text(report: Report) -> Text:
     if report.verdict == "intact":
         return Text("INTACT", style="bold green")
+    if report.verdict == "partial":
+        return Text("PARTIAL (" + report.scope() + ")", style="bold yellow")
+    if report.verdict == "unverifiable":
+        return Text("UNVERIFIABLE (no key given opens this log)", style="bold yellow")
     return Text("VIOLATED", style="bold red")
 
 
-def _counts(report: Report) -> tuple[int, int]:
+def _counts(report: Report) -> tuple[int, int, int]:
     violations = sum(1 for f in report.findings if f.violation)
-    return violations, len(report.findings) - violations
+    unproven = sum(1 for f in report.findings if f.unproven)
+    return violations, unproven, len(report.findings) - violations - unproven
 
 
 def summary_lines(image: Image, report: Report) -> list[Text]:
-    violations, notices = _counts(report)
+    violations, unproven, notices = _counts(report)
     spans = [s for b in report.boots.values() for s in b.streams.values()]
     frames = sum(s.frames for s in spans)
     records = sum(s.records for s in spans)
     verdict = Text("verdict   ")
     verdict.append_text(_verdict_text(report))
-    verdict.append(f"   {violations} violation(s), {notices} notice(s)")
-    return [
+    verdict.append(f"   {violations} violation(s), {unproven} unproven, {notices} notice(s)")
+    proven = report.proven_boots()
+    unread = sorted(report.unproven_boots())
+    lines = [
         Text(f"image     {image.name} ({image.describe()})"),
         Text(f"volume    {report.volume_id.hex()}, {len(image.volume.superblock.regions)} stream(s)"),
         verdict,
-        Text(f"verified  {len(report.boots)} boot(s), {frames} frame(s), {records} record(s)"),
-        Text("anchor    " + _anchor_line(report)),
+        Text(f"verified  {frames} frame(s), {records} record(s); boots proven: "
+             + (", ".join(map(str, proven)) or "none") + f" of {len(report.boots)}"),
     ]
+    if unread:
+        lines.append(Text("unproven  boot(s) " + ", ".join(map(str, unread))
+                          + ": frames no key given opens, or history only unauthenticated bytes explain",
+                          style="yellow"))
+    lines.append(Text("anchor    " + _anchor_line(report)))
+    return lines
 
 
 def _attested(report: Report) -> set[int]:
@@ -69,7 +82,7 @@ def _anchor_line(report: Report) -> str:
 
 
 def summary_panel(image: Image, report: Report) -> Panel:
-    style = "green" if report.verdict == "intact" else "red"
+    style = {"intact": "green", "partial": "yellow", "unverifiable": "yellow"}.get(report.verdict, "red")
     return Panel(Group(*summary_lines(image, report)), title="svsmlog verification", title_align="left",
                  border_style=style, expand=False)
 
@@ -152,6 +165,7 @@ def findings_table(findings: list[Finding]) -> Table:
         t.add_column(col, overflow="fold")
     for f in findings:
         style = "red" if f.violation else "yellow" if f.kind is not Kind.NO_SHUTDOWN else ""
+        style = "bold yellow" if f.unproven else style
         t.add_row(Text(f.kind.value, style=style), f.kind.severity.value, _cell(f.boot), _cell(f.stream),
                   _cell(f.seq), _cell(f.offset), f.detail)
     return t
@@ -181,7 +195,8 @@ def render_report(console: Console, image: Image, report: Report) -> None:
         for line in rotated:
             console.print(line)
         console.print()
-    ordered = sorted(report.findings, key=lambda f: f.kind.severity is not Severity.VIOLATION)
+    rank = {Severity.VIOLATION: 0, Severity.UNPROVEN: 1, Severity.NOTICE: 2}
+    ordered = sorted(report.findings, key=lambda f: rank[f.kind.severity])
     if ordered:
         console.print(findings_table(ordered))
     else:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..anchor import Anchor
 from ..parallel import default_jobs, may_run_in_parallel
-from ..report import Kind, Report
+from ..report import Report, Verdict
 from ..verify import Keyring, Verifier, VolumeError
 from .common import CliError, Exit, Image, ReadProgress, load_anchor, load_keyring, region_bytes
 
@@ -22,13 +22,18 @@ class Verification:
 
     @property
     def exit_code(self) -> Exit:
-        return Exit.VIOLATED if self.report.verdict == "violated" else Exit.INTACT
+        """A violation is exit 1 whatever else is true; exit 3 only when no key opened
+        anything and nothing proves tampering (spec §9, man page EXIT STATUS)."""
+        return {
+            Verdict.VIOLATED: Exit.VIOLATED,
+            Verdict.UNVERIFIABLE: Exit.NO_KEY,
+            Verdict.PARTIAL: Exit.PARTIAL,
+            Verdict.INTACT: Exit.INTACT,
+        }[self.report.outcome]
 
     def nothing_opened(self) -> bool:
-        """No envelope opened with any key we were given: not one frame verified, and the
-        verifier saw frames it had no key for."""
-        verified = any(s.frames for b in self.report.boots.values() for s in b.streams.values())
-        return not verified and any(f.kind is Kind.NO_KEY for f in self.report.findings)
+        """Not one frame authenticated with the keys we were given, and no violation."""
+        return self.report.outcome is Verdict.UNVERIFIABLE
 
     def no_key_error(self) -> CliError:
         ours = [k.key_id.hex() for k in self.keyring.private_keys]
