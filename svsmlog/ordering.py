@@ -71,6 +71,7 @@ class RegionJudge:
         self.history = "genesis"
         self.excused: tuple[tuple[int, int], tuple[int, int]] | None = None
         self.crash_head: Entry | None = None  # the head a crash while wrapping came after
+        self.behind_unreadable = False  # the oldest readable frame follows frames we cannot read
 
     def judge(self, entries: list[Entry]) -> list[Entry]:
         """Order, chain, claims, rotation (spec §8.3). Returns the frames in log order."""
@@ -100,7 +101,7 @@ class RegionJudge:
                 i for i in range(1, len(readable)) if not self._link_ok(readable[i - 1], readable[i], present)
             ]
             self._check_rotation(readable, cuts, present, order)
-            if self.history == "wrapped" and self.oldest is not None:
+            if self.history == "wrapped" and self.oldest is not None and not self.behind_unreadable:
                 for e in order:
                     if e.status == "no_key" and e.key < self.oldest.key:
                         e.leftover = True
@@ -273,12 +274,17 @@ class RegionJudge:
         oldest = readable[suffix_start]
         self.oldest = oldest
         granted_from_here = oldest.chain is not None and oldest.seq == oldest.chain.base_seq > 0
-        if suffix_start == 0 and (
-            _is_genesis(oldest) or granted_from_here or self._follows_unreadable(oldest, present)
-        ):
-            return  # nothing missing, or nothing before it that we can read (reported no_key)
+        if suffix_start == 0 and (_is_genesis(oldest) or granted_from_here):
+            return  # nothing missing, or nothing before it that we were ever meant to read
         start_frame = next((e for e in present.values() if e.lba == self.region.start), None)
         wrapped = start_frame is not None and start_frame.status == "ok" and start_frame.wrap_from > 0
+        if suffix_start == 0 and self._follows_unreadable(oldest, present):
+            # The history before it is here, just not ours to verify (reported no_key); an
+            # authenticated wrap frame still proves what the ring reclaimed before that (§8.7).
+            proven = wrapped and start_frame is not None and start_frame.key >= oldest.key
+            self.history = "wrapped" if proven else "genesis"
+            self.behind_unreadable = True  # those frames stay no_key: they are not reclaimed history
+            return
         if wrapped and start_frame is not None and start_frame.key < oldest.key:
             # A wrap frame at the region start opens the newest lap, so it belongs to the
             # unbroken suffix; an older one there is an old copy restored over newer frames.

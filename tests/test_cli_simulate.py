@@ -26,9 +26,9 @@ def run(*args: object) -> SimpleNamespace:
         return SimpleNamespace(code=code, stdout=out.getvalue().decode(), stderr=err.getvalue().decode())
 
 
-def run_json(*args: object) -> dict:
+def run_json(*args: object, code: int = 0) -> dict:
     r = run(*args)
-    assert r.code == 0, r.stderr
+    assert r.code == code, r.stderr
     return json.loads(r.stdout)
 
 
@@ -93,7 +93,8 @@ def test_simulate_per_service_streams_and_a_debug_key(keys: Path, tmp_path: Path
     assert len(info["streams"]) > 1
     kinds = {r["kind"] for r in info["recipients"]}
     assert kinds == {"boot-secret", "chain-key"}
-    debug_view = run_json("verify", image, "--key", keys / "debug.key", "--json")
+    debug_view = run_json("verify", image, "--key", keys / "debug.key", "--json", code=4)  # partial
+    assert debug_view["verdict"] == "partial"
     readable = {s["stream"] for b in debug_view["boots"] for s in b["streams"] if s["frames"]}
     owner_view = run_json("verify", image, "--key", keys / "owner.key", "--json")
     everything = {s["stream"] for b in owner_view["boots"] for s in b["streams"] if s["frames"]}
