@@ -40,6 +40,8 @@ SMALL = {n: 32 for n in PER_SERVICE}
 # Defects found by the campaigns and fixed since (regression tests in
 # tests/campaigns/test_found_defects.py); listed in the report for the record.
 FIXED_DEFECTS = {
+    "D13": "a region whose oldest readable frame followed a boot sealed to another owner was taken as "
+    "holding its whole history, so boots the ring had rotated out were reported frame_missing",
     "D1": "a frame header claiming a huge seq made the reader ratchet its chain that many steps "
     "(seq 2**22: ~16 s; 2**40: days)",
     "D3": "a frame whose volume_id was changed was ignored unless its digest was right: a flipped bit in "
@@ -191,8 +193,12 @@ def merge_tamper(parts: list[TamperFigures]) -> TamperFigures:
                 "harmless",
                 "harmless_ok",
                 "harmless_flagged",
+                "unproven",
+                "unproven_ok",
+                "unproven_intact",
                 "limits",
                 "limits_flagged",
+                "false_violations",
                 "anchor_cases",
                 "anchor_caught",
                 "collateral",
@@ -332,10 +338,9 @@ def crash_table(figs: list[CrashFigures]) -> str:
 
 def tamper_table(fig: TamperFigures) -> str:
     head = (
-        "| class | cases | claimed | detected | located | missed | harmless as specified | not claimed "
-        "(limit) | limit caught by the anchor | untouched frames' records lost | known defects |\n|"
-        + "---|" * 11
-        + "\n"
+        "| class | cases | claimed | detected | located | missed | unproven | unproven reported intact "
+        "| false violations | harmless as specified | not claimed (limit) | limit caught by the anchor "
+        "| untouched frames' records lost | known defects |\n|" + "---|" * 14 + "\n"
     )
     rows = []
     keys = (
@@ -344,6 +349,9 @@ def tamper_table(fig: TamperFigures) -> str:
         "detected",
         "located",
         "missed",
+        "unp",
+        "unp_intact",
+        "false",
         "harmless",
         "ok",
         "lim",
@@ -360,10 +368,12 @@ def tamper_table(fig: TamperFigures) -> str:
         lim = (
             f"{r.limits}" + (f" ({r.limits_flagged} flagged)" if r.limits_flagged else "") if r.limits else ""
         )
+        unp = f"{r.unproven}" if r.unproven else ""
         col = f"**{r.collateral}** of {r.collateral_checked}" if r.collateral_checked else ""
         rows.append(
             f"| {r.cls} | {_n(r.cases)} | {_n(r.claimed)} | {_n(r.detected)} | {_n(r.located)} "
-            f"| **{r.missed}** | {harmless} | {lim} | {anchor} | {col} | {known} |"
+            f"| **{r.missed}** | {unp} | **{r.unproven_intact}** | **{r.false_violations}** | {harmless} "
+            f"| {lim} | {anchor} | {col} | {known} |"
         )
         vals = (
             r.cases,
@@ -371,6 +381,9 @@ def tamper_table(fig: TamperFigures) -> str:
             r.detected,
             r.located,
             r.missed,
+            r.unproven,
+            r.unproven_intact,
+            r.false_violations,
             r.harmless,
             r.harmless_ok,
             r.limits,
@@ -383,7 +396,8 @@ def tamper_table(fig: TamperFigures) -> str:
             tot[k] += v
     rows.append(
         f"| **all** | **{_n(tot['cases'])}** | {_n(tot['claimed'])} | {_n(tot['detected'])} "
-        f"| {_n(tot['located'])} | **{tot['missed']}** | {tot['ok']}/{tot['harmless']} | {tot['lim']} "
+        f"| {_n(tot['located'])} | **{tot['missed']}** | {_n(tot['unp'])} | **{tot['unp_intact']}** "
+        f"| **{tot['false']}** | {tot['ok']}/{tot['harmless']} | {tot['lim']} "
         f"| {tot['ac']}/{tot['a']} | **{tot['col']}** of {_n(tot['cc'])} | |"
     )
     return head + "\n".join(rows) + "\n"
@@ -497,16 +511,21 @@ def render(
     if tamper:
         out += [
             "## Tamper campaign\n",
-            "Expected outcomes are decided from the spec and the writer's ground truth, not from the "
-            "reader. *claimed*: §10 promises detection; *detected*: verdict violated; *located*: a "
-            "violation names the changed frame or structure by byte offset or (stream, boot, seq); "
+            "Expected outcomes are decided by the v3 reader rules (obligations O1 and O2, the END rule, "
+            "crash while wrapping, links through unreadable frames) applied to the writer's ground "
+            "truth (`Rules` in `svsmlog/campaign/tamper.py`), not from the reader. *claimed*: the rules "
+            "give a violation; *detected*: verdict violated; *located*: a violation names the changed "
+            "frame or structure by byte offset or (stream, boot, seq), or is one the rules predict; "
+            "*unproven*: the rules give no violation but something unproven (a `no_key` frame, a crash "
+            "while wrapping, a torn slot of a later boot): the verdict must not be intact; *false "
+            "violations*: a `frame_missing` for an absence O1 excuses; "
             "*harmless as specified*: commit digest and padding changes leave the verdict intact and "
             "the same records verified (§4.3); *untouched frames' records lost*: cases where a record of "
             "a frame the change did not touch is no longer output, verified or not (§9); *not "
-            "claimed*: a stated limit (newest tail truncated or torn, whole image or one region rolled "
-            "back, oldest history of a wrapped region, the start of a small region erased when longer "
-            "than the room left, a key-directory slot of a boot with no frames left, a boot forged by "
-            "the host); *limit caught by the anchor*: the limits §10 says an anchor taken later "
+            "claimed*: a stated limit (the newest tail of a boot in a stream that nothing later names, "
+            "the whole image rolled back, oldest history of a wrapped region, keys destroyed where what "
+            "is left is older than a proven rotation, a boot forged by the host); "
+            "*limit caught by the anchor*: the limits §10 says an anchor taken later "
             "detects, checked with the writer's anchor from the end of the run. Base images: "
             + ", ".join(tamper.bases)
             + ".\n",

@@ -3,8 +3,7 @@
 Open defects are strict xfails: they fail today; whoever fixes the code removes the marker.
 The campaigns put a miss down to an open defect only when it shows that defect's signature
 (svsmlog/campaign/tamper.py KNOWN_DEFECTS). Defects fixed since are plain regression tests
-(svsmlog/campaign/run.py FIXED_DEFECTS): every defect found so far has been fixed by the
-owner of the core while the campaigns were being written; none is open."""
+(svsmlog/campaign/run.py FIXED_DEFECTS). Open: D13."""
 
 from __future__ import annotations
 
@@ -398,3 +397,26 @@ def test_d12_a_torn_wrap_frame_claiming_the_next_seq_after_an_end_is_detected() 
     assert report.verdict == "violated", [
         f.as_json() for f in report.findings if f.kind is not Kind.STALE_REMNANT
     ]
+
+
+# Was D13 (fixed since; the text describes the defect): verify.py RegionJudge._check_rotation returns at once when the region's oldest
+# readable frame is a BOOT frame linked, through a frame we hold no key for, to the frame before
+# it, so the region's history stays "genesis" although an authenticated wrap frame of the suffix
+# opens the region start: O1 then finds no excuse for boots the ring rotated out.
+def test_d13_a_rotated_out_boot_behind_another_owners_boot_is_not_missing() -> None:
+    """Honest writer output on a 24-sector region: boot 1 (sealed to us), boot 2 (sealed to
+    another owner only), boot 3 (sealed to us) whose ring wrap (an authenticated KEYS frame at
+    the region start) overwrote exactly boot 1's frames. Boot 1's key-directory slot remains,
+    so O1 asks for a frame of boot 1 in the region; the ring reclaimed them, proven by boot 3's
+    wrap frame. Expected: partial (boot 2 no_key), no violation. Got: frame_missing of boot 1."""
+    other = campaign_key("stranger")
+    dev = MemoryDevice(64 + 24)
+    for key, lines in ((OWNER, 2), (other, 3), (OWNER, 6)):
+        w = LogWriter(dev, [StreamSpec(1, "all", 24)], [key.public])
+        for i in range(lines):
+            w.append(1, _line(i, 700))
+            w.flush()
+        w.close()
+    _, report = _verify(dev.image())
+    assert [f.kind for f in report.findings if f.violation] == []
+    assert report.verdict == "partial"

@@ -32,9 +32,54 @@ def test_harmless_changes_stay_harmless(figures: TamperFigures) -> None:
 
 
 def test_the_anchor_catches_every_tail_truncation_and_rollback(figures: TamperFigures) -> None:
+    """What the rules cannot tell (a newest tail nothing later names, a rollback, a forged
+    newest boot) an anchor taken at the end catches."""
     for cls in ("truncate a region's tail", "roll the image back", "forge a boot (host runs the writer)"):
         r = figures.rows[cls]
-        assert r.claimed == 0 and r.anchor_cases > 0 and r.anchor_caught == r.anchor_cases
+        assert r.anchor_cases > 0 and r.anchor_caught == r.anchor_cases, cls
+    assert figures.rows["forge a boot (host runs the writer)"].claimed == 0
+
+
+def test_nothing_unproven_is_reported_intact(figures: TamperFigures) -> None:
+    assert sum(r.unproven for r in figures.rows.values()) > 100
+    for r in figures.rows.values():
+        assert r.unproven_intact == 0, (r.cls, r.examples)
+
+
+ERASURES = (
+    "erase a whole region",
+    "erase one boot's frames of one stream",
+    "erase a wrapped region's newest lap",
+    "erase a key-directory slot",
+    "keyless boot: slot and BOOT frames erased",
+)
+
+
+def test_erasures_the_old_rules_excused_are_judged_by_the_new_ones(figures: TamperFigures) -> None:
+    """Enumerated over every base image, with and without a crash first: every case the rules
+    claim is detected and located; none the rules call unproven is intact."""
+    for cls in (*ERASURES, *(f"{c}, after a crash" for c in ERASURES)):
+        r = figures.rows[cls]
+        assert r.cases > 0 and r.missed == 0 and r.unproven_intact == 0, (cls, r.examples)
+        assert r.detected == r.located, (cls, r.examples)
+    r = figures.rows["erase a whole region"]
+    assert r.claimed == r.cases == r.detected  # every base boot left traces elsewhere (O1)
+
+
+def test_red_team_classes_are_never_intact(figures: TamperFigures) -> None:
+    for cls in (
+        "red team: forged torn header at a region start",
+        "red team: anchor met only by no_key copies of the heads",
+    ):
+        r = figures.rows[cls]
+        assert r.cases > 0 and r.limits == 0 and r.missed == 0 and r.unproven_intact == 0, (cls, r.examples)
+
+
+def test_false_violations_are_only_the_known_defect(figures: TamperFigures) -> None:
+    """A frame_missing for an absence rule O1 excuses (rotation) is a false violation: today
+    only D13 (tests/campaigns/test_found_defects.py) shows one."""
+    for r in figures.rows.values():
+        assert r.false_violations == r.known.get("D13", 0), (r.cls, r.examples)
 
 
 def test_every_host_action_class_is_exercised(figures: TamperFigures) -> None:
