@@ -399,7 +399,8 @@ def test_d12_a_torn_wrap_frame_claiming_the_next_seq_after_an_end_is_detected() 
     ]
 
 
-# Was D13 (fixed since; the text describes the defect): verify.py RegionJudge._check_rotation returns at once when the region's oldest
+# Was D13 (fixed since; the text describes the defect): verify.py
+# RegionJudge._check_rotation returned at once when the region's oldest
 # readable frame is a BOOT frame linked, through a frame we hold no key for, to the frame before
 # it, so the region's history stays "genesis" although an authenticated wrap frame of the suffix
 # opens the region start: O1 then finds no excuse for boots the ring rotated out.
