@@ -57,7 +57,7 @@ from ..format import (
     EnvelopeKind,
     FrameType,
 )
-from ..frames import seal_frame
+from ..frames import commit_digest, seal_frame
 from ..keyschedule import WriterChain, envelope_info, stream_root
 from ..records import Level, Record
 from ..volume import key_dir_slot
@@ -215,6 +215,26 @@ def gen_magic_sectors(d: Draw, max_sectors: int) -> Hostile:
                     "<H", 32
                 )
     return Hostile("a frame magic on every sector", bytes(img))
+
+
+def gen_torn_alternation(d: Draw, max_sectors: int) -> Hostile:
+    """Complete one-sector frames no key opens, each followed by a torn BOOT header claiming
+    to be the next write (no key is needed to build either): the torn-frame rule of §8.4
+    must not do work per torn frame in proportion to the frames present (quadratic)."""
+    n, vid, regions = _geometry(d, max_sectors)
+    img = bytearray(n * SECTOR)
+    img[:SECTOR] = _sb(vid, n, regions)
+    boot = d.integers(1, 3)
+    for stream, _, start, sectors in regions:
+        for seq, lba in enumerate(range(start, start + sectors - 1, 2)):
+            ct = d.bytes(16)
+            ftype = FrameType.DATA if seq else FrameType.BOOT
+            h = bytearray(_header(ftype, stream, boot, seq, lba, vid, 0, 16))
+            h[68:84] = commit_digest(bytes(h[:68]), b"", ct)  # complete: no_key, accepted
+            img[lba * SECTOR : lba * SECTOR + 100] = bytes(h) + ct
+            t = _header(FrameType.BOOT, stream, boot + 1 + seq % 2, 0, lba + 1, vid, 0, 16)
+            img[(lba + 1) * SECTOR : (lba + 1) * SECTOR + len(t)] = t  # digest zero: torn
+    return Hostile("complete no-key frames alternating with torn BOOT headers", bytes(img))
 
 
 def gen_envelope_flood(d: Draw, max_sectors: int, key: crypto.PrivateKey) -> Hostile:
@@ -462,6 +482,7 @@ GENERATORS: dict[str, Callable[..., Hostile]] = {
     "forged": gen_forged_hostile_bodies,
     "valid-flood": gen_valid_envelope_flood,
     "gpt": gen_gpt,
+    "torn-alternation": gen_torn_alternation,
 }
 NEEDS_KEY = {"flood", "forged", "valid-flood"}
 
