@@ -84,7 +84,7 @@ def test_library_never_raises_beyond_an_unreadable_volume(kind: str, data: st.Da
     except VolumeError:
         return
     report = v.run()
-    assert report.verdict in ("intact", "violated")
+    assert report.verdict in ("intact", "partial", "violated", "unverifiable")
     malformed = any(f.kind is Kind.RECORD_MALFORMED for f in report.findings)
     try:
         for _ in v.records():
