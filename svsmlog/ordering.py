@@ -40,6 +40,7 @@ class Entry:
     first_t: int | None = None
     last_t: int | None = None
     owner_clear_len: int | None = None  # BOOT frames: bytes the owner envelopes take (§4.7)
+    clear_len: int = 0  # the header's: a DATA or END frame has none (§8.2)
     leftover: bool = False  # unreadable, and older than a rotation the region proves (§8.3)
 
     @property

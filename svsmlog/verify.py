@@ -182,6 +182,7 @@ class Verifier:
             return None
         self._ours += 1
         entry = Entry(c.lba, h.type, h.boot, h.seq, h.sectors, c.tag, h.prev_tag, "no_key")
+        entry.clear_len = h.clear_len
         chains = self._chains.get((h.boot, h.stream), [])
         plaintext = None
         for chain in chains:
@@ -237,6 +238,8 @@ class Verifier:
                 e.wrap_from = keys_body.wrap_from
                 self._check_superblock(region, e, keys_body.superblock_digest)
             else:
+                if e.clear_len:
+                    raise DecodeError("a DATA or END frame carries a clear section")
                 summary = summarize_record_block(plaintext)
                 e.records, e.panic = summary.count, summary.panic
                 e.first_t, e.last_t = summary.first_t, summary.last_t
