@@ -557,7 +557,8 @@ def test_extract_text_shows_a_summary_and_every_record(images: Images) -> None:
     assert "PANIC" in r.stdout and "page fault in kernel" in r.stdout
     assert not ANSI.search(r.stdout) and not ANSI.search(r.stderr)
     lines = r.stdout.splitlines()
-    assert [line for line in lines if line.startswith("-- ")] == ["-- boot 1 --", "-- boot 2 --", "-- boot 3 --"]
+    markers = [line for line in lines if line.startswith("-- ")]
+    assert markers == ["-- boot 1 --", "-- boot 2 --", "-- boot 3 --"]
     assert len(lines) - 3 == len(_all_records(images))
 
 

@@ -175,7 +175,8 @@ def host_time_bases(v: Verification) -> dict[int, int]:
 def _realtime_bases(v: Verification, output: Output) -> Mapping[int, int] | None:
     # The journal's __REALTIME_TIMESTAMP is host time by default: journalctl --since and
     # --list-boots need one, and the entry says where it came from (SVSM_REALTIME_SOURCE).
-    if output.realtime or output.fmt == "journal":
+    # A Timesketch timeline is wall-clock by nature; timestamp_desc says whose clock.
+    if output.realtime or output.fmt in ("journal", "timesketch"):
         return host_time_bases(v)
     return None
 
