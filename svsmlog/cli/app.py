@@ -188,6 +188,9 @@ def _root(
 ImageArg = Annotated[Path, typer.Argument(metavar="IMAGE", show_default=False,
                                           help="Raw svsmlog volume, whole-disk GPT image, or qcow2 of "
                                           "either.")]
+ImagesArg = Annotated[list[Path], typer.Argument(metavar="IMAGE...", show_default=False,
+                                                 help="Images (raw, GPT or qcow2), or directories "
+                                                 "searched for *.img, *.qcow2, *.raw.")]
 PartitionOpt = Annotated[int | None, typer.Option("--partition", metavar="N", min=1,
                                                   help="GPT entry number of the svsmlog partition, when "
                                                   "the disk has several.")]
@@ -199,6 +202,9 @@ StreamKeyOpt = Annotated[list[Path] | None, typer.Option("--stream-key", metavar
                                                          help="Stream key from 'svsmlog export-key': "
                                                          "reads one stream of one boot. Repeatable; "
                                                          "with or without --key.")]
+OffsetOpt = Annotated[int | None, typer.Option("--offset", metavar="BYTES", min=0,
+                                               help="The volume starts at byte BYTES of the image (an "
+                                               "MBR disk, or any layout without a GPT).")]
 JobsOpt = Annotated[int | None, typer.Option("--jobs", "-j", metavar="N", min=1,
                                              help="Worker processes verifying a large volume in "
                                              "pieces (default: one per core; qcow2 images: 1). The "
@@ -250,10 +256,17 @@ def keygen(
 
 @command()
 def info(
-    image: ImageArg,
-    as_json: Annotated[bool, typer.Option("--json", help="One JSON object, frames included.")] = False,
+    image: ImagesArg,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object, frames included; with "
+                                          "several images one line per image.")] = False,
     frames: Annotated[bool, typer.Option("--frames", help="List every frame (text output).")] = False,
     partition: PartitionOpt = None,
+    offset: Annotated[int | None, typer.Option("--offset", metavar="BYTES", min=0,
+                                               help="The volume starts at byte BYTES of the image (an "
+                                               "MBR disk, or any layout without a GPT).")] = None,
+    jobs: Annotated[int | None, typer.Option("--jobs", "-j", metavar="N", min=1, help="With several "
+                                             "images: how many are read in parallel (default: one per "
+                                             "core).")] = None,
 ) -> Exit:
     """Show what anyone holding the image sees, without a key.
 
@@ -266,8 +279,12 @@ def info(
       svsmlog info disk.qcow2
       svsmlog info disk.img --frames
       svsmlog info disk.img --json | jq '.frames[] | select(.stream == "vtpm")'
+      svsmlog info images/ --json
     """
-    with open_volume(image, partition) as img:
+    many = reading.many_images(image)
+    if many is not None:
+        return reading.info_many(many, partition, offset, as_json, jobs)
+    with open_volume(image[0], partition, offset) as img:
         result = info_cmd.collect(img)
         if as_json:
             print(json.dumps(result.as_json(), indent=2))
@@ -278,15 +295,17 @@ def info(
 
 @command()
 def verify(
-    image: ImageArg,
+    image: ImagesArg,
     key: KeyOpt = None,
     anchor: Annotated[Path | None, typer.Option("--anchor", metavar="FILE",
                                                 help="Anchor (head commitment) from an attestation "
                                                 "report: detects a log cut short.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="The report as one JSON object.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="The report as one JSON object; with several "
+                                          "images one line per image, with its path.")] = False,
     passphrase_file: PassphraseOpt = None,
     stream_key: StreamKeyOpt = None,
     partition: PartitionOpt = None,
+    offset: OffsetOpt = None,
     jobs: JobsOpt = None,
 ) -> Exit:
     """Verify the log and report.
@@ -301,9 +320,17 @@ def verify(
       svsmlog verify disk.qcow2 --key owner.key
       svsmlog verify disk.img --key owner.key --anchor anchor.json --json | jq .verdict
       svsmlog verify disk.img --stream-key vtpm-boot3.json
+      svsmlog verify images/ --key owner.key --jobs 8 --json > reports.jsonl
+
+    With several images (or a directory), each is verified in a worker process of its own
+    (--jobs at a time): one summary table, or one JSON line per image; the exit status is
+    the worst of them.
     """
     keys = _key_args(key, stream_key, passphrase_file)
-    return reading.verify(image, partition, keys, anchor, as_json, jobs)
+    many = reading.many_images(image)
+    if many is not None:
+        return reading.verify_many(many, partition, offset, keys, anchor, as_json, jobs)
+    return reading.verify(image[0], partition, keys, anchor, as_json, jobs, offset)
 
 
 class Format(StrEnum):
@@ -316,14 +343,9 @@ class Format(StrEnum):
 
 assert tuple(f.value for f in Format) == tuple(FORMATS)
 
-OffsetOpt = Annotated[int | None, typer.Option("--offset", metavar="BYTES", min=0,
-                                               help="The volume starts at byte BYTES of the image (an "
-                                               "MBR disk, or any layout without a GPT).")]
-
-
 @command()
 def extract(
-    image: ImageArg,
+    image: ImagesArg,
     key: KeyOpt = None,
     fmt: Annotated[Format, typer.Option("--format", "-f", help="text: readable view; jsonl: one JSON "
                                         "object a line; journal: systemd Journal Export Format; "
@@ -397,8 +419,11 @@ def extract(
       svsmlog extract disk.img --key owner.key -f timesketch > svsm.timesketch.jsonl
     """
     keys = _key_args(key, stream_key, passphrase_file)
+    many = reading.many_images(image)
+    if many is not None and (output is None or list_boots):
+        raise CliError("with several images, extract writes into -o DIR (one subdirectory per image)")
     if list_boots:
-        return reading.list_boots(image, partition, keys, jobs, offset)
+        return reading.list_boots(image[0], partition, keys, jobs, offset)
     keep = reading.RecordFilter(
         boots=frozenset(b for b in boot or () if b > 0),
         boot_offsets=frozenset(b for b in boot or () if b < 0),
@@ -413,7 +438,9 @@ def extract(
     fields = tuple(f.strip() for f in (output_fields or "").split(",") if f.strip())
     pager = not no_pager and fmt is Format.text and output is None and is_tty(sys.stdout)
     out = reading.Output(fmt.value, output, host_time, lines, reverse, pager, fields)
-    return reading.extract(image, partition, keys, list(stream or []), keep, out, jobs, offset)
+    if many is not None:
+        return reading.extract_many(many, partition, keys, list(stream or []), keep, out, jobs, offset)
+    return reading.extract(image[0], partition, keys, list(stream or []), keep, out, jobs, offset)
 
 
 _LEVEL_ALIASES = {"err": "error", "warning": "warn"}
@@ -517,6 +544,53 @@ def crashes(
     """
     return reading.crashes(image, partition, _key_args(key, stream_key, passphrase_file), lines, as_json,
                            jobs, offset)
+
+
+class TableFormat(StrEnum):
+    parquet = "parquet"
+    jsonl = "jsonl"
+
+
+@command()
+def fleet(
+    image: ImagesArg,
+    out: Annotated[Path, typer.Option("--out", metavar="DIR", show_default=False,
+                                      help="Writes images.parquet, findings.parquet and records/ "
+                                      "(one file per image) into DIR.")],
+    key: KeyOpt = None,
+    anchor: Annotated[Path | None, typer.Option("--anchor", metavar="FILE", help="Anchor checked "
+                                                "against every image.")] = None,
+    fmt: Annotated[TableFormat, typer.Option("--format", "-f", help="parquet (pyarrow), or jsonl: "
+                                             "both load into DuckDB, Spark and pandas as they are.")
+                   ] = TableFormat.parquet,
+    scheduler: Annotated[str, typer.Option("--scheduler", metavar="S", help="Dask scheduler: "
+                                           "processes, threads, sync, or the address of a "
+                                           "dask.distributed scheduler (tcp://host:8786).")
+                         ] = "processes",
+    workers: Annotated[int | None, typer.Option("--workers", "-j", metavar="N", min=1, help="Local "
+                                                "workers (default: one per core).")] = None,
+    passphrase_file: PassphraseOpt = None,
+    stream_key: StreamKeyOpt = None,
+    partition: PartitionOpt = None,
+    offset: OffsetOpt = None,
+) -> Exit:
+    """Verify a fleet's images with Dask and write tables for analysis.
+
+    One row per image (verdict, counts, error), one per finding, one per record (with the
+    image's path; host time marked untrusted). Needs the optional 'fleet' extra (dask,
+    pyarrow): pip install 'svsmlog[fleet]'. Exit status: the worst of the images.
+
+    [bold]Examples[/bold]
+
+      svsmlog fleet images/ --key owner.key --out fleet/
+      duckdb -c "SELECT verdict, count(*) FROM 'fleet/images.parquet' GROUP BY verdict"
+      duckdb -c "SELECT image, message FROM 'fleet/records/*.parquet' WHERE panic"
+    """
+    keys = _key_args(key, stream_key, passphrase_file)
+    if not keys.keys and not keys.stream_keys:
+        raise CliError("give a private key with --key, or a stream key with --stream-key")
+    return reading.fleet_run(reading.many_images(image) or image, out, keys, anchor, fmt.value, scheduler,
+                             workers, partition, offset)
 
 
 @command("export-key")

@@ -19,7 +19,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import BinaryIO, TextIO
 
-from .. import export
+from rich import box
+from rich.table import Table
+from rich.text import Text
+
+from .. import export, fleet
 from ..crashes import summarize
 from ..records import Level, LocatedRecord
 from ..report import Kind, Report
@@ -58,8 +62,8 @@ class KeyArgs:
 
 
 def verify(image_path: Path, partition: int | None, keys: KeyArgs, anchor: Path | None,
-           as_json: bool, jobs: int | None = None) -> Exit:
-    with open_volume(image_path, partition) as image:
+           as_json: bool, jobs: int | None = None, offset: int | None = None) -> Exit:
+    with open_volume(image_path, partition, offset) as image:
         v = verify_image(image, keys.keys, keys.stream_keys, keys.passphrase_file, anchor, jobs)
         if as_json:
             print(json.dumps(v.report.as_json(), indent=2))
@@ -68,6 +72,159 @@ def verify(image_path: Path, partition: int | None, keys: KeyArgs, anchor: Path 
         if v.nothing_opened():
             raise v.no_key_error()
         return v.exit_code
+
+
+# --------------------------------------------------------------------------- many images
+
+
+def many_images(paths: list[Path]) -> list[Path] | None:
+    """The images to read when more than one is meant (several, or a directory); None for
+    one image file, which keeps the single-image output."""
+    if len(paths) == 1 and not paths[0].is_dir():
+        return None
+    found = fleet.expand_images(paths)
+    if not found:
+        raise CliError(f"no images (*.img, *.qcow2, *.raw) in {', '.join(map(str, paths))}")
+    return found
+
+
+def _worst(results: list[fleet.Result]) -> Exit:
+    # A read error (2) or a key that opens nothing (3) outranks a violation (1): the run did
+    # not look at everything it was given.
+    codes = {r.code for r in results}
+    for c in (Exit.USAGE, Exit.NO_KEY, Exit.VIOLATED):
+        if c in codes:
+            return c
+    return Exit.INTACT
+
+
+def verify_many(paths: list[Path], partition: int | None, offset: int | None, keys: KeyArgs,
+                anchor: Path | None, as_json: bool, jobs: int | None) -> Exit:
+    job_list = [fleet.Job(p, tuple(keys.keys), tuple(keys.stream_keys), keys.passphrase_file, anchor,
+                          partition, offset) for p in paths]
+    results = fleet.run_local(job_list, jobs)
+    out = _utf8_stdout()
+    if as_json:
+        for r in results:
+            d = r.as_json()
+            doc = {"image": d["image"], "exit_code": d["exit_code"], **(r.report or {"error": r.error})}
+            out.write(json.dumps(doc, ensure_ascii=False) + "\n")
+    else:
+        table = Table(title=f"{len(results)} image(s)", title_justify="left", box=box.SIMPLE_HEAD)
+        for col in ("image", "verdict", "boots", "records", "violations", "unproven", "notices", "panics"):
+            table.add_column(col, justify="left" if col in ("image", "verdict") else "right")
+        for r in results:
+            s = r.summary
+            if not r.ok:
+                table.add_row(r.image, Text(f"error: {r.error}", style="red"), *["-"] * 6)
+                continue
+            style = {"intact": "green", "violated": "bold red"}.get(str(s["verdict"]), "yellow")
+            table.add_row(r.image, Text(str(s["verdict"]), style=style),
+                          *(str(s[c]) for c in ("boots", "records", "violations", "unproven", "notices",
+                                                "panics")))
+        report_console().print(table)
+    for r in results:
+        if not r.ok:
+            warn(f"{r.image}: {r.error}")
+    return _worst(results)
+
+
+def info_many(paths: list[Path], partition: int | None, offset: int | None, as_json: bool,
+              jobs: int | None) -> Exit:
+    results = fleet.run_local([fleet.Job(p, partition=partition, offset=offset, mode="info") for p in paths],
+                              jobs)
+    out = _utf8_stdout()
+    if as_json:
+        for r in results:
+            info = r.summary.get("info") if r.ok else None
+            doc = {"image": r.image, **(info if isinstance(info, dict) else {"error": r.error})}
+            out.write(json.dumps(doc, ensure_ascii=False) + "\n")
+    else:
+        table = Table(title=f"{len(results)} image(s), unauthenticated", title_justify="left",
+                      box=box.SIMPLE_HEAD)
+        for col in ("image", "volume", "streams", "boots"):
+            table.add_column(col)
+        for r in results:
+            info = r.summary.get("info") if r.ok else None
+            if not isinstance(info, dict):
+                table.add_row(r.image, Text(f"error: {r.error}", style="red"), "-", "-")
+                continue
+            streams = info.get("streams") or []
+            names = ", ".join(str(s.get("stream")) for s in streams if isinstance(s, dict))  # type: ignore[union-attr]
+            volume = info.get("volume")
+            vid = str(volume.get("id")) if isinstance(volume, dict) else "-"
+            table.add_row(r.image, vid, names or "-", _listing(info.get("boots") or []))  # type: ignore[arg-type]
+        report_console().print(table)
+    for r in results:
+        if not r.ok:
+            warn(f"{r.image}: {r.error}")
+    return Exit.USAGE if any(not r.ok for r in results) else Exit.INTACT
+
+
+def fleet_run(paths: list[Path], out_dir: Path, keys: KeyArgs, anchor: Path | None, fmt: str,
+              scheduler: str, workers: int | None, partition: int | None, offset: int | None) -> Exit:
+    try:
+        import dask.bag  # noqa: F401 - only to tell a missing extra from a failure
+        if fmt == "parquet":
+            import pyarrow  # noqa: F401
+    except ImportError as e:
+        raise CliError(f"svsmlog fleet needs the 'fleet' extra (dask, pyarrow): pip install "
+                       f"'svsmlog[fleet]' ({e})") from None
+    jobs = [fleet.Job(p, tuple(keys.keys), tuple(keys.stream_keys), keys.passphrase_file, anchor, partition,
+                      offset) for p in paths]
+    try:
+        run = fleet.run_fleet(jobs, out_dir, scheduler=scheduler, workers=workers, fmt=fmt)
+    except OSError as e:
+        raise CliError(f"{out_dir}: {e.strerror or e}") from None
+    verdicts = ", ".join(f"{n} {v}" for v, n in sorted(run.verdicts.items()))
+    print(f"{run.images} image(s) ({verdicts}), {run.records} record(s) in {run.seconds:.2f} s: "
+          f"{run.images_per_s:.1f} images/s, {run.records_per_s:.0f} records/s")
+    ext = "parquet" if fmt == "parquet" else "jsonl"
+    print(f"wrote {out_dir / ('images.' + ext)}, {out_dir / ('findings.' + ext)}, {out_dir / 'records'}/")
+    if run.failed:
+        warn(f"{run.failed} image(s) could not be read: see the error column of images.{ext}")
+        return Exit.USAGE
+    return Exit.VIOLATED if run.verdicts.get("violated") else Exit.INTACT
+
+
+def _subdir_name(path: Path) -> str:
+    """The image's path as one directory name: every image of a fleet gets its own."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", str(path).lstrip("./")) or "image"
+
+
+def _extract_one(task: tuple[Path, int | None, KeyArgs, list[str], RecordFilter, Output, int | None]
+                 ) -> tuple[str, int, str | None]:
+    path, partition, keys, streams, keep, output, offset = task
+    try:
+        return str(path), int(extract(path, partition, keys, streams, keep, output, 1, offset)), None
+    except CliError as e:
+        return str(path), int(e.code), str(e)
+    except Exception as e:  # one image's failure must not stop the others
+        return str(path), int(Exit.USAGE), f"unexpected {type(e).__name__}: {e}"
+
+
+def extract_many(paths: list[Path], partition: int | None, keys: KeyArgs, streams: list[str],
+                 keep: RecordFilter, output: Output, jobs: int | None, offset: int | None) -> Exit:
+    """Every image into a subdirectory of -o DIR, --jobs images at a time."""
+    assert output.out_dir is not None
+    check_output(output)
+    names = [_subdir_name(p) for p in paths]
+    tasks = [(p, partition, keys, streams, keep, replace(output, out_dir=output.out_dir / n), offset)
+             for p, n in zip(paths, names, strict=True)]
+    workers = min(jobs or os.cpu_count() or 1, len(tasks))
+    sys.stdout.flush()
+    if workers <= 1:
+        results = [_extract_one(t) for t in tasks]
+    else:
+        from concurrent.futures import ProcessPoolExecutor
+        from multiprocessing import get_context
+
+        with ProcessPoolExecutor(workers, mp_context=get_context("fork")) as pool:
+            results = list(pool.map(_extract_one, tasks))
+    for image, _, error in results:
+        if error is not None:
+            warn(f"{image}: {error}")
+    return _worst([fleet.Result(image, error is None, code) for image, code, error in results])
 
 
 # --------------------------------------------------------------------------- extract
