@@ -293,3 +293,72 @@ def test_pager_only_on_a_terminal(images: Images, tmp_path: Path) -> None:
     assert not paged.exists()
     _, piped = _on_a_terminal(args, env={"PAGER": f"tee {paged}"}, stdout_tty=False)
     assert not paged.exists() and b"page fault in kernel" in piped
+
+
+# --------------------------------------------------------------------------- 4. many images
+
+
+@pytest.fixture(scope="module")
+def fleet_dir(images: Images, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("fleet")
+    (d / "sub").mkdir()
+    shutil.copy(images.raw, d / "a.img")
+    shutil.copy(images.qcow2, d / "sub" / "b.qcow2")
+    shutil.copy(images.violated, d / "sub" / "c.raw")
+    (d / "notes.txt").write_text("not an image")
+    return d
+
+
+def test_verify_many_images_and_directories(images: Images, fleet_dir: Path) -> None:
+    r = run("verify", fleet_dir, "--key", images.owner_key, "--jobs", 2)
+    assert r.code == 1  # the worst of them: c.raw is violated
+    assert "3 image(s)" in r.stdout and "notes.txt" not in r.stdout
+    lines = [json.loads(line) for line in run("verify", fleet_dir, images.raw, "--key", images.owner_key,
+                                               "--json").stdout.splitlines()]
+    assert [Path(d["image"]).name for d in lines] == ["a.img", "b.qcow2", "c.raw", "disk.img"]
+    assert [d["verdict"] for d in lines] == ["intact", "intact", "violated", "intact"]
+    assert all("findings" in d and "boots" in d for d in lines)
+    broken = run("verify", images.raw, images.random, "--key", images.owner_key, "--json")
+    assert broken.code == 2 and "error" in json.loads(broken.stdout.splitlines()[1])
+
+
+def test_info_and_extract_many(images: Images, fleet_dir: Path, tmp_path: Path) -> None:
+    info = [json.loads(line) for line in run("info", fleet_dir, "--json").stdout.splitlines()]
+    assert len(info) == 3 and all("volume" in d for d in info)
+    r = run("extract", fleet_dir, "--key", images.owner_key, "-f", "jsonl")
+    assert r.code == 2 and "-o DIR" in error_line(r)
+    out = tmp_path / "x"
+    r = run("extract", fleet_dir, "--key", images.owner_key, "-f", "jsonl", "-o", out)
+    assert r.code == 1
+    assert len(list(out.glob("*/report.json"))) == 3
+
+
+def test_offset_reads_a_volume_anywhere(images: Images, tmp_path: Path) -> None:
+    shifted = tmp_path / "mbr.img"
+    shifted.write_bytes(b"\x55" * 1000 + images.raw.read_bytes())  # not even sector-aligned
+    assert run("verify", shifted, "--key", images.owner_key).code == 2
+    r = run("verify", shifted, "--key", images.owner_key, "--offset", 1000, "--json")
+    assert r.code == 0 and json.loads(r.stdout)["verdict"] == "intact"
+    assert "at byte 12" in error_line(run("info", shifted, "--offset", 12))
+
+
+def test_fleet_writes_tables(images: Images, fleet_dir: Path, tmp_path: Path) -> None:
+    pytest.importorskip("dask.bag")
+    pq = pytest.importorskip("pyarrow.parquet")
+    out = tmp_path / "fleet"
+    r = run("fleet", fleet_dir, "--key", images.owner_key, "--out", out, "--scheduler", "threads")
+    assert r.code == 1, r.stderr  # one violated image
+    assert "3 image(s)" in r.stdout and "images/s" in r.stdout
+    rows = pq.read_table(out / "images.parquet").to_pylist()
+    assert sorted(str(row["verdict"]) for row in rows) == ["intact", "intact", "violated"]
+    findings = pq.read_table(out / "findings.parquet").to_pylist()
+    assert {f["kind"] for f in findings if f["image"].endswith("c.raw")} >= {"frame_corrupt"} or findings
+    import pyarrow.dataset as ds
+
+    records = ds.dataset(out / "records").to_table().to_pylist()
+    assert len(records) == sum(int(row["records"]) for row in rows)
+    assert any(rec["panic"] for rec in records) and all(rec["image"] for rec in records)
+    jl = tmp_path / "fleet-jsonl"
+    assert run("fleet", fleet_dir, "--key", images.owner_key, "--out", jl, "-f", "jsonl",
+               "--scheduler", "sync").code == 1
+    assert len((jl / "images.jsonl").read_text().splitlines()) == 3
