@@ -112,13 +112,15 @@ def reflow(doc: str) -> str:
     return "\n\n".join(out)
 
 
-def command(name: str | None = None) -> Callable[[F], F]:
-    """Register a command: guarded, with reflowed help and the exit codes as epilog."""
+def command(name: str | None = None, *, exit_codes: bool = True) -> Callable[[F], F]:
+    """Register a command: guarded, with reflowed help and, for the commands that verify,
+    the exit codes as epilog (keygen, info and simulate verify nothing: 1 and 3 would
+    mislead)."""
 
     def register(func: F) -> F:
         wrapped = guarded(func)
         wrapped.__doc__ = reflow(func.__doc__ or "")
-        app.command(name, epilog=EXIT_CODES)(wrapped)
+        app.command(name, epilog=EXIT_CODES if exit_codes else None)(wrapped)
         return wrapped
 
     return register
@@ -227,7 +229,7 @@ class Kem(StrEnum):
 assert {k.value for k in Kem} == set(KEM_NAMES.values())
 
 
-@command()
+@command(exit_codes=False)
 def keygen(
     out: Annotated[Path, typer.Option("--out", "-o", metavar="NAME", show_default=False,
                                       help="Writes NAME.key (private, mode 0600) and NAME.pub.")],
@@ -254,7 +256,7 @@ def keygen(
     return Exit.INTACT
 
 
-@command()
+@command(exit_codes=False)
 def info(
     image: ImagesArg,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object, frames included; with "
@@ -627,7 +629,7 @@ class StreamLayout(StrEnum):
     per_service = "per-service"
 
 
-@command()
+@command(exit_codes=False)
 def simulate(
     image: Annotated[Path, typer.Option("--image", metavar="IMG", show_default=False,
                                         help="Image to write: created (sparse, --size) if absent, "
