@@ -26,16 +26,26 @@ import struct
 import sys
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import BinaryIO, TextIO
 from urllib.parse import quote
 
+from rich.cells import cell_len
 from rich.console import Console
 from rich.text import Text
 
+from .crashes import panic_detail
 from .records import FLAG_PANIC, Level, LocatedRecord, Record
 
-FORMATS = ("text", "jsonl", "journal", "syslog")
+FORMATS = ("text", "jsonl", "journal", "syslog", "timesketch")
+
+# How every wall-clock time we write is labelled: the boot record's host_time_ns is what the
+# untrusted host told the SVSM at boot, so a record's wall-clock time (host_time_ns + t_ns)
+# is as trustworthy as the host, while t_ns is the SVSM's own clock.
+HOST_TIME_DESC = "SVSM record time (host-supplied boot clock, untrusted)"
+NO_HOST_TIME_DESC = "SVSM time since boot (no host clock: counted from the UNIX epoch)"
+HOST_TIME_SOURCE = "host-untrusted"
 
 # syslog severities (RFC 5424 §6.2.1); the journal's PRIORITY uses the same numbers.
 # `log` has no level between info and debug, so trace shares debug's severity;
@@ -125,10 +135,14 @@ def _wallclock_us(located: LocatedRecord, realtime_base_us: Mapping[int, int] | 
 # --------------------------------------------------------------------------- JSON lines
 
 
-def write_jsonl(records: Iterable[LocatedRecord], out: TextIO) -> int:
+def write_jsonl(records: Iterable[LocatedRecord], out: TextIO, *,
+                realtime_base_us: Mapping[int, int] | None = None) -> int:
     """Write one compact JSON object per record, exactly ``json.dumps(located.as_json(),
     ensure_ascii=False, separators=(",", ":"))`` (tests/test_export.py holds them equal);
-    return the count. Built by hand, from pieces that repeat (a frame's boot, stream and
+    return the count. With ``realtime_base_us`` a record of a boot with a known base also
+    gets ``"host_time_untrusted": "<RFC 3339 UTC>"`` (the name says what it is worth).
+
+    Built by hand, from pieces that repeat (a frame's boot, stream and
     seq; a record's service, component and level), and written in batches: json.dumps of
     a dict per record was most of the time extract spent (benchmarks/README.md)."""
     count = 0
@@ -152,6 +166,10 @@ def write_jsonl(records: Iterable[LocatedRecord], out: TextIO) -> int:
         line = f'{prefix}{middle}"t_ns":{r.t_ns},"message":{_json_str(r.message)}'
         if r.target is not None or r.fields or r.flags or not located.verified:
             line += _jsonl_tail(located)
+        if realtime_base_us is not None:
+            wall = _wallclock_us(located, realtime_base_us)
+            if wall is not None:
+                line += f',"host_time_untrusted":"{_rfc3339_us(wall)}"'
         batch.append(line + "}\n")
         count += 1
         if len(batch) >= 1024:
@@ -288,7 +306,9 @@ def _journal_fields(
     yield "__REALTIME_TIMESTAMP", str(_clamp_ts(realtime, minimum=1))
     yield "__MONOTONIC_TIMESTAMP", str(_clamp_ts(monotonic, minimum=0))
     yield "_BOOT_ID", boot_id
-    yield "MESSAGE", rec.message
+    detail = panic_detail(rec) if rec.panic else None
+    # A panic's reason is in its fields; journalctl shows and --grep searches MESSAGE only.
+    yield "MESSAGE", detail.message if detail is not None else rec.message
     yield "PRIORITY", str(SEVERITY[rec.level])
     yield "SYSLOG_IDENTIFIER", f"svsm-{rec.service}"
     yield "SVSM_SERVICE", rec.service
@@ -303,6 +323,14 @@ def _journal_fields(
     yield "SVSM_T_NS", str(rec.t_ns)
     if rec.panic:
         yield "SVSM_PANIC", "1"
+    if detail is not None:
+        yield "SVSM_MESSAGE", rec.message
+        if detail.location is not None:
+            yield "SVSM_PANIC_LOCATION", detail.location
+        if detail.reason is not None:
+            yield "SVSM_PANIC_REASON", detail.reason
+    if realtime_us is not None:
+        yield "SVSM_REALTIME_SOURCE", HOST_TIME_SOURCE
     if not located.verified:
         yield "SVSM_VERIFIED", "0"
     for key, value in rec.fields[:JOURNAL_MAX_RECORD_FIELDS]:
@@ -319,6 +347,7 @@ def write_journal(
     boot_ids: Mapping[int, bytes] | None = None,
     realtime_base_us: Mapping[int, int] | None = None,
     machine_id: str | None = None,
+    only_fields: frozenset[str] | None = None,
 ) -> int:
     """Write the systemd Journal Export Format (importable by systemd-journal-remote).
 
@@ -346,6 +375,8 @@ def write_journal(
             boot_id=_journal_boot_id(located.boot, boot_ids, machine_id),
             realtime_us=_wallclock_us(located, realtime_base_us),
         )
+        if only_fields is not None:  # --output-fields: the address fields (__*, _BOOT_ID) stay
+            fields = ((n, v) for n, v in fields if n in only_fields or n.startswith("_"))
         # One write per entry: streaming, but not one syscall per field.
         out.write(b"".join(_journal_field(n, v) for n, v in fields) + b"\n")
         count += 1
@@ -415,6 +446,8 @@ def _syslog_line(located: LocatedRecord, hostname: str, realtime_base_us: Mappin
         meta.append(("panic", "1"))
     if not located.verified:
         meta.append(("verified", "0"))
+    if wall is not None:
+        meta.append(("time_source", HOST_TIME_SOURCE))
     sd = _sd_element(SD_ID, meta)
     if rec.fields:
         # A separate element, so a record field named "boot" cannot pass for ours.
@@ -473,7 +506,8 @@ def _is_tty(file: object) -> bool:
         return False
 
 
-def make_console(file: TextIO | None = None, *, force_plain: bool = False) -> Console:
+def make_console(file: TextIO | None = None, *, force_plain: bool = False,
+                 force_terminal: bool = False) -> Console:
     """A console for :func:`write_text`: styled on a terminal, plain text otherwise.
 
     Plain (no escape sequence at all, not even bold) when ``force_plain``, when
@@ -481,13 +515,14 @@ def make_console(file: TextIO | None = None, *, force_plain: bool = False) -> Co
     highlighting are off and lines are never wrapped: the output is log data.
     """
     target = sys.stdout if file is None else file
-    plain = force_plain or _no_color_requested() or not _is_tty(target)
+    # force_terminal: a pager's pipe, which passes colour on to the terminal (less -R).
+    plain = force_plain or _no_color_requested() or not (force_terminal or _is_tty(target))
     # color_system=None makes rich emit text only; force_terminal=False stops
     # FORCE_COLOR / TTY_COMPATIBLE from turning styling back on.
     return Console(
         file=target,
         color_system=None if plain else "auto",
-        force_terminal=False if plain else None,
+        force_terminal=False if plain else (True if force_terminal else None),
         no_color=plain,
         markup=False,
         emoji=False,
@@ -501,13 +536,15 @@ def _uptime(t_ns: int) -> str:
     return f"[{seconds:5d}.{rem // 1000:06d}]"
 
 
-def _text_line(located: LocatedRecord, *, show_stream: bool) -> Text:
+def _text_line(located: LocatedRecord, *, show_stream: bool, wall_us: int | None = None) -> Text:
     rec = located.record
     style = "bold red" if rec.panic else LEVEL_STYLE[rec.level]
     line = Text()
     if not located.verified:
         line.append(UNVERIFIED_TAG, style="reverse bold")
         line.append(" ")
+    if wall_us is not None:
+        line.append(host_time_label(wall_us) + " ", style="magenta")
     line.append(_uptime(rec.t_ns) + " ", style="green")
     where = f"b{located.boot}"
     if show_stream:
@@ -528,15 +565,180 @@ def _text_line(located: LocatedRecord, *, show_stream: bool) -> Text:
     return line
 
 
-def write_text(records: Iterable[LocatedRecord], console: Console, *, show_stream: bool = True) -> int:
+def write_text(
+    records: Iterable[LocatedRecord],
+    console: Console,
+    *,
+    show_stream: bool = True,
+    realtime_base_us: Mapping[int, int] | None = None,
+    separators: bool = False,
+    gaps: Iterable[Gap] = (),
+) -> int:
     """Human-readable view: ``[uptime] boot stream LEVEL service/component: message``.
 
     Unverified records carry an ``UNVERIFIED`` tag at the start of the line, panics a
     ``PANIC`` tag.  Log content is never interpreted as markup, and control characters
     in it are shown escaped (``\\x1b``), so a message cannot restyle the terminal.
+    This is the styled view for a terminal (a rich print per record); files and pipes get
+    :func:`write_text_plain`, the same text much faster. Boot separators and gap markers
+    as there.
     """
     count = 0
+    for item in _annotated(records, separators=separators, gaps=gaps):
+        if isinstance(item, str):
+            console.print(Text(item.rstrip("\n"), style="bold"), soft_wrap=True)
+            continue
+        wall = _wallclock_us(item, realtime_base_us)
+        console.print(_text_line(item, show_stream=show_stream, wall_us=wall), soft_wrap=True)
+        count += 1
+    return count
+
+
+def host_time_label(unix_us: int) -> str:
+    """How text output shows a wall-clock time: marked as the host's, never bare."""
+    return f"host:{_rfc3339_us(unix_us)}"
+
+
+def text_line(located: LocatedRecord, *, show_stream: bool = True, wall_us: int | None = None) -> str:
+    """The plain text of :func:`_text_line` (same layout, no styling), one ``\\n``-ended
+    string: what files and pipes get. Built with str operations only: a rich ``print``
+    per record was most of the time a plain ``extract`` spent."""
+    rec = located.record
+    head = f"{UNVERIFIED_TAG} " if not located.verified else ""
+    if wall_us is not None:
+        head += host_time_label(wall_us) + " "
+    head += _uptime(rec.t_ns) + f" b{located.boot} "
+    if show_stream:
+        head = head[:-1] + f" {_visible(located.stream)} "
+    head += f"{rec.level.label.upper():<5} "
+    if rec.panic:
+        head += f"{PANIC_TAG} "
+    head += f"{_visible(rec.service)}/{_visible(rec.component)}: "
+    message = _visible(rec.message, keep_newlines=True)
+    if "\n" in message:
+        indent = "\n" + " " * cell_len(head)
+        message = indent.join(message.split("\n"))
+    line = head + message
+    if rec.fields:
+        line += "".join(f" {_visible(k)}={_visible(v)}" for k, v in rec.fields)
+    return line + "\n"
+
+
+BOOT_SEPARATOR = "-- boot {boot} --\n"
+GAP_MARKER = "-- frames missing here (boot {boot}, stream {stream}, from seq {seq}: {kind}) --\n"
+
+
+@dataclass(frozen=True)
+class Gap:
+    """A place the report says frames are missing (``frame_missing``, ``boot_truncated``)."""
+
+    boot: int
+    stream: str
+    seq: int
+    kind: str
+
+
+def _annotated(records: Iterable[LocatedRecord], *, separators: bool, gaps: Iterable[Gap]
+               ) -> Iterator[LocatedRecord | str]:
+    """Records with the marker lines between them: ``-- boot N --`` before each boot's
+    first record (``separators``), and for each gap ``-- frames missing here ... --``
+    before the first record of its boot and stream at or after its seq, or after that
+    stream's last record of the boot when the history is cut off at its end."""
+    pending: dict[tuple[int, str], list[Gap]] = {}
+    for g in sorted(gaps, key=lambda g: g.seq):
+        pending.setdefault((g.boot, g.stream), []).append(g)
+
+    def marker(g: Gap) -> str:
+        return GAP_MARKER.format(boot=g.boot, stream=_visible(g.stream), seq=g.seq, kind=g.kind)
+
+    boot: int | None = None
     for located in records:
-        console.print(_text_line(located, show_stream=show_stream), soft_wrap=True)
+        if located.boot != boot:
+            for key in [k for k in pending if k[0] == boot]:
+                yield from map(marker, pending.pop(key))
+            boot = located.boot
+            if separators:
+                yield BOOT_SEPARATOR.format(boot=boot)
+        waiting = pending.get((located.boot, located.stream)) if pending else None
+        while waiting and waiting[0].seq <= located.seq:
+            yield marker(waiting.pop(0))
+        yield located
+    for key in [k for k in pending if k[0] == boot]:
+        yield from map(marker, pending.pop(key))
+
+
+def write_text_plain(
+    records: Iterable[LocatedRecord],
+    out: TextIO,
+    *,
+    show_stream: bool = True,
+    realtime_base_us: Mapping[int, int] | None = None,
+    separators: bool = False,
+    gaps: Iterable[Gap] = (),
+) -> int:
+    """The text view for files and pipes: the lines of :func:`write_text` without styling,
+    preformatted and written in batches (a rich print per record costs 10× more)."""
+    batch: list[str] = []
+    count = 0
+    for item in _annotated(records, separators=separators, gaps=gaps):
+        if isinstance(item, str):
+            batch.append(item)
+            continue
+        wall = _wallclock_us(item, realtime_base_us) if realtime_base_us is not None else None
+        batch.append(text_line(item, show_stream=show_stream, wall_us=wall))
+        count += 1
+        if len(batch) >= 1024:
+            _write_text_batch(batch, out)
+            batch = []
+    _write_text_batch(batch, out)
+    return count
+
+
+def _write_text_batch(lines: list[str], out: TextIO) -> None:
+    # _visible() already made every piece valid UTF-8, so one write per batch cannot fail
+    # half-way through on an encoding error.
+    if lines:
+        out.write("".join(lines))
+
+
+# --------------------------------------------------------------------------- Timesketch
+
+
+def timesketch_object(located: LocatedRecord, wall_us: int | None) -> dict[str, object]:
+    """One Timesketch event (its JSONL importer needs ``message``, ``datetime``,
+    ``timestamp`` in µs and ``timestamp_desc``), with our fields beside them; record
+    fields are flattened to ``field_<key>`` because Timesketch filters on flat attributes."""
+    rec = located.record
+    d = located.as_json()
+    fields = d.pop("fields", {})
+    host = wall_us is not None
+    us = wall_us if wall_us is not None else rec.t_ns // 1000
+    detail = panic_detail(rec) if rec.panic else None
+    out: dict[str, object] = {
+        "datetime": _rfc3339_us(us),
+        "timestamp": us,
+        "timestamp_desc": HOST_TIME_DESC if host else NO_HOST_TIME_DESC,
+        "message": detail.message if detail is not None else rec.message,
+        "host_time_untrusted": host,
+        **d,
+    }
+    out["svsm_message"] = rec.message
+    if detail is not None:
+        out["panic_location"] = detail.location
+        out["panic_reason"] = detail.reason
+    assert isinstance(fields, dict)
+    for k, v in fields.items():
+        out[f"field_{k}"] = v
+    return out
+
+
+def write_timesketch(records: Iterable[LocatedRecord], out: TextIO, *,
+                     realtime_base_us: Mapping[int, int] | None = None) -> int:
+    """Timesketch-ready JSON lines (``timesketch_importer`` or the web upload take them)."""
+    count = 0
+    for located in records:
+        obj = timesketch_object(located, _wallclock_us(located, realtime_base_us))
+        # ASCII escapes: a lone surrogate in a message must not stop the export half-way.
+        out.write(json.dumps(obj, ensure_ascii=True, separators=(",", ":")) + "\n")
         count += 1
     return count

@@ -202,16 +202,21 @@ class VolumeSource:
         return f"<VolumeSource {self.name!r} {self.container}{where} at {self.base_offset} size {self.size}>"
 
 
-def open_image(path: str | os.PathLike[str], *, partition: int | None = None) -> VolumeSource:
+def open_image(path: str | os.PathLike[str], *, partition: int | None = None,
+               base_offset: int | None = None) -> VolumeSource:
     """Open the svsmlog volume in ``path``: raw, GPT disk, or either inside qcow2.
 
     ``partition`` (1-based GPT entry index) chooses among several svsmlog partitions.
+    ``base_offset`` says where the volume starts, in bytes (any byte, not only a sector
+    boundary): for an MBR disk or another layout this module does not parse.
     """
     name = _printable(os.fsdecode(path))
     f = _open_file(path, name)
     stream: _Stream | None = None
     try:
         stream = _open_stream(f, name)
+        if base_offset is not None:
+            return _volume_at(stream, name, partition, base_offset)
         return _locate_volume(stream, name, partition)
     except BaseException:
         if stream is not None:
@@ -261,6 +266,18 @@ def _open_stream(f: BinaryIO, name: str) -> _Stream:
                 f"{name}: looks like a {fmt} image; convert it to raw or qcow2 with qemu-img convert"
             )
     return raw
+
+
+def _volume_at(stream: _Stream, name: str, partition: int | None, offset: int) -> VolumeSource:
+    if partition is not None:
+        raise ImageError(f"{name}: give either a partition or a byte offset, not both")
+    room = stream.size - offset
+    if offset < 0 or room < SECTOR:
+        raise ImageError(f"{name}: offset {offset} leaves less than one {SECTOR}-byte sector of the "
+                         f"{stream.size}-byte image")
+    container = "qcow2" if isinstance(stream, _QcowStream) else "raw"
+    return VolumeSource(stream, name, offset, room - room % SECTOR, container=container,
+                        dropped_tail=room % SECTOR)
 
 
 def _locate_volume(stream: _Stream, name: str, partition: int | None) -> VolumeSource:

@@ -113,7 +113,7 @@ def journal_bytes(records: list[LocatedRecord], **kwargs: object) -> bytes:
 
 
 def test_formats() -> None:
-    assert FORMATS == ("text", "jsonl", "journal", "syslog")
+    assert FORMATS == ("text", "jsonl", "journal", "syslog", "timesketch")
 
 
 def test_jsonl_round_trips_with_required_keys() -> None:

@@ -287,10 +287,11 @@ class Image:
 
 
 @contextmanager
-def open_volume(path: Path, partition: int | None) -> Iterator[Image]:
-    """Open a raw, GPT or qcow2 image and parse its superblock; always closes the image."""
+def open_volume(path: Path, partition: int | None, offset: int | None = None) -> Iterator[Image]:
+    """Open a raw, GPT or qcow2 image and parse its superblock; always closes the image.
+    ``offset``: the volume's first byte, for disks whose partition table we do not read."""
     try:
-        source = open_image(path, partition=partition)
+        source = open_image(path, partition=partition, base_offset=offset)
     except ImageError as e:
         hint = " (--partition N)" if "choose one by its entry number" in str(e) else ""
         raise CliError(f"{e}{hint}") from None
@@ -298,7 +299,8 @@ def open_volume(path: Path, partition: int | None) -> Iterator[Image]:
         try:
             volume = read_volume(source.read_sectors(0, 1), source.sector_count)
         except DecodeError as e:
-            raise CliError(f"{source.name}: not an svsmlog volume: {e}") from None
+            where = f" at byte {offset}" if offset is not None else ""
+            raise CliError(f"{source.name}: not an svsmlog volume{where}: {e}") from None
         yield Image(path, source, volume)
     finally:
         source.close()
