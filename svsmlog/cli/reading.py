@@ -194,11 +194,11 @@ def fleet_run(paths: list[Path], out_dir: Path, keys: KeyArgs, anchor: Path | No
           f"{run.images_per_s:.1f} images/s, {run.records_per_s:.0f} records/s")
     ext = "parquet" if fmt == "parquet" else "jsonl"
     print(f"wrote {out_dir / ('images.' + ext)}, {out_dir / ('findings.' + ext)}, {out_dir / 'records'}/")
+    if run.verdicts.get("violated"):
+        return Exit.VIOLATED  # whatever else is true
     if run.failed:
         warn(f"{run.failed} image(s) could not be read: see the error column of images.{ext}")
         return Exit.USAGE
-    if run.verdicts.get("violated"):
-        return Exit.VIOLATED
     return Exit.PARTIAL if run.verdicts.get("partial") or run.verdicts.get("unverifiable") else Exit.INTACT
 
 

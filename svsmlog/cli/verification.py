@@ -57,9 +57,9 @@ def verify_image(
     keyring = load_keyring(keys, stream_keys, passphrase_file, image.volume)
     anchor = load_anchor(anchor_file)
     src = image.source
-    # Workers are forked: libqcow's handle is not safe to share, and the progress bar's
-    # thread must not be running when they fork (svsmlog.parallel).
-    jobs = 1 if src.container == "qcow2" else jobs or default_jobs()
+    # Workers are forked (the qcow2 reader only preads, so its copy in each is independent);
+    # the progress bar's thread must not be running when they fork (svsmlog.parallel).
+    jobs = jobs or default_jobs()
     if may_run_in_parallel(image.volume, jobs):
         return _verify(image, keyring, anchor, src.read_sectors, jobs)
     # Two full passes read the regions: the key harvest and the frame checks.
