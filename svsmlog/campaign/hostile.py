@@ -532,14 +532,19 @@ class CliRun:
         text = self.stdout + self.stderr
         if "Traceback" in text:
             out.append("traceback in output")
-        lines = [ln for ln in self.stderr.splitlines() if ln.strip()]
+        # extract's summary panel and its warnings go to stderr, so records alone are on stdout
+        lines = [
+            ln
+            for ln in self.stderr.splitlines()
+            if ln.strip() and ln[0] not in "╭│╰" and not ln.startswith("svsmlog: warning: ")
+        ]
         if len(lines) > 1:
             out.append(f"{len(lines)} lines on stderr")
         if any("unexpected" in ln for ln in lines):
             out.append(f"unexpected error: {lines[0][:200]}")
         if self.code in (2, 3) and not (len(lines) == 1 and lines[0].startswith("svsmlog: error: ")):
             out.append(f"exit {self.code} without one 'svsmlog: error:' line")
-        if self.code not in (0, 1, 2, 3):
+        if self.code not in (0, 1, 2, 3, 4):
             out.append(f"exit status {self.code}")
         return out
 
