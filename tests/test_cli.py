@@ -824,9 +824,12 @@ def test_help_everywhere_with_examples_and_exit_codes(command: str, flag: str) -
 
 
 def test_shell_completion() -> None:
+    """Independent of the shell make test runs under (sh, dash, bash)."""
     r = run("--show-completion", "bash")
     assert r.code == 0
     assert "_svsmlog_completion" in r.stdout
+    bad = run("--show-completion", "sh")
+    assert bad.code == 2 and bad.stderr.startswith("svsmlog: error: ") and len(bad.stderr.splitlines()) == 1
 
 
 def test_unexpected_errors_have_no_traceback_unless_debug(images: Images,

@@ -697,9 +697,31 @@ command("attest")(attest_cmd.attest)
 # --------------------------------------------------------------------------- entry point
 
 
+COMPLETION_SHELLS = ("bash", "zsh", "fish", "powershell", "pwsh")
+
+
+def _show_completion(argv: list[str]) -> int | None:
+    """``--show-completion [SHELL]``, answered here: typer detects the parent shell and
+    fails under sh or dash with exit 1 and no error prefix, whatever shell is named."""
+    if not argv or argv[0] != "--show-completion":
+        return None
+    shell = argv[1] if len(argv) > 1 else os.path.basename(os.environ.get("SHELL", ""))
+    if shell not in COMPLETION_SHELLS:
+        print(f"svsmlog: error: no shell completion for {shell or 'this shell'!r}; name one of "
+              f"{', '.join(COMPLETION_SHELLS)} (svsmlog --show-completion bash)", file=sys.stderr)
+        return Exit.USAGE
+    from typer._completion_shared import get_completion_script
+
+    print(get_completion_script(prog_name="svsmlog", complete_var="_SVSMLOG_COMPLETE", shell=shell))
+    return Exit.INTACT
+
+
 def main(argv: list[str] | None = None) -> int:
     """The console script: usage errors too become one line and exit status 2."""
     _State.debug = False
+    shown = _show_completion(sys.argv[1:] if argv is None else argv)
+    if shown is not None:
+        return shown
     command = typer.main.get_command(app)
     try:
         code = command.main(args=argv, prog_name="svsmlog", standalone_mode=False)
