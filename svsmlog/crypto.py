@@ -221,7 +221,18 @@ def _pem_blocks(data: bytes) -> list[bytes]:
 
 def load_private_key(data: bytes, passphrase: bytes | None = None) -> PrivateKey:
     """Load PKCS#8 PEM (optionally encrypted): one X25519 block (``openssl genpkey
-    -algorithm X25519`` works unchanged) or ML-KEM-768 + X25519 blocks for the hybrid."""
+    -algorithm X25519`` works unchanged) or ML-KEM-768 + X25519 blocks for the hybrid.
+    A single DER PKCS#8 X25519 key (``openssl genpkey -outform DER``) is accepted too."""
+    if len(data) <= MAX_KEY_FILE and data[:1] == b"\x30" and b"-----BEGIN" not in data:
+        try:
+            der = serialization.load_der_private_key(data, passphrase)
+        except TypeError as e:
+            raise KeyError_(
+                KeyError_.PASSPHRASE_REQUIRED, "the private key is encrypted: give a passphrase"
+            ) from e
+        except (ValueError, UnsupportedAlgorithm) as e:
+            raise KeyError_(KeyError_.MALFORMED, "not a readable PKCS#8 private key (DER)") from e
+        return _private_from_parts([der])
     parts: list[object] = []
     for block in _pem_blocks(data):
         # A passphrase given for a key that is not encrypted is simply not needed.

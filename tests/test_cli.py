@@ -975,3 +975,24 @@ def test_read_progress_counts_bytes() -> None:
         assert len(p.read(0, 2)) == 2 * SECTOR
         p.read(2, 2)
     assert "scanning" in sink.getvalue()
+
+
+def test_der_keys_from_openssl_and_a_warning_for_a_key_others_can_read(images: Images,
+                                                                      tmp_path: Path) -> None:
+    """`openssl genpkey -outform DER` keys load; a key file readable by group or others
+    still opens the log, with one warning line on stderr (as ssh warns, but not refuses)."""
+    if shutil.which("openssl") is None:
+        pytest.skip("needs openssl")
+    der = tmp_path / "k.der"
+    subprocess.run(["openssl", "genpkey", "-algorithm", "X25519", "-outform", "DER", "-out", str(der)],
+                   check=True, capture_output=True, timeout=30)
+    der.chmod(0o600)
+    r = run("verify", images.raw, "--key", der)
+    assert r.code == 3 and "none of the given keys opens" in r.stderr  # a real key, not a recipient
+    assert "readable by others" not in r.stderr
+    pem = tmp_path / "owner.key"
+    pem.write_bytes(Path(images.owner_key).read_bytes())
+    pem.chmod(0o644)
+    r = run("verify", images.raw, "--key", pem)
+    assert r.code == 0
+    assert [ln for ln in r.stderr.splitlines() if "readable by others" in ln] != []

@@ -149,6 +149,12 @@ def _public_only(data: bytes) -> bool:
 
 def load_private_key(path: Path, passphrase: bytes | None) -> crypto.PrivateKey:
     data = read_small_file(path, "private key")
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        mode = 0
+    if mode & 0o077:  # as ssh does, but a warning: the key still opens the log
+        warn(f"{path}: the private key is readable by others (mode {mode:04o}); chmod 600 it")
     if _public_only(data):
         raise CliError(f"{path}: is a public key; reading needs the private key (NAME.key)")
     if b"ENCRYPTED" not in data:
