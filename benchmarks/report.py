@@ -101,7 +101,9 @@ def _throughput(run: Run) -> Iterator[str]:
                 ratio = pct = ""
                 if subject != JOURNALD:
                     base = EXTRACT if action == EXTRACT else VERIFY
-                    ratio = f"{sz.ratio(subject, action, JOURNALD, base):.2f}×"
+                    # --no-journald: no journald row to compare with
+                    if (JOURNALD, base) in sz.timings:
+                        ratio = f"{sz.ratio(subject, action, JOURNALD, base):.2f}×"
                     if action != EXTRACT:
                         pct = f"{100 * sz.mbps(subject, action).median * MB / aes:.2f} %"
                 yield _row(
