@@ -236,6 +236,8 @@ def writer_run(
     layout: Layout = Layout.AGGREGATED,
     big_every: int = 7,
     max_big: int = 6000,
+    grant_at: int | None = None,
+    added_owner: tuple[int, str] | None = None,
 ) -> Run:
     """Drive the core writer directly with SVSM-like traffic: short lines, now and then a
     large dump (multi-sector frames, ring wraps), errors flushed at once, periodic batch
@@ -254,7 +256,12 @@ def writer_run(
                 durable.append((record_key(boot, names[s.stream], s.seq, r), k))
 
     for b in range(boots):
-        w = LogWriter(dev, streams, [k.public for k in keys], policy=BootPolicy(layout=layout))
+        # Recipient changes between boots: from boot ``added_owner[0]`` on, another owner too
+        # (its envelopes may then no longer fit a key-directory slot, spec §4.7).
+        sealed_to = list(keys)
+        if added_owner is not None and b >= added_owner[0]:
+            sealed_to.append(campaign_key(added_owner[1]))
+        w = LogWriter(dev, streams, [k.public for k in sealed_to], policy=BootPolicy(layout=layout))
         ending = ("clean", "panic", "power-loss")[b % 3] if b < boots - 1 else "clean"
         t = 0
         sids = [s.stream for s in streams]
@@ -267,6 +274,9 @@ def writer_run(
             msg = f"b{w.boot} #{i} " + "".join(rng.choice("abcdefgh ") for _ in range(size))
             rec = Record(t, level, service, "svsm", msg, "svsm::campaign", (("i", str(i)),))
             note(w.append(sid, rec), w.boot)
+            if grant_at is not None and i % records_per_boot in (grant_at, grant_at + 3):
+                # a debug grant (the second to the same recipient writes nothing, spec §7.4)
+                note(w.grant(sids[0], campaign_key("debug").public), w.boot)
             if level == Level.ERROR or rng.random() < 0.25:
                 note(w.flush(), w.boot)
         if ending == "panic":

@@ -112,6 +112,17 @@ def _crash_runs(seed: int, full: bool) -> list[Callable[[], Run]]:
             sectors={"all": 128},
             steady_s=1.5,
         ),
+        # grants (some must wrap), and a post-quantum owner added from the second boot on
+        lambda: writer_run(
+            f"writer/grants-and-recipients/{seed}",
+            [StreamSpec(1, "core", 40), StreamSpec(2, "vtpm", 32)],
+            boots=3,
+            records_per_boot=24,
+            seed=seed,
+            layout=Layout.PER_SERVICE,
+            grant_at=5,
+            added_owner=(1, "owner-pq"),
+        ),
     ]
     if full:
         runs += [
