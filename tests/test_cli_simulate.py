@@ -141,3 +141,15 @@ def test_simulate_with_openssl_keys(tmp_path: Path) -> None:
     image = tmp_path / "o.img"
     assert run("simulate", "--recipient", pub, "--image", image, "--size", "4M").code == 0
     assert run("verify", image, "--key", key).code == 0
+
+
+def test_simulate_records_sets_the_steady_state_record_count(keys: Path, tmp_path: Path) -> None:
+    counts = []
+    for n in (50, 400):
+        truth = tmp_path / f"t{n}.jsonl"
+        r = run("simulate", "--recipient", keys / "owner.pub", "--image", tmp_path / f"r{n}.img",
+                "--records", n, "--size", "4M", "--seed", 3, "--truth", truth)
+        assert r.code == 0, r.stderr
+        counts.append(len(truth.read_text().splitlines()))
+    # the same boot, attestation and shutdown lines around exactly n steady-state records
+    assert counts[1] - counts[0] == 350

@@ -667,6 +667,10 @@ def simulate(
                                                      "only its first T sectors.")] = None,
     size: Annotated[str | None, typer.Option("--size", metavar="SIZE", help="Size of a new image: bytes "
                                              "or K, M, G, T (powers of 1024). (default: 64M)")] = None,
+    records: Annotated[int | None, typer.Option("--records", metavar="N", min=1, help="Steady-state "
+                                                "records per boot, instead of the scenario's "
+                                                "duration (boot, attestation and shutdown lines come "
+                                                "on top).")] = None,
     debug_key: Annotated[Path | None, typer.Option("--debug-key", metavar="PUB", help="Debug recipient "
                                                    "public key, when the config names none.")] = None,
 ) -> Exit:
@@ -685,7 +689,7 @@ def simulate(
         "image": image, "recipients": list(recipient or []), "config": config, "scenario": scenario,
         "boots": boots, "streams": streams.value if streams else None, "seed": seed, "truth": truth,
         "anchor_out": anchor_out, "crash_after_writes": crash_after_writes, "tear_sectors": tear_sectors,
-        "size": size, "debug_key": debug_key,
+        "size": size, "debug_key": debug_key, "records": records,
     }
     print(simulate_cmd.simulate(options))
     return Exit.INTACT

@@ -33,6 +33,7 @@ class BootPlan:
     steady_s: float = 6.0
     debug_at_s: float | None = None  # seconds after attestation: the guest asks for debug mode
     debug_streams: tuple[str, ...] | None = None  # None: what the launch policy names
+    steady_records: int | None = None  # instead of steady_s: the first N steady-state records
 
 
 @dataclass(frozen=True)
@@ -184,6 +185,7 @@ def run(
     snp_debug: bool | None = None,
     steady_s: float | None = None,
     on_durable: Callable[[DurableRecord], None] | None = None,
+    steady_records: int | None = None,
 ) -> RunLog:
     """Run the scenario's boots on ``device``. A ``Crashed`` from the device ends the run
     (``crashed``); a model-level stop (panic, halt) ends only its boot."""
@@ -201,8 +203,15 @@ def run(
             on_durable(d)
 
     for i, plan in enumerate(sc.plans(boots, arg)):
-        if steady_s is not None:
-            plan = BootPlan(plan.ending, plan.panic_service, steady_s, plan.debug_at_s, plan.debug_streams)
+        if steady_s is not None or steady_records is not None:
+            plan = BootPlan(
+                plan.ending,
+                plan.panic_service,
+                steady_s if steady_s is not None else plan.steady_s,
+                plan.debug_at_s,
+                plan.debug_streams,
+                steady_records,
+            )
         rng = boot_rng(seed, i)
         host_time = HOST_EPOCH_NS + seed % 1000 * S + i * 3600 * S
         try:
@@ -263,20 +272,34 @@ def run_boot(svsm: SvsmModel, wl: Workload, plan: BootPlan) -> str:
         fw, t = wl.firmware_and_guest(t)
         add(fw)
         end = t + int(plan.steady_s * S)
+        steady = wl.steady
+        if plan.steady_records is not None:
+            # As long as the services' rates take to log N records: draw a window that holds
+            # enough, keep the first N, and end the steady phase just after the last.
+            # Only records the launch policy logs count (min_level drops the rest).
+            span = max(1.0, plan.steady_records / 20)
+            while True:
+                drawn = [e for e in wl.steady(t, t + int(span * S)) if e.level <= svsm.config.min_level]
+                if len(drawn) >= plan.steady_records:
+                    break
+                span *= 2
+            kept = sorted(drawn, key=lambda e: e.t_ns)[: plan.steady_records]
+            end = (kept[-1].t_ns if kept else t) + 1
+            steady = lambda a, b: [e for e in kept if a <= e.t_ns < b]  # noqa: E731
         if plan.debug_at_s is not None:
             act(t_attested + int(plan.debug_at_s * S), "debug", plan.debug_streams)
         if plan.ending == "panic":
             tp = wl.rng.randint(t + (end - t) // 3, t + (end - t) * 2 // 3)
-            add(wl.steady(t, tp))
+            add(steady(t, tp))
             lead, site, tp2 = wl.panic_site(plan.panic_service, tp)
             add(lead)
             act(tp2, "panic", site)
         elif plan.ending == "power-loss":
             tp = wl.rng.randint(t + (end - t) // 2, end)
-            add(wl.steady(t, tp))
+            add(steady(t, tp))
             act(tp, "halt", "power-loss")
         else:
-            add(wl.steady(t, end))
+            add(steady(t, end))
             sd, t2 = wl.shutdown(end)
             add(sd)
             act(t2 + 100 * MS, "shutdown")

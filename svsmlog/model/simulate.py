@@ -56,6 +56,7 @@ class SimulateOptions:
     tear_sectors: int = 0
     size: str = "64M"
     debug_key: Path | None = None  # debug recipient public key when no config names one
+    records: int | None = None  # steady-state records per boot (else the scenario's duration)
 
 
 @dataclass
@@ -202,7 +203,7 @@ def simulate(opts: SimulateOptions) -> SimulateResult:
         if opts.crash_after_writes is not None:
             dev = RecordingDevice(fdev, crash_after=opts.crash_after_writes, tear_sectors=opts.tear_sectors)
         try:
-            log = run(opts.scenario, dev, cfg, boots=opts.boots, seed=opts.seed)
+            log = run(opts.scenario, dev, cfg, boots=opts.boots, seed=opts.seed, steady_records=opts.records)
         except WriterError as e:
             raise SimulationError(f"{image}: {e}") from None
         except ScenarioError as e:
