@@ -337,3 +337,24 @@ def test_an_anchor_is_not_met_by_a_frame_nobody_can_read(owner: crypto.PrivateKe
     d = image_device(bytes(img))
     report = Verifier(d.read, d.sector_count, Keyring([owner])).run(anchor)
     assert report.verdict != "intact" and not report.attested_boots
+
+
+def test_a_foreign_key_id_on_the_genesis_boot_is_no_evidence_of_a_wrap(owner: crypto.PrivateKey) -> None:
+    """Boot 1's slot erased and its BOOT frame's envelope given a foreign key id (digest
+    recomputed): the frame at the region start becomes one we cannot read. In v2 that
+    counted as "the ring wrapped" and excused a frame dropped later; not any more."""
+    dev, sealed = boots(owner, 3, [StreamSpec(1, "all", 256)], lines=4)
+    img = bytearray(dev.image())
+    lba = key_dir_slot(1)
+    img[lba * SECTOR : (lba + KEY_DIR_SLOT_SECTORS) * SECTOR] = bytes(KEY_DIR_SLOT_SECTORS * SECTOR)
+    at = img.find(owner.public.key_id, 64 * SECTOR, 65 * SECTOR)
+    assert at > 0
+    img[at : at + 16] = bytes(16)  # a key id that is nobody's
+    clear_len, ct_len = struct.unpack_from("<II", img, 64 * SECTOR + 60)
+    body = bytes(img[64 * SECTOR + 84 : 64 * SECTOR + 84 + clear_len + ct_len])
+    img[64 * SECTOR + 68 : 64 * SECTOR + 84] = commit_digest(bytes(img[64 * SECTOR : 64 * SECTOR + 68]),
+                                                             body[:clear_len], body[clear_len:])
+    mid = [s for s in sealed if s.ftype == FrameType.DATA][6]
+    zero(img, [mid])
+    report = check(bytes(img), owner, "violated")
+    assert Kind.FRAME_MISSING in kinds(report)
