@@ -65,9 +65,17 @@ def hkdf(ikm: bytes, salt: bytes, info: bytes, length: int) -> bytes:
     return HKDF(algorithm=hashes.SHA256(), length=length, salt=salt, info=info).derive(ikm)
 
 
+_SHA256 = hashes.SHA256()  # an immutable algorithm descriptor: one serves every call
+
+
 def hkdf_expand(prk: bytes, info: bytes, length: int) -> bytes:
-    """HKDF-SHA256 Expand only (RFC 5869 §2.3); ``prk`` must be a uniformly random 32-byte key."""
-    return HKDFExpand(algorithm=hashes.SHA256(), length=length, info=info).derive(prk)
+    """HKDF-SHA256 Expand only (RFC 5869 §2.3); ``prk`` must be a uniformly random 32-byte key.
+
+    The reader calls this once per frame (the ratchet step). pyca's HKDFExpand is the fastest
+    binding measured for it: 2.4 µs for the step's 76 bytes, against 4.1 µs for its three
+    T(i) blocks through pyca's HMAC and 4.6 µs through the stdlib's ``hmac.digest``
+    (benchmarks/README.md)."""
+    return HKDFExpand(_SHA256, length, info).derive(prk)
 
 
 def aead_seal(key: bytes, nonce: bytes, plaintext: bytes, aad: bytes) -> bytes:
