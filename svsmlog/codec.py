@@ -540,11 +540,15 @@ class _Columns:
         if count and max(self.ids) >= buf[0]:
             raise DecodeError("record names a name the block does not have")
         # t_ns of record i: t_base plus deltas 0..i; every one within a u64
-        self.times = list(accumulate(_column(buf, "i", count, pos), initial=t_base))[1:]
+        deltas = _I32S[count](buf, pos) if count < _SMALL else _column(buf, "i", count, pos)
+        self.times = list(accumulate(deltas, initial=t_base))[1:]
         pos += 4 * count
         if count and not (min(self.times) >= 0 and max(self.times) <= _MAX_U64):
             raise DecodeError("record time out of range")
-        self.lens = _column(buf, "I" if width == 4 else "H", count, pos)
+        if width == 2 and count < _SMALL:
+            self.lens: Sequence[int] = _U16S[count](buf, pos)
+        else:
+            self.lens = _column(buf, "I" if width == 4 else "H", count, pos)
         pos += width * count
         total = sum(self.lens)
         if total > n - pos:
@@ -610,12 +614,17 @@ def decode_record_block(buf: bytes) -> list[Record]:
         c = _Columns(buf)
         fields = c.walk_extras(buf)
         names, levels, msgs = c.names, _LEVELS, c.messages
+        # ASCII text (as SVSM messages are) is decoded once: its byte offsets are its
+        # character offsets. Otherwise each message is decoded by itself (strict UTF-8 each).
+        text: str | bytes = msgs.decode("ascii") if msgs.isascii() else msgs
+        ascii = text is not msgs
         out = []
         pos = 0
         for i, (head, name, t, ln) in enumerate(zip(c.heads, c.ids, c.times, c.lens, strict=True)):
             end = pos + ln
             svc, comp, tgt = names[name]
-            rec = Record(t, levels[head & HEAD_LEVEL], svc, comp, msgs[pos:end].decode(), tgt)
+            msg = text[pos:end] if ascii else msgs[pos:end].decode()
+            rec = Record(t, levels[head & HEAD_LEVEL], svc, comp, msg, tgt)  # type: ignore[arg-type]
             if head & (HEAD_FIELDS | HEAD_PANIC):
                 rec.fields = fields.get(i, ())
                 rec.flags = FLAG_PANIC if head & HEAD_PANIC else 0
