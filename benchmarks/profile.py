@@ -55,7 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         key = crypto.generate_private_key()
         key_path.write_bytes(key.to_pem())
-        stats = images.build_image(path, messages.generate(args.records), args.layout, args.policy, key.public)
+        records = messages.generate(args.records)
+        stats = images.build_image(path, records, args.layout, args.policy, key.public)
     frames = stats.frames if stats else "?"
     read_once(path, key, args.extract)  # warm: page cache, imports
     times, cpu = [], []
