@@ -68,3 +68,11 @@ def test_declarations_load_on_first_use() -> None:
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                        env=dict(os.environ, PYTHONPATH=str(ROOT)))
     assert r.returncode == 0, r.stderr[-2000:]
+
+
+def test_app_stays_the_typer_app_after_the_submodule_is_imported() -> None:
+    code = ("import svsmlog.cli, svsmlog.cli.app as m, typer; from svsmlog.cli import app; "
+            "assert isinstance(app, typer.Typer) and isinstance(svsmlog.cli.app, typer.Typer)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert r.returncode == 0, r.stderr[-2000:]

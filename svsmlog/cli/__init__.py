@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+import types
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -74,9 +75,20 @@ def main(argv: list[str] | None = None) -> int:
     return app_main(argv)
 
 
-def __getattr__(name: str) -> Any:
-    if name == "app":
+class _Package(types.ModuleType):
+    """``svsmlog.cli.app`` is the typer app, as it always was, imported on first use. A
+    property, because importing the submodule ``svsmlog.cli.app`` binds that module to the
+    package's ``app`` attribute: the setter keeps the app in its place."""
+
+    @property
+    def app(self) -> Any:
         from .app import app
 
         return app
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+    @app.setter
+    def app(self, value: Any) -> None:
+        pass
+
+
+sys.modules[__name__].__class__ = _Package
