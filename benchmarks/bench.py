@@ -26,7 +26,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: python benchmarks/bench.py
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks import images, journald, measure, messages
+from benchmarks import images, journald, measure, messages, startup
 from benchmarks.report import EXTRACT, JOURNALD, VERIFY, VERIFY_1, Run, SizeRun, render
 from svsmlog import crypto
 
@@ -42,7 +42,9 @@ def remove_inputs(out: Path) -> None:
     """What ``build`` makes in ``out``: images, journal directories, the key."""
     for p in out.glob("svsmlog-*.img"):
         p.unlink()
-    for p in out.glob("journal-*"):
+    for p in out.glob("small-*.img"):
+        p.unlink()
+    for p in [*out.glob("journal-*"), *out.glob("small-journal-*")]:
         shutil.rmtree(p, ignore_errors=True)
     (out / "owner.key").unlink(missing_ok=True)
 
@@ -131,6 +133,10 @@ def main(argv: list[str] | None = None) -> int:
         help="where inputs are built (svsmlog-*.img, journal-*/, owner.key are replaced)",
     )
     ap.add_argument("--keep", action="store_true", help="keep the images, journals and key in --out")
+    ap.add_argument("--startup-runs", type=int, default=20, help="runs of each start-up command (0: none)")
+    ap.add_argument("--small", type=int, default=20_000,
+                    help="records of the small per-service/default image (0: none)")
+    ap.add_argument("--small-rounds", type=int, default=10, help="rounds over the small image")
     args = ap.parse_args(argv)
     t_start = time.perf_counter()
     out: Path = args.out
@@ -177,7 +183,17 @@ def main(argv: list[str] | None = None) -> int:
             checks=checks,
             seconds=time.perf_counter() - t_start,
         )
-        print(render(run))
+        extra = []
+        if args.startup_runs:
+            log(f"start-up: {args.startup_runs} runs of each command")
+            extra.append(startup.render_startup(startup.measure_startup(SVSMLOG, args.startup_runs),
+                                                args.startup_runs))
+        if args.small:
+            log(f"small image: {args.small:,} records, {args.small_rounds} rounds")
+            small = startup.measure_small(SVSMLOG, args.small, out, key, key_file, args.small_rounds,
+                                          not args.no_journald)
+            extra.append(startup.render_small(small, args.small_rounds))
+        print("\n\n".join([render(run), *extra]))
     finally:
         if not args.keep:
             remove_inputs(out)

@@ -13,25 +13,6 @@ from __future__ import annotations
 from enum import IntEnum
 from itertools import accumulate
 
-from construct import (
-    Array,
-    Bytes,
-    Check,
-    Const,
-    If,
-    IfThenElse,
-    Int8ul,
-    Int16ul,
-    Int32sl,
-    Int32ul,
-    Int64ul,
-    PaddedString,
-    StringEncoded,
-    Struct,
-    Terminated,
-    this,
-)
-
 from .device import SECTOR
 
 VERSION = 3
@@ -100,150 +81,206 @@ class Layout(IntEnum):
     PER_SERVICE = 1
 
 
-def Utf8(length: object) -> StringEncoded:
-    """Exactly ``length`` bytes of strict UTF-8 (no padding is stripped)."""
-    return StringEncoded(Bytes(length), "utf8")
-
-
-# ---------------------------------------------------------------- superblock (spec §4.2)
-
-RegionEntry = Struct(
-    "stream" / Int16ul,
-    "reserved" / Const(0, Int16ul),
-    "name" / PaddedString(12, "ascii"),
-    Check(lambda ctx: ctx.name.isprintable() and "\0" not in ctx.name),
-    "start" / Int64ul,
-    "sectors" / Int64ul,
-)
-
-Superblock = Struct(
-    "magic" / Const(SUPERBLOCK_MAGIC),
-    "version" / Const(VERSION, Int16ul),
-    "sector_size" / Const(SECTOR, Int16ul),
-    "region_count" / Int16ul,
-    Check(lambda ctx: 1 <= ctx.region_count <= MAX_REGIONS),
-    "flags" / Const(0, Int16ul),
-    "volume_id" / Bytes(16),
-    "total_sectors" / Int64ul,
-    "reserved" / Const(bytes(24)),
-    "regions" / Array(this.region_count, RegionEntry),
-)
-
-# ---------------------------------------------------------------- frames (spec §4.3)
-
-FrameHeader = Struct(
-    "magic" / Const(FRAME_MAGIC),
-    "version" / Const(VERSION, Int8ul),
-    "type" / Int8ul,
-    Check(lambda ctx: ctx.type in FrameType._value2member_map_),
-    "stream" / Int16ul,
-    "boot" / Int32ul,
-    Check(lambda ctx: ctx.boot >= 1),
-    "seq" / Int64ul,
-    "lba" / Int64ul,
-    "volume_id" / Bytes(16),
-    "prev_tag" / Bytes(TAG_LEN),
-    "clear_len" / Int32ul,
-    Check(lambda ctx: ctx.clear_len <= MAX_CLEAR_LEN),
-    "ct_len" / Int32ul,
-    Check(lambda ctx: TAG_LEN <= ctx.ct_len <= MAX_CT_LEN),
-    "digest" / Bytes(16),
-)
-
-# ---------------------------------------------------------------- envelopes (spec §4.4)
-
-Envelope = Struct(
-    "kind" / Int8ul,
-    Check(lambda ctx: ctx.kind in EnvelopeKind._value2member_map_),
-    "kem_id" / Int16ul,
-    "key_id" / Bytes(16),
-    "sealed_len" / Int16ul,
-    Check(lambda ctx: 0 < ctx.sealed_len <= MAX_ENVELOPE_LEN),
-    "sealed" / Bytes(this.sealed_len),
-)
-
-ClearSection = Struct(
-    "count" / Int16ul,
-    Check(lambda ctx: ctx.count <= MAX_ENVELOPES),
-    "envelopes" / Array(this.count, Envelope),
-    Terminated,
-)
-
-# ---------------------------------------------------------------- sealed bodies (spec §5)
-
-BootBody = Struct(
-    "superblock_digest" / Bytes(32),
-    "config_digest" / Bytes(32),
-    "host_time_ns" / Int64ul,
-    "debug_ceiling" / Int8ul,
-    Check(lambda ctx: ctx.debug_ceiling in DebugCeiling._value2member_map_),
-    "debug_enabled" / Int8ul,
-    Check(lambda ctx: ctx.debug_enabled in (0, 1)),
-    "layout" / Int8ul,
-    Check(lambda ctx: ctx.layout in Layout._value2member_map_),
-    "min_level" / Int8ul,
-    Check(lambda ctx: ctx.min_level <= 4),
-    "prior_present" / Int8ul,
-    Check(lambda ctx: ctx.prior_present in (0, 1)),
-    "prior_boot" / Int32ul,
-    "prior_seq" / Int64ul,
-    "prior_tag" / Bytes(TAG_LEN),
-    "wrap_from" / Int64ul,
-    Terminated,
-)
+# The sealed bodies' lengths (spec §5), as BootBody and KeysBody below declare them.
 BOOT_BODY_LEN = 32 + 32 + 8 + 5 + 4 + 8 + 16 + 8
-
-KeysBody = Struct(
-    "reason" / Int8ul,
-    Check(lambda ctx: ctx.reason in KeysReason._value2member_map_),
-    "t_ns" / Int64ul,
-    "wrap_from" / Int64ul,
-    "superblock_digest" / Bytes(32),
-    Terminated,
-)
 KEYS_BODY_LEN = 49
 
-Field = Struct(
-    "key_len" / Int8ul,
-    "value_len" / Int16ul,
-    "key" / Utf8(this.key_len),
-    "value" / Utf8(this.value_len),
+
+# ---------------------------------------------------------------- the declarations
+#
+# Built on first use (``format.FrameHeader`` and the others below, through ``__getattr__``):
+# importing construct and building these costs about 12 ms, and nothing on the reading path
+# needs them (svsmlog.codec is the hot path; tests/test_codec_differential.py holds the two
+# equal). The text below is the definition, unchanged.
+
+_DECLARED = frozenset(
+    {
+        "BootBody",
+        "ClearSection",
+        "Envelope",
+        "Field",
+        "Fields",
+        "FrameHeader",
+        "KeysBody",
+        "Name",
+        "RecordBlock",
+        "RegionEntry",
+        "Superblock",
+        "Utf8",
+    }
 )
 
-# (service, component, target) triples are named once per record block; records refer to
-# them. An empty target means none.
-Name = Struct(
-    "service_len" / Int8ul,
-    "service" / Utf8(this.service_len),
-    "component_len" / Int8ul,
-    "component" / Utf8(this.component_len),
-    "target_len" / Int8ul,
-    "target" / Utf8(this.target_len),
-)
 
-# A record's fields, in the extras area, if its head says so.
-Fields = Struct("count" / Int8ul, Check(lambda ctx: ctx.count > 0), "entries" / Array(this.count, Field))
+def _declare() -> dict[str, object]:
+    from construct import (
+        Array,
+        Bytes,
+        Check,
+        Const,
+        If,
+        IfThenElse,
+        Int8ul,
+        Int16ul,
+        Int32sl,
+        Int32ul,
+        Int64ul,
+        PaddedString,
+        StringEncoded,
+        Struct,
+        Terminated,
+        this,
+    )
 
-# Columns, so that a reader can check a whole block with a few bulk operations (spec §4.6).
-RecordBlock = Struct(
-    "name_count" / Int8ul,
-    "names" / Array(this.name_count, Name),
-    "count" / Int32ul,
-    Check(lambda ctx: ctx.count <= MAX_RECORDS_PER_FRAME),
-    "flags" / Int8ul,
-    Check(lambda ctx: not ctx.flags & ~BLOCK_WIDE),
-    "t_base" / Int64ul,
-    "heads" / Array(this.count, Int8ul),
-    Check(lambda ctx: all(h in VALID_HEADS for h in ctx.heads)),
-    "name_ids" / Array(this.count, Int8ul),
-    Check(lambda ctx: all(i < ctx.name_count for i in ctx.name_ids)),
-    "t_deltas" / Array(this.count, Int32sl),
-    Check(lambda ctx: all(0 <= t < 1 << 64 for t in accumulate(ctx.t_deltas, initial=ctx.t_base))),
-    "lengths" / Array(this.count, IfThenElse(this.flags & BLOCK_WIDE, Int32ul, Int16ul)),
-    "messages" / Array(this.count, Utf8(lambda ctx: ctx.lengths[ctx._index])),
-    "extras" / Array(this.count, If(lambda ctx: ctx.heads[ctx._index] & HEAD_FIELDS, Fields)),
-    Terminated,
-)
+    def Utf8(length: object) -> StringEncoded:
+        """Exactly ``length`` bytes of strict UTF-8 (no padding is stripped)."""
+        return StringEncoded(Bytes(length), "utf8")
+
+    # ---------------------------------------------------------------- superblock (spec §4.2)
+
+    RegionEntry = Struct(
+        "stream" / Int16ul,
+        "reserved" / Const(0, Int16ul),
+        "name" / PaddedString(12, "ascii"),
+        Check(lambda ctx: ctx.name.isprintable() and "\0" not in ctx.name),
+        "start" / Int64ul,
+        "sectors" / Int64ul,
+    )
+
+    Superblock = Struct(
+        "magic" / Const(SUPERBLOCK_MAGIC),
+        "version" / Const(VERSION, Int16ul),
+        "sector_size" / Const(SECTOR, Int16ul),
+        "region_count" / Int16ul,
+        Check(lambda ctx: 1 <= ctx.region_count <= MAX_REGIONS),
+        "flags" / Const(0, Int16ul),
+        "volume_id" / Bytes(16),
+        "total_sectors" / Int64ul,
+        "reserved" / Const(bytes(24)),
+        "regions" / Array(this.region_count, RegionEntry),
+    )
+
+    # ---------------------------------------------------------------- frames (spec §4.3)
+
+    FrameHeader = Struct(
+        "magic" / Const(FRAME_MAGIC),
+        "version" / Const(VERSION, Int8ul),
+        "type" / Int8ul,
+        Check(lambda ctx: ctx.type in FrameType._value2member_map_),
+        "stream" / Int16ul,
+        "boot" / Int32ul,
+        Check(lambda ctx: ctx.boot >= 1),
+        "seq" / Int64ul,
+        "lba" / Int64ul,
+        "volume_id" / Bytes(16),
+        "prev_tag" / Bytes(TAG_LEN),
+        "clear_len" / Int32ul,
+        Check(lambda ctx: ctx.clear_len <= MAX_CLEAR_LEN),
+        "ct_len" / Int32ul,
+        Check(lambda ctx: TAG_LEN <= ctx.ct_len <= MAX_CT_LEN),
+        "digest" / Bytes(16),
+    )
+
+    # ---------------------------------------------------------------- envelopes (spec §4.4)
+
+    Envelope = Struct(
+        "kind" / Int8ul,
+        Check(lambda ctx: ctx.kind in EnvelopeKind._value2member_map_),
+        "kem_id" / Int16ul,
+        "key_id" / Bytes(16),
+        "sealed_len" / Int16ul,
+        Check(lambda ctx: 0 < ctx.sealed_len <= MAX_ENVELOPE_LEN),
+        "sealed" / Bytes(this.sealed_len),
+    )
+
+    ClearSection = Struct(
+        "count" / Int16ul,
+        Check(lambda ctx: ctx.count <= MAX_ENVELOPES),
+        "envelopes" / Array(this.count, Envelope),
+        Terminated,
+    )
+
+    # ---------------------------------------------------------------- sealed bodies (spec §5)
+
+    BootBody = Struct(
+        "superblock_digest" / Bytes(32),
+        "config_digest" / Bytes(32),
+        "host_time_ns" / Int64ul,
+        "debug_ceiling" / Int8ul,
+        Check(lambda ctx: ctx.debug_ceiling in DebugCeiling._value2member_map_),
+        "debug_enabled" / Int8ul,
+        Check(lambda ctx: ctx.debug_enabled in (0, 1)),
+        "layout" / Int8ul,
+        Check(lambda ctx: ctx.layout in Layout._value2member_map_),
+        "min_level" / Int8ul,
+        Check(lambda ctx: ctx.min_level <= 4),
+        "prior_present" / Int8ul,
+        Check(lambda ctx: ctx.prior_present in (0, 1)),
+        "prior_boot" / Int32ul,
+        "prior_seq" / Int64ul,
+        "prior_tag" / Bytes(TAG_LEN),
+        "wrap_from" / Int64ul,
+        Terminated,
+    )
+
+    KeysBody = Struct(
+        "reason" / Int8ul,
+        Check(lambda ctx: ctx.reason in KeysReason._value2member_map_),
+        "t_ns" / Int64ul,
+        "wrap_from" / Int64ul,
+        "superblock_digest" / Bytes(32),
+        Terminated,
+    )
+
+    Field = Struct(
+        "key_len" / Int8ul,
+        "value_len" / Int16ul,
+        "key" / Utf8(this.key_len),
+        "value" / Utf8(this.value_len),
+    )
+
+    # (service, component, target) triples are named once per record block; records refer to
+    # them. An empty target means none.
+    Name = Struct(
+        "service_len" / Int8ul,
+        "service" / Utf8(this.service_len),
+        "component_len" / Int8ul,
+        "component" / Utf8(this.component_len),
+        "target_len" / Int8ul,
+        "target" / Utf8(this.target_len),
+    )
+
+    # A record's fields, in the extras area, if its head says so.
+    Fields = Struct("count" / Int8ul, Check(lambda ctx: ctx.count > 0), "entries" / Array(this.count, Field))
+
+    # Columns, so that a reader can check a whole block with a few bulk operations (spec §4.6).
+    RecordBlock = Struct(
+        "name_count" / Int8ul,
+        "names" / Array(this.name_count, Name),
+        "count" / Int32ul,
+        Check(lambda ctx: ctx.count <= MAX_RECORDS_PER_FRAME),
+        "flags" / Int8ul,
+        Check(lambda ctx: not ctx.flags & ~BLOCK_WIDE),
+        "t_base" / Int64ul,
+        "heads" / Array(this.count, Int8ul),
+        Check(lambda ctx: all(h in VALID_HEADS for h in ctx.heads)),
+        "name_ids" / Array(this.count, Int8ul),
+        Check(lambda ctx: all(i < ctx.name_count for i in ctx.name_ids)),
+        "t_deltas" / Array(this.count, Int32sl),
+        Check(lambda ctx: all(0 <= t < 1 << 64 for t in accumulate(ctx.t_deltas, initial=ctx.t_base))),
+        "lengths" / Array(this.count, IfThenElse(this.flags & BLOCK_WIDE, Int32ul, Int16ul)),
+        "messages" / Array(this.count, Utf8(lambda ctx: ctx.lengths[ctx._index])),
+        "extras" / Array(this.count, If(lambda ctx: ctx.heads[ctx._index] & HEAD_FIELDS, Fields)),
+        Terminated,
+    )
+
+    return {name: value for name, value in locals().items() if name in _DECLARED}
+
+
+def __getattr__(name: str) -> object:
+    if name in _DECLARED:
+        globals().update(_declare())
+        return globals()[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def frame_sectors(clear_len: int, ct_len: int) -> int:

@@ -106,6 +106,18 @@ class ReaderChain:
     def keys_at(self, seq: int) -> tuple[bytes, bytes] | None:
         """(AEAD key, nonce) of frame ``seq``; one ratchet step per frame when read in order.
         Raises RatchetExhausted when reaching ``seq`` would overspend the budget."""
+        out = self._cur_out
+        if seq == self._cur_seq + 1 and out is not None:  # the next frame: the reader's usual case
+            budget = self.budget
+            if budget.left <= 0:
+                raise RatchetExhausted
+            budget.left -= 1
+            self._cur_key = key = out[0]
+            self._cur_seq = seq
+            if seq % self.CHECKPOINT_EVERY == 0:
+                self._checkpoints[seq] = key
+            out = self._cur_out = step(key)
+            return out[1], out[2]
         if seq < self.base_seq:
             return None
         if seq < self._cur_seq:

@@ -55,22 +55,13 @@ class Malformed:
     final: bool = False  # the rejection budget is spent: the scan stops here
 
 
-class _Window:
-    """Sequential reads through a region in large chunks (the scan touches every sector)."""
-
-    def __init__(self, read: ReadSectors, start: int, end: int) -> None:
-        self._read, self._end = read, end
-        self._lo = self._hi = start
-        self._buf = b""
-
-    def get(self, lba: int, count: int) -> bytes:
-        if not (self._lo <= lba and lba + count <= self._hi):
-            n = max(count, min(WINDOW_SECTORS, self._end - lba))
-            self._buf, self._lo, self._hi = self._read(lba, n), lba, lba + n
-            if len(self._buf) != n * SECTOR:
-                raise DecodeError(f"short read at sector {lba}")
-        off = (lba - self._lo) * SECTOR
-        return self._buf[off : off + count * SECTOR]
+def _fill(read: ReadSectors, lba: int, count: int, end: int) -> bytes:
+    """The window from ``lba``: at least ``count`` sectors, 1 MiB where the region has it."""
+    n = max(count, min(WINDOW_SECTORS, end - lba))
+    buf = read(lba, n)
+    if len(buf) != n * SECTOR:
+        raise DecodeError(f"short read at sector {lba}")
+    return buf
 
 
 def rejection_budget(region: RegionEntry) -> int:
@@ -89,15 +80,22 @@ def scan_region(
     end = region.start + region.sectors
     lba = region.start if lo is None else lo
     stop = end if hi is None else min(hi, end)
-    win = _Window(read, lba, end)
     budget = rejection_budget(region)
+    # The region is read through a window of 1 MiB: sectors [w_lo, w_hi) are buf.
+    buf, w_lo, w_hi = b"", lba, lba
     while lba < stop:
-        first = win.get(lba, 1)
-        if first[:4] != FRAME_MAGIC:
-            lba += 1
+        if not w_lo <= lba < w_hi:
+            buf = _fill(read, lba, 1, end)
+            w_lo, w_hi = lba, lba + len(buf) // SECTOR
+        off = (lba - w_lo) * SECTOR
+        if buf[off : off + 4] != FRAME_MAGIC:
+            # On to the next sector of the window that starts with the magic. A match
+            # inside a sector moves past that sector: one search per sector at worst.
+            j = buf.find(FRAME_MAGIC, off + SECTOR)
+            lba = w_hi if j < 0 else w_lo + j // SECTOR + (1 if j % SECTOR else 0)
             continue
         try:
-            header = decode_frame_header(first)
+            header = decode_frame_header(buf, off)
         except DecodeError as e:
             yield Malformed(lba, str(e))
             lba += 1
@@ -112,8 +110,10 @@ def scan_region(
                 lba, "too many overlapping invalid frames: the rest of the region is not examined", final=True
             )
             return
-        raw = first[: header.body_len] if n == 1 else win.get(lba, n)[: header.body_len]
-        cand = Candidate(lba, header, raw)
+        if lba + n > w_hi:
+            buf = _fill(read, lba, n, end)
+            w_lo, w_hi, off = lba, lba + len(buf) // SECTOR, 0
+        cand = Candidate(lba, header, buf[off : off + header.body_len])
         yield cand
         if cand.accepted:
             lba += n

@@ -108,3 +108,65 @@ def test_erase_zeroes_in_place() -> None:
     buf = bytearray(b"secret-key")
     crypto.erase(buf)
     assert buf == bytearray(len(b"secret-key"))
+
+
+# --------------------------------------------------------------------------- the ratchet step
+# The reader's per-frame HKDF-Expand (keyschedule.step) has a fast path; these hold it to
+# RFC 5869's definition, computed here independently with the stdlib's HMAC-SHA256.
+
+import hashlib  # noqa: E402
+import hmac  # noqa: E402
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from svsmlog import keyschedule  # noqa: E402
+
+
+def rfc5869_expand(prk: bytes, info: bytes, length: int) -> bytes:
+    """T(0) = empty, T(i) = HMAC-Hash(PRK, T(i-1) | info | i), OKM = first L bytes of T(1)|T(2)|..."""
+    out, t, i = b"", b"", 1
+    while len(out) < length:
+        t = hmac.new(prk, t + info + bytes([i]), hashlib.sha256).digest()
+        out += t
+        i += 1
+    return out[:length]
+
+
+def test_hkdf_expand_rfc5869_case_1() -> None:
+    prk = bytes.fromhex("077709362c2e32df0ddc3f0dc47bba6390b6c73bb50f9c3122ec844ad7c2b3e5")
+    okm = bytes.fromhex(
+        "3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56ecc4c5bf34007208d5b887185865"
+    )
+    info = bytes(range(0xF0, 0xFA))
+    assert crypto.hkdf_expand(prk, info, 42) == okm == rfc5869_expand(prk, info, 42)
+
+
+@settings(max_examples=300)
+@given(st.binary(min_size=32, max_size=32))
+def test_ratchet_step_is_t1_t2_t3_of_rfc5869(chain_key: bytes) -> None:
+    okm = rfc5869_expand(chain_key, keyschedule.LABEL_FRAME, 76)
+    assert keyschedule.step(chain_key) == (okm[:32], okm[32:64], okm[64:76])
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.binary(min_size=32, max_size=32), st.lists(st.integers(0, 600), min_size=1, max_size=12))
+def test_reader_chain_in_any_order_matches_the_chain(root: bytes, seqs: list[int]) -> None:
+    """The in-order fast path and the general path (jumps, going back to a checkpoint) give
+    the keys of one chain stepped from its root."""
+    chain, key = [], root
+    for _ in range(max(seqs) + 1):
+        nxt, aead, nonce = keyschedule.step(key)
+        chain.append((aead, nonce, key))
+        key = nxt
+    reader = keyschedule.ReaderChain(0, root)
+    for s in [*seqs, *(x + 1 for x in seqs if x < max(seqs))]:
+        assert reader.keys_at(s) == chain[s][:2]
+        assert reader.chain_key_at(s) == chain[s][2]
+
+
+def test_reader_chain_budget_holds_on_the_fast_path() -> None:
+    reader = keyschedule.ReaderChain(0, bytes(32), keyschedule.RatchetBudget(2))
+    assert reader.keys_at(0) and reader.keys_at(1) and reader.keys_at(2)
+    with pytest.raises(keyschedule.RatchetExhausted):
+        reader.keys_at(3)
