@@ -143,6 +143,8 @@ def _write_keys(d: Path) -> tuple[crypto.PrivateKey, crypto.PrivateKey]:
     (d / "owner-enc.key").write_bytes(owner.to_pem(PASSPHRASE))
     (d / "pass.txt").write_bytes(PASSPHRASE + b"\n")
     (d / "other.key").write_bytes(other.to_pem())
+    for key in ("owner.key", "owner-enc.key", "other.key"):  # as keygen leaves them
+        (d / key).chmod(0o600)
     return owner, other
 
 

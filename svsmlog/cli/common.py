@@ -149,12 +149,17 @@ def _public_only(data: bytes) -> bool:
 
 def load_private_key(path: Path, passphrase: bytes | None) -> crypto.PrivateKey:
     data = read_small_file(path, "private key")
+    key = _load_private_key(path, data, passphrase)
     try:
         mode = stat.S_IMODE(os.stat(path).st_mode)
     except OSError:
         mode = 0
     if mode & 0o077:  # as ssh does, but a warning: the key still opens the log
         warn(f"{path}: the private key is readable by others (mode {mode:04o}); chmod 600 it")
+    return key
+
+
+def _load_private_key(path: Path, data: bytes, passphrase: bytes | None) -> crypto.PrivateKey:
     if _public_only(data):
         raise CliError(f"{path}: is a public key; reading needs the private key (NAME.key)")
     if b"ENCRYPTED" not in data:
@@ -165,7 +170,7 @@ def load_private_key(path: Path, passphrase: bytes | None) -> crypto.PrivateKey:
         if e.reason == crypto.KeyError_.PASSPHRASE_REQUIRED and passphrase is None:
             prompted = _prompt_passphrase(path)
             if prompted is not None:
-                return load_private_key(path, prompted)
+                return _load_private_key(path, data, prompted)
         if e.reason == crypto.KeyError_.PASSPHRASE_REQUIRED:
             raise CliError(f"{path}: the private key is encrypted: give its passphrase with "
                            "--passphrase-file", Exit.NO_KEY) from None
