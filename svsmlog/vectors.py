@@ -4,7 +4,9 @@ Writer vectors fix every input, HPKE envelopes included (HPKE encryption is
 randomised, so its output is an input here): a conforming writer given them must
 write the image byte for byte. Reader vectors are damaged copies with the outcome a
 conforming verifier must report, written by hand below, not taken from our reader:
-generation fails if the reader disagrees with a label.
+generation fails if the reader disagrees with a label. A label the rules give and our
+reader does not is kept and marked ``known_reader_defect``; the reader must then say
+exactly ``reader_says``. The JSON schema is formats/vectors/README.md.
 """
 
 from __future__ import annotations
@@ -206,7 +208,7 @@ def _policy(p: dict[str, Any]) -> BootPolicy:
 
 
 def replay_writer_vector(vec: dict[str, Any], *, record_envelopes: bool = False) -> Replay:
-    """Execute a writer vector's operations (formats/vectors/README.md, "Replaying")."""
+    """Execute a writer vector's operations (formats/vectors/README.md §3)."""
     inp = vec["inputs"]
     dev = VectorDevice(inp["sector_count"])
     streams = [StreamSpec(s["stream"], s["name"], s["sectors"]) for s in inp["streams"]]
