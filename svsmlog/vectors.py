@@ -1260,47 +1260,38 @@ def _duplicate_unreadable(stream: str, boot: int, seq: int) -> Mutation:
     return m
 
 
-FLOOD_FRAMES = 33
-FLOOD_ENVELOPES = 32  # per frame: the most a clear section holds
+FLOOD_SECRETS = 5  # one more than the 4 boot secrets a reader uses per boot (spec §8.2)
 
 
-def _envelope_flood(stream: str, from_rel: int) -> Mutation:
-    """33 KEYS frames of boot 1 (seq 1000..), each with 32 BOOT_SECRET envelopes for owner's
-    key id whose 16 sealed bytes are SHA-256 of (frame, envelope) and open to nothing:
-    1,056 failed openings, more than the 1,024 a reader tries."""
+def _secret_flood(stream: str, boot: int, at_rel: int) -> Mutation:
+    """A KEYS frame of ``boot`` (seq 1000) at relative sector ``at_rel``, its clear section
+    ``FLOOD_SECRETS`` BOOT_SECRET envelopes for owner, each of another host-chosen secret:
+    with the genuine one, more boot secrets open for the boot than any writer seals."""
 
     def m(img: bytearray, ctx: dict[str, Any]) -> None:
         r = _region(img, stream)
         vid = bytes(img[16:32])
         owner = vector_key("owner").public
-        lba = r.start + from_rel
-        for i in range(FLOOD_FRAMES):
-            envs = [
-                Envelope(
-                    EnvelopeKind.BOOT_SECRET, owner.kem_id, owner.key_id, crypto.sha256(bytes([i, j]))[:16]
-                )
-                for j in range(FLOOD_ENVELOPES)
-            ]
-            clear = encode_clear_section(envs)
-            ct = (crypto.sha256(b"ct", bytes([i])) * 3)[: KEYS_BODY_LEN + TAG_LEN]  # opens to nothing
-            h = FrameHeader(
-                FrameType.KEYS,
-                r.stream,
-                1,
-                1000 + i,
-                lba,
-                vid,
-                bytes(TAG_LEN),
-                len(clear),
-                len(ct),
-                bytes(16),
-            )
-            aad = encode_frame_header(h)[:FRAME_AAD_LEN]
-            data = aad + commit_digest(aad, clear, ct) + clear + ct
-            n = -(-len(data) // SECTOR)
-            img[lba * SECTOR : (lba + n) * SECTOR] = data + bytes(n * SECTOR - len(data))
-            lba += n
-        assert lba <= r.start + r.sectors
+        info = envelope_info(EnvelopeKind.BOOT_SECRET, vid, boot, 0, 0)
+        book: dict[str, str] = ctx["forgery"]["envelopes"]
+        envs = []
+        for secret in ctx["forgery"]["boot_secrets"]:
+            if secret not in book:  # HPKE output is random: recorded once, then an input
+                if not ctx.get("record"):
+                    raise KeyError(f"forgery has no envelope for {secret}")
+                book[secret] = _h(crypto.hpke_seal(owner, bytes.fromhex(secret), info))
+            sealed = bytes.fromhex(book[secret])
+            envs.append(Envelope(EnvelopeKind.BOOT_SECRET, owner.kem_id, owner.key_id, sealed))
+        clear = encode_clear_section(envs)
+        ct = (crypto.sha256(b"ct") * 3)[: KEYS_BODY_LEN + TAG_LEN]  # opens under no key
+        lba = r.start + at_rel
+        h = FrameHeader(
+            FrameType.KEYS, r.stream, boot, 1000, lba, vid, bytes(TAG_LEN), len(clear), len(ct), bytes(16)
+        )
+        aad = encode_frame_header(h)[:FRAME_AAD_LEN]
+        data = aad + commit_digest(aad, clear, ct) + clear + ct
+        n = -(-len(data) // SECTOR)
+        img[lba * SECTOR : (lba + n) * SECTOR] = data + bytes(n * SECTOR - len(data))
 
     return m
 
@@ -1455,16 +1446,20 @@ def contract_reader_vectors() -> list[tuple[dict[str, Any], Mutation]]:
             {
                 "name": "envelope-flood",
                 "base": "three-boots",
-                "mutation": f"{FLOOD_FRAMES} KEYS frames written back to back from relative sector 128 "
-                f"of the region (boot 1, seq 1000.., correct lba, stream and volume id, prev_tag zero, "
-                f"commit digest right), each clear section "
-                f"{FLOOD_ENVELOPES} BOOT_SECRET envelopes (kem 0x0020, "
-                "owner's key id) whose sealed bytes are SHA-256(u8 frame index || u8 envelope index)[0:16], "
-                'ciphertext SHA-256("ct" || u8 frame index) repeated, cut to 65 bytes: '
-                f"{FLOOD_FRAMES * FLOOD_ENVELOPES} envelopes for our key that do not open",
-                "expect": {"verdict": "violated", "kinds": ["envelope_flood", "frame_corrupt"]},
+                "mutation": "a KEYS frame of boot 1, seq 1000, put at relative sector 128 of the region "
+                "(correct lba, stream and volume id, prev_tag zero, commit digest right, ciphertext "
+                'SHA-256("ct") repeated, cut to 65 bytes); its clear section holds '
+                f"{FLOOD_SECRETS} BOOT_SECRET envelopes for owner, sealing forgery.boot_secrets in that "
+                "order (HPKE info of boot 1). With the genuine secret that is more boot secrets opening "
+                "for one boot than the 4 a reader uses",
+                "forgery": {"boot_secrets": [f"{0xF1 + i:02x}" * 32 for i in range(FLOOD_SECRETS)]},
+                "expect": {
+                    "verdict": "violated",
+                    "kinds": ["envelope_flood", "frame_corrupt"],
+                    "at": [{"kind": "envelope_flood", "stream": "all", "boot": 1, "seq": None}],
+                },
             },
-            _envelope_flood("all", 128),
+            _secret_flood("all", 1, 128),
         ),
         (
             {
@@ -1715,11 +1710,12 @@ def generate(out: Path) -> None:
             old = _old(out / f"{meta['name']}.json").get("forgery", {}).get("envelopes", {})
             meta["forgery"]["envelopes"] = old
             ctx["forgery"], ctx["book"] = meta["forgery"], EnvelopeBook(old, record=True)
+            ctx["record"] = True
         if "anchor_from" in meta:
             meta["anchor"] = vecs[meta["anchor_from"]]["anchors"][0]
         img = bytearray(images[meta["base"]])
         mutate(img, ctx)
-        if "book" in ctx:
+        if "book" in ctx and ctx["book"].used:
             meta["forgery"]["envelopes"] = {
                 k: v for k, v in ctx["book"].book.items() if k in ctx["book"].used
             }
