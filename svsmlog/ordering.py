@@ -56,9 +56,14 @@ def _is_genesis(e: Entry) -> bool:
 class RegionJudge:
     """Judges one region's frames; what it learns beyond findings is kept on the instance."""
 
-    def __init__(self, region: RegionEntry, add: Add, *, newest_boot: int = 0) -> None:
+    def __init__(
+        self, region: RegionEntry, add: Add, *, newest_boot: int = 0, started_before: set[int] | None = None
+    ) -> None:
         self.region = region
         self.add = add
+        # Boots with an ok BOOT frame in every region before this one (None: this is the
+        # first region): after an END head, only such a boot's BOOT frame can have wrapped here.
+        self.started_before = started_before
         self.newest_boot = newest_boot  # over every region: a crashed boot is at most one newer
         self.torn_at_start = False
         self.torn_tail_boots: set[int] = set()  # boots whose frames here end in a crash tail
@@ -384,6 +389,10 @@ class RegionJudge:
             return None
         if any(e.lba < first.lba for e in order):
             return None  # the hole must be the region start, nothing before the lap's survivors
+        if head.type == FrameType.END and self.started_before is not None:
+            here = {e.boot for e in order}
+            if not any(b > head.boot and b not in here for b in self.started_before):
+                return None  # no later boot began its BOOT writes, so none wrapped here (§8.3)
         lap = [e for e in order if e.key >= first.key]
         if any(b.lba != a.lba + a.sectors for a, b in pairwise(lap)):
             return None  # the newest lap is written back to back

@@ -469,6 +469,14 @@ class Verifier:
                     past_boot.add(e.boot)
         for e in self._ok(KEY_DIRECTORY, orders):
             past_boot.add(e.boot)
+        # A later boot's sealed record that saw a frame of b past its BOOT frame proves b wrote
+        # its slot too (§8.7.2); for the streams, the cut it leaves is reported where it is.
+        seen_past: set[int] = set()
+        for r in regions:
+            for e in self._ok(r, orders):
+                prior = e.boot_body.prior if e.boot_body is not None else None
+                if prior is not None and prior.seq > 0:
+                    seen_past.add(prior.boot)
         for b in past_boot:
             reached[b] = len(regions) - 1
         for i, r in enumerate(regions):
@@ -490,40 +498,7 @@ class Verifier:
                         seq=0,
                         lba=(head.lba + head.sectors) if head else r.start,
                     )
-        self._check_slots(orders, past_boot)
-        self._check_crash_wraps(orders, judges)
-
-    def _check_crash_wraps(self, orders: dict[int, list[Entry]], judges: dict[int, RegionJudge]) -> None:
-        """After an END frame a stream's next write is a later boot's BOOT frame, and that boot
-        writes its BOOT frames in superblock order: a crash while that write wrapped region i
-        leaves that boot's BOOT frames in every region before i (spec §8.3)."""
-        regions = self.volume.superblock.regions
-        for i, r in enumerate(regions):
-            judge = judges[r.stream]
-            head = judge.crash_head
-            if judge.history != "crash" or head is None or head.type != FrameType.END or i == 0:
-                continue
-            here = {e.boot for e in orders.get(r.stream, [])}
-            later = {
-                e.boot
-                for e in orders.get(regions[0].stream, [])
-                if e.status == "ok" and e.type == FrameType.BOOT and e.boot > head.boot and e.boot not in here
-            }
-            for prev in regions[1:i]:
-                later &= {e.boot for e in self._ok(prev, orders) if e.type == FrameType.BOOT}
-            if later:
-                continue
-            first = judge.excused[1] if judge.excused else (head.boot, head.seq)
-            self._add(
-                Kind.FRAME_MISSING,
-                f"frames before boot {first[0]} seq {first[1]} are missing from the region start; the "
-                f"newest frame is boot {head.boot}'s END, so only a later boot's BOOT frame could have "
-                "wrapped here, and no later boot wrote its BOOT frames to the streams before this one",
-                r,
-                boot=first[0],
-                seq=first[1],
-                lba=r.start,
-            )
+        self._check_slots(orders, past_boot | seen_past)
 
     @staticmethod
     def _absence_excused(judge: RegionJudge, boot: int, head: Entry | None) -> str | None:
@@ -542,7 +517,6 @@ class Verifier:
     def _check_slots(self, orders: dict[int, list[Entry]], past_boot: set[int]) -> None:
         """A boot that went past its start wrote its key-directory slot, unless its owner
         envelopes did not fit one, or a boot eight (or a multiple) later has taken the slot."""
-        held = {b for (b, _), chains in self._chains.items() if any(c.origin[:1] == b"S" for c in chains)}
         booted: set[int] = {e.boot for order in orders.values() for e in order if e.status == "ok"}
         booted |= set(self._slots)
         fits: dict[int, bool] = {}
@@ -551,7 +525,7 @@ class Verifier:
                 if e.owner_clear_len is not None:
                     need = frame_sectors(e.owner_clear_len, KEYS_BODY_LEN + TAG_LEN)
                     fits[e.boot] = need <= KEY_DIR_SLOT_SECTORS
-        for b in sorted(past_boot & held):
+        for b in sorted(past_boot):
             if b in self._slot_headers or not fits.get(b, True):
                 continue  # present (a changed one is reported where it is), or never written
             if any(x > b and (x - b) % KEY_DIR_SLOTS == 0 for x in booted):
@@ -562,6 +536,19 @@ class Verifier:
                     Kind.UNPROVEN,
                     f"boot {b}'s key-directory slot holds a torn header of boot {torn[0].boot}, a boot "
                     "no authenticated frame shows: nothing authenticated explains the slot's loss",
+                    KEY_DIRECTORY,
+                    boot=b,
+                    seq=0,
+                    lba=key_dir_slot(b),
+                )
+                continue
+            if b not in fits:
+                # No BOOT frame of b authenticates for us: whether its envelopes fitted a slot
+                # (so whether it wrote one) is not ours to tell.
+                self._add(
+                    Kind.UNPROVEN,
+                    f"boot {b} wrote frames after its start, but its key-directory slot is gone and no "
+                    "BOOT frame of it that we can read says whether its envelopes fitted one",
                     KEY_DIRECTORY,
                     boot=b,
                     seq=0,
@@ -779,8 +766,11 @@ class Verifier:
             default=0,
         )
         judges: dict[int, RegionJudge] = {}
+        started: set[int] | None = None  # boots with an ok BOOT frame in every region so far
         for region in self.volume.superblock.regions:
-            judge = RegionJudge(region, self._adder(region), newest_boot=newest_boot)
+            judge = RegionJudge(region, self._adder(region), newest_boot=newest_boot, started_before=started)
+            booted = {e.boot for e in scanned[region.stream] if e.status == "ok" and e.type == FrameType.BOOT}
+            started = booted if started is None else started & booted
             order = judge.judge(scanned[region.stream])
             for boot in judge.torn_tail_boots:
                 self.report.span(boot, region.name).torn_tail = True

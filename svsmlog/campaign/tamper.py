@@ -346,6 +346,7 @@ class Rules:
     spec §8), not from the reader's code, and fed only writer-side facts."""
 
     def __init__(self, base: Base, seen: list[Seen]) -> None:
+        self.started_before: set[int] | None = None
         self.base = base
         self.out: list[Expected] = []
         # (stream, boot) absences O1 excuses, and whether only through a no_key link (D13)
@@ -368,7 +369,14 @@ class Rules:
         self.out.append(Expected(kind, self.base.sname(sid), boot, seq, lba))
 
     def run(self) -> list[Expected]:
-        facts = {sid: self.region(sid, frames) for sid, frames in self.by_region.items()}
+        facts: dict[int, RegionFacts] = {}
+        started: set[int] | None = None  # boots with an ok BOOT frame in every region so far
+        for r in self.base.run.superblock.regions:
+            frames = self.by_region[r.stream]
+            self.started_before = started
+            facts[r.stream] = self.region(r.stream, frames)
+            booted = {s.boot for s in frames if s.status == "ok" and s.type == FrameType.BOOT}
+            started = booted if started is None else started & booted
         for s in self.slots:
             if s.status == "corrupt":
                 self.add(Kind.FRAME_CORRUPT, NO_STREAM, s.boot, s.seq, s.lba)
@@ -514,7 +522,9 @@ class Rules:
             facts.history = "wrapped"
             dead_from = start + at0.wrap_from
         else:
-            crash = self.crash_while_wrapping(start, end, readable, cuts, order, at0, facts)
+            crash = self.crash_while_wrapping(
+                start, end, readable, cuts, order, at0, facts, self.started_before
+            )
             if crash is None:
                 facts.history = "gap"
                 first = readable[0]
@@ -539,8 +549,11 @@ class Rules:
         order: list[Seen],
         at0: Seen | None,
         facts: RegionFacts,
+        started_before: set[int] | None = None,
     ) -> tuple[int | None, int | None] | None:
-        """The shape a crash in the write that wrapped the ring leaves (unproven, never intact)."""
+        """The shape a crash in the write that wrapped the ring leaves (unproven, never intact).
+        After an END head, only a later boot's BOOT frame can have wrapped: in a region after
+        the first, that boot has ok BOOT frames in every region before it and none here."""
         if at0 is not None:
             return None  # something present at relative sector 0 that opens no lap
         head = readable[-1]
@@ -551,6 +564,10 @@ class Rules:
             return None
         if any(s.lba < first.lba for s in order):
             return None
+        if head.type == FrameType.END and started_before is not None:
+            here = {s.boot for s in order}
+            if not any(b > head.boot and b not in here for b in started_before):
+                return None
         lap = [s for s in order if s.key >= first.key]
         if any(b.lba != a.end for a, b in pairwise(lap)):
             return None
