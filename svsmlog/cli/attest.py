@@ -15,13 +15,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from .. import crypto
-from ..attestation import ReportError, Verification, parse_report, verify_report
 from .common import CliError, Exit, read_small_file
+
+if TYPE_CHECKING:
+    from ..attestation import Verification
 
 ReportArg = Annotated[Path, typer.Argument(metavar="REPORT", show_default=False,
                                            help="ATTESTATION_REPORT: 1184 bytes, or its hex text.")]
@@ -73,6 +75,8 @@ def attest(
       svsmlog attest report.bin --cert vcek.der --require-vmpl0
       svsmlog attest model.bin --cert vcek.pem --trust-root TEST-ONLY-ark.pem
     """
+    from ..attestation import ReportError, parse_report, verify_report  # only this command needs it
+
     data = read_small_file(report, "attestation report")
     try:
         parsed = parse_report(data)

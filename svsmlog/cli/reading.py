@@ -17,13 +17,13 @@ from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import BinaryIO, TextIO
+from typing import TYPE_CHECKING, BinaryIO, TextIO
 
 from rich import box
 from rich.table import Table
 from rich.text import Text
 
-from .. import export, fleet
+from .. import export
 from ..crashes import summarize
 from ..records import Level, LocatedRecord
 from ..report import Kind, Report
@@ -44,6 +44,16 @@ from .common import (
 )
 from .render import render_report, summary_panel
 from .verification import Verification, verify_image
+
+if TYPE_CHECKING:
+    from .. import fleet
+
+
+def _fleet():  # type: ignore[no-untyped-def]
+    """svsmlog.fleet (process pools, Dask) only for the commands that take many images."""
+    from .. import fleet
+
+    return fleet
 
 # File name extensions of ``extract -o DIR``.
 EXTENSIONS = {"text": "txt", "jsonl": "jsonl", "journal": "journal", "syslog": "log", "timesketch": "jsonl"}
@@ -94,7 +104,7 @@ def many_images(paths: list[Path]) -> list[Path] | None:
     one image file, which keeps the single-image output."""
     if len(paths) == 1 and not paths[0].is_dir():
         return None
-    found = fleet.expand_images(paths)
+    found = _fleet().expand_images(paths)
     if not found:
         raise CliError(f"no images (*.img, *.qcow2, *.raw) in {', '.join(map(str, paths))}")
     return found
@@ -113,9 +123,9 @@ def _worst(results: list[fleet.Result]) -> Exit:
 
 def verify_many(paths: list[Path], partition: int | None, offset: int | None, keys: KeyArgs,
                 anchor: Path | None, as_json: bool, jobs: int | None) -> Exit:
-    job_list = [fleet.Job(p, tuple(keys.keys), tuple(keys.stream_keys), keys.passphrase_file, anchor,
+    job_list = [_fleet().Job(p, tuple(keys.keys), tuple(keys.stream_keys), keys.passphrase_file, anchor,
                           partition, offset) for p in paths]
-    results = fleet.run_local(job_list, jobs)
+    results = _fleet().run_local(job_list, jobs)
     out = _utf8_stdout()
     if as_json:
         for r in results:
@@ -144,8 +154,8 @@ def verify_many(paths: list[Path], partition: int | None, offset: int | None, ke
 
 def info_many(paths: list[Path], partition: int | None, offset: int | None, as_json: bool,
               jobs: int | None) -> Exit:
-    results = fleet.run_local([fleet.Job(p, partition=partition, offset=offset, mode="info") for p in paths],
-                              jobs)
+    fl = _fleet()
+    results = fl.run_local([fl.Job(p, partition=partition, offset=offset, mode="info") for p in paths], jobs)
     out = _utf8_stdout()
     if as_json:
         for r in results:
@@ -183,10 +193,11 @@ def fleet_run(paths: list[Path], out_dir: Path, keys: KeyArgs, anchor: Path | No
     except ImportError as e:
         raise CliError(f"svsmlog fleet needs the 'fleet' extra (dask, pyarrow): pip install "
                        f"'svsmlog[fleet]' ({e})") from None
-    jobs = [fleet.Job(p, tuple(keys.keys), tuple(keys.stream_keys), keys.passphrase_file, anchor, partition,
-                      offset) for p in paths]
+    fl = _fleet()
+    jobs = [fl.Job(p, tuple(keys.keys), tuple(keys.stream_keys), keys.passphrase_file, anchor, partition,
+                   offset) for p in paths]
     try:
-        run = fleet.run_fleet(jobs, out_dir, scheduler=scheduler, workers=workers, fmt=fmt)
+        run = _fleet().run_fleet(jobs, out_dir, scheduler=scheduler, workers=workers, fmt=fmt)
     except OSError as e:
         raise CliError(f"{out_dir}: {e.strerror or e}") from None
     verdicts = ", ".join(f"{n} {v}" for v, n in sorted(run.verdicts.items()))
@@ -239,7 +250,7 @@ def extract_many(paths: list[Path], partition: int | None, keys: KeyArgs, stream
     for image, _, error in results:
         if error is not None:
             warn(f"{image}: {error}")
-    return _worst([fleet.Result(image, error is None, code) for image, code, error in results])
+    return _worst([_fleet().Result(image, error is None, code) for image, code, error in results])
 
 
 # --------------------------------------------------------------------------- extract
