@@ -356,6 +356,31 @@ class RegionJudge:
         seen = present.get((prior.boot, prior.seq))
         return seen is not None and seen.status == "no_key" and crypto.ct_equal(seen.tag, prior.tag)
 
+    def _crash_point(self, lap: list[Entry]) -> int | None:
+        """The largest write that can have wrapped and torn, or None if no frame of the
+        newest lap can have been the head when that crash came. The crash came after some
+        frame f of the lap: the write after f did not fit in the room after f, and a crash
+        ends a boot, so every later frame of the lap is of a newer boot than f's. After an
+        END frame that write was a later boot's BOOT frame (at most MAX_BOOT_SECTORS); in a
+        region after the first, that boot then has ok BOOT frames in every region before
+        this one and none here. Later boots only shrink the room, so the crash stays
+        recognisable (spec §8.3)."""
+        end = self.region.start + self.region.sectors
+        here = {e.boot for e in lap}
+        newer = 1 << 32  # the smallest boot among the lap's frames after f
+        best: int | None = None
+        for f in reversed(lap):
+            if f.boot < newer:
+                w = MAX_BOOT_SECTORS if f.type == FrameType.END else MAX_WRAP_SECTORS
+                room = end - (f.lba + f.sectors)
+                later_boot = f.type != FrameType.END or self.started_before is None or any(
+                    b > f.boot and b not in here for b in self.started_before
+                )
+                if room < w and later_boot:
+                    best = max(best or 0, w)
+            newer = min(newer, f.boot)
+        return best
+
     def _crash_while_wrapping(
         self,
         readable: list[Entry],
@@ -379,23 +404,18 @@ class RegionJudge:
         if start_frame is not None:
             return None  # a frame we cannot read there: nothing authenticated explains the hole
         head = readable[-1]
-        start, end = self.region.start, self.region.start + self.region.sectors
-        w_max = MAX_BOOT_SECTORS if head.type == FrameType.END else MAX_WRAP_SECTORS
-        room = end - (head.lba + head.sectors)
+        start = self.region.start
         s = cuts[-1] if cuts else 0
         first = readable[s]  # the oldest survivor of the newest lap
-        # The hole is the torn write's sectors, up to the end of the frame it tore into.
-        if room >= w_max or not 0 < first.lba - start < w_max + MAX_FRAME_SECTORS:
-            return None
         if any(e.lba < first.lba for e in order):
             return None  # the hole must be the region start, nothing before the lap's survivors
-        if head.type == FrameType.END and self.started_before is not None:
-            here = {e.boot for e in order}
-            if not any(b > head.boot and b not in here for b in self.started_before):
-                return None  # no later boot began its BOOT writes, so none wrapped here (§8.3)
         lap = [e for e in order if e.key >= first.key]
         if any(b.lba != a.lba + a.sectors for a, b in pairwise(lap)):
             return None  # the newest lap is written back to back
+        w_max = self._crash_point(lap)
+        # The hole is the torn write's sectors, up to the end of the frame it tore into.
+        if w_max is None or not 0 < first.lba - start < w_max + MAX_FRAME_SECTORS:
+            return None
         dead_from = None
         if cuts:
             older = readable[s - 1]

@@ -222,7 +222,9 @@ class Verifier:
             return entry
         c.accepted = True
         entry.status = "ok"
-        if h.type == FrameType.BOOT:
+        if h.type in (FrameType.BOOT, FrameType.KEYS) and region is not KEY_DIRECTORY:
+            # BOOT and WRAP_REKEY frames carry the boot's BOOT_SECRET envelopes (a grant's
+            # KEYS frame none): their size says whether the boot's slot could be written
             entry.owner_clear_len = _owner_clear_len(c.clear)
         self._decode_body(region, entry, plaintext)
         return entry
@@ -525,6 +527,17 @@ class Verifier:
                 if e.owner_clear_len is not None:
                     need = frame_sectors(e.owner_clear_len, KEYS_BODY_LEN + TAG_LEN)
                     fits[e.boot] = need <= KEY_DIR_SLOT_SECTORS
+        for e in self._slots.values():
+            if e.status == "no_key":  # present, and not ours to verify (another owner's boot?)
+                self._add(
+                    Kind.NO_KEY,
+                    f"boot {e.boot}'s key-directory slot is present but no key we hold opens it: not "
+                    "verified",
+                    KEY_DIRECTORY,
+                    boot=e.boot,
+                    seq=e.seq,
+                    lba=e.lba,
+                )
         for b in sorted(past_boot):
             if b in self._slot_headers or not fits.get(b, True):
                 continue  # present (a changed one is reported where it is), or never written
@@ -838,4 +851,5 @@ def _owner_clear_len(clear: bytes) -> int | None:
         envelopes = decode_clear_section(clear)
     except DecodeError:
         return None
-    return len(encode_clear_section([e for e in envelopes if e.kind == EnvelopeKind.BOOT_SECRET]))
+    owners = [e for e in envelopes if e.kind == EnvelopeKind.BOOT_SECRET]
+    return len(encode_clear_section(owners)) if owners else None

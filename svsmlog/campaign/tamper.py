@@ -380,6 +380,8 @@ class Rules:
         for s in self.slots:
             if s.status == "corrupt":
                 self.add(Kind.FRAME_CORRUPT, NO_STREAM, s.boot, s.seq, s.lba)
+            elif s.status == "no_key":  # present, not ours to verify: unproven (spec §8.8)
+                self.add(Kind.NO_KEY, NO_STREAM, s.boot, s.seq, s.lba)
         wrote_on = {
             s.boot for f in facts.values() for s in f.order if s.status == "ok" and s.type != FrameType.BOOT
         }
@@ -557,19 +559,28 @@ class Rules:
         if at0 is not None:
             return None  # something present at relative sector 0 that opens no lap
         head = readable[-1]
-        w = MAX_BOOT_SECTORS if head.type == FrameType.END else MAX_WRAP_SECTORS
         s0 = cuts[-1] if cuts else 0
         first = readable[s0]
-        if end - head.end >= w or not 0 < first.lba - start < w + MAX_FRAME_SECTORS:
-            return None
         if any(s.lba < first.lba for s in order):
             return None
-        if head.type == FrameType.END and started_before is not None:
-            here = {s.boot for s in order}
-            if not any(b > head.boot and b not in here for b in started_before):
-                return None
         lap = [s for s in order if s.key >= first.key]
         if any(b.lba != a.end for a, b in pairwise(lap)):
+            return None
+        # The crash came after some frame f of the lap with every later lap frame of a newer
+        # boot (a crash ends a boot), and the write after f did not fit the room after f.
+        here = {s.boot for s in order}
+        w: int | None = None
+        newer = 1 << 32
+        for f in reversed(lap):
+            if f.boot < newer:
+                wf = MAX_BOOT_SECTORS if f.type == FrameType.END else MAX_WRAP_SECTORS
+                later = f.type != FrameType.END or started_before is None or any(
+                    b > f.boot and b not in here for b in started_before
+                )
+                if end - f.end < wf and later:
+                    w = max(w or 0, wf)
+            newer = min(newer, f.boot)
+        if w is None or not 0 < first.lba - start < w + MAX_FRAME_SECTORS:
             return None
         dead_from = None
         if cuts:
