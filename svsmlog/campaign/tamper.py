@@ -230,10 +230,16 @@ class Base:
                     self.prior.get(g),
                     self.wrap_from.get(g, 0),
                     g.boot if carrier and clear_same else None,
-                    carrier and not clear_same,
+                    # a changed clear section breaks our envelopes only while it still names
+                    # one of our key ids; with every one renamed it is a frame no key of ours
+                    # opens (no_key: another owner's boot looks the same, spec §8.2)
+                    carrier and not clear_same and self.names_our_key(image[off + c0 : off + c0 + clear_len]),
                 )
             )
         return out
+
+    def names_our_key(self, clear: bytes) -> bool:
+        return any(k.public.key_id in clear for k in self.run.owners)
 
     def expect(self, image: bytes, overrides: list[Seen] | None = None) -> Expect:
         """The outcome the rules give for ``image`` (and the findings they predict)."""
