@@ -212,7 +212,7 @@ OffsetOpt = Annotated[int | None, typer.Option("--offset", metavar="BYTES", min=
                                                "MBR disk, or any layout without a GPT).")]
 JobsOpt = Annotated[int | None, typer.Option("--jobs", "-j", metavar="N", min=1,
                                              help="Worker processes verifying a large volume in "
-                                             "pieces (default: one per core; qcow2 images: 1). The "
+                                             "pieces (default: one per core). The "
                                              "result is the same.")]
 PassphraseOpt = Annotated[Path | None, typer.Option("--passphrase-file", metavar="F",
                                                     help="File holding the passphrase of encrypted "
