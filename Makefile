@@ -45,6 +45,7 @@ bench-smoke: $(STAMP)
 
 # The main job: a guest owner extracting the logs of a crashed (panicked) SVSM.
 demo: $(STAMP)
+	@chmod 600 samples/TEST-ONLY-*.key  # git checks files out 0644; a private key is kept 0600
 	$(BIN)/svsmlog extract samples/vtpm-panic.img --key samples/TEST-ONLY-owner.key
 
 samples: $(STAMP)

@@ -498,6 +498,11 @@ def _no_color_requested() -> bool:
     return bool(os.environ.get("NO_COLOR"))
 
 
+def _color_forced() -> bool:
+    # FORCE_COLOR (set and non-empty): style even into a pipe, e.g. for `less -R`; NO_COLOR wins.
+    return bool(os.environ.get("FORCE_COLOR")) and not _no_color_requested()
+
+
 def _is_tty(file: object) -> bool:
     isatty = getattr(file, "isatty", None)
     try:
@@ -516,6 +521,7 @@ def make_console(file: TextIO | None = None, *, force_plain: bool = False,
     """
     target = sys.stdout if file is None else file
     # force_terminal: a pager's pipe, which passes colour on to the terminal (less -R).
+    force_terminal = force_terminal or _color_forced()
     plain = force_plain or _no_color_requested() or not (force_terminal or _is_tty(target))
     # color_system=None makes rich emit text only; force_terminal=False stops
     # FORCE_COLOR / TTY_COMPATIBLE from turning styling back on.

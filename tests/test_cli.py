@@ -998,3 +998,58 @@ def test_der_keys_from_openssl_and_a_warning_for_a_key_others_can_read(images: I
     r = run("verify", images.raw, "--key", pem)
     assert r.code == 0
     assert [ln for ln in r.stderr.splitlines() if "readable by others" in ln] != []
+
+
+def test_color_when_and_force_color(images: Images, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--color always / FORCE_COLOR style into a pipe; --color never / NO_COLOR do not."""
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    monkeypatch.delenv("FORCE_COLOR", raising=False)
+    assert "\x1b[" not in run("verify", images.raw, "--key", images.owner_key).stdout
+    assert "\x1b[" in run("--color", "always", "verify", images.raw, "--key", images.owner_key).stdout
+    monkeypatch.delenv("FORCE_COLOR", raising=False)
+    monkeypatch.setenv("FORCE_COLOR", "1")
+    assert "\x1b[" in run("extract", images.raw, "--key", images.owner_key, "-n", "1").stdout
+    assert "\x1b[" not in run("--color", "never", "extract", images.raw, "--key", images.owner_key).stdout
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    monkeypatch.delenv("FORCE_COLOR", raising=False)
+
+
+def test_extract_checks_an_anchor(images: Images, tmp_path: Path) -> None:
+    """A log cut short behind an anchor: extract says so (exit 1), as verify does, and still
+    writes the records it verified."""
+    from svsmlog.device import SECTOR, MemoryDevice
+    from svsmlog.verify import Keyring, Verifier
+
+    assert run("extract", images.raw, "--key", images.owner_key, "--anchor", images.anchor).code == 0
+    data = bytearray(Path(images.raw).read_bytes())
+    dev = MemoryDevice(len(data) // SECTOR, bytes(data))
+    owner = crypto.load_private_key(images.owner_key.read_bytes())
+    v = Verifier(dev.read, dev.sector_count, Keyring([owner]))
+    v.run()
+    newest = max((e for entries in v._entries.values() for e in entries), key=lambda e: e.key)
+    data[newest.lba * SECTOR : (newest.lba + newest.sectors) * SECTOR] = bytes(newest.sectors * SECTOR)
+    short = tmp_path / "short.img"
+    short.write_bytes(bytes(data))
+    r = run("extract", short, "--key", images.owner_key, "--anchor", images.anchor, "-f", "jsonl")
+    assert r.code == 1 and r.stdout.strip(), r.stderr
+    assert "integrity violation" in r.stderr
+
+
+def test_usage_lines_name_arguments_plainly() -> None:
+    for cmd in ("verify", "extract", "info", "crashes"):
+        usage = next(line for line in run(cmd, "--help").stdout.splitlines() if "Usage:" in line)
+        assert "{" not in usage and "<bool>" not in run(cmd, "--help").stdout, usage
+
+
+def test_no_shutdown_notices_are_one_row_per_boot_in_text(tmp_path: Path) -> None:
+    """A boot that stopped without shutting down has a no_shutdown notice in every stream;
+    the text report folds them into one row per boot (they drowned the rest), JSON keeps all."""
+    root = Path(__file__).resolve().parent.parent
+    image, key = root / "samples" / "attestation-failure.img", tmp_path / "k.key"
+    key.write_bytes((root / "samples" / "TEST-ONLY-owner.key").read_bytes())
+    key.chmod(0o600)
+    d = json.loads(run("verify", image, "--key", key, "--json").stdout)
+    per_stream = [f for f in d["findings"] if f["kind"] == "no_shutdown"]
+    text = run("verify", image, "--key", key).stdout
+    rows = [line for line in text.splitlines() if "no_shutdown" in line]
+    assert len(per_stream) > len(rows) == len({f["boot"] for f in per_stream})

@@ -15,6 +15,7 @@ import re
 import sys
 import traceback
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
@@ -35,6 +36,22 @@ from . import keygen as keygen_cmd
 from . import reading
 from . import simulate as simulate_cmd
 from .common import CliError, Exit, is_tty, open_volume, parse_since_boot, report_console
+
+
+def _plain_usage_metavar(make_metavar: Callable[..., str]) -> Callable[..., str]:
+    """typer writes a required argument as {IMAGE} in usage lines, which reads like a
+    placeholder for a set; journalctl and the man page write IMAGE."""
+
+    def plain(self: Any, ctx: Any, **kwargs: Any) -> str:
+        var = make_metavar(self, ctx, **kwargs)
+        return var[1:-1] if var.startswith("{") and var.endswith("}") else var
+
+    return plain
+
+
+typer.core.TyperArgument.make_metavar = _plain_usage_metavar(  # type: ignore[method-assign]
+    typer.core.TyperArgument.make_metavar
+)
 
 try:  # typer >= 0.2x ships its own copy of click
     from typer import _click as click  # type: ignore[attr-defined]
@@ -173,6 +190,12 @@ key (the guest owner) can read or verify the log; 'info' shows what anyone can s
 )
 
 
+class ColorWhen(StrEnum):
+    auto = "auto"
+    always = "always"
+    never = "never"
+
+
 def _show_version(value: bool) -> None:
     if value:
         print(f"svsmlog {_version()}")
@@ -185,8 +208,18 @@ def _root(
                                           help="Print the version and exit.")] = False,
     debug: Annotated[bool, typer.Option("--debug", help="On an error, print the Python traceback "
                                         "too.")] = False,
+    color: Annotated[ColorWhen, typer.Option("--color", help="Colour reports and text output: on a "
+                                             "terminal (auto), always (also into a pipe, e.g. for "
+                                             "less -R) or never.")] = ColorWhen.auto,
 ) -> None:
     _State.debug = debug
+    # as FORCE_COLOR and NO_COLOR (https://no-color.org) would, for every console of the run
+    if color is ColorWhen.always:
+        os.environ.pop("NO_COLOR", None)
+        os.environ["FORCE_COLOR"] = "1"
+    elif color is ColorWhen.never:
+        os.environ.pop("FORCE_COLOR", None)
+        os.environ["NO_COLOR"] = "1"
 
 
 # Shared option declarations: the same names and help on every command that takes them.
@@ -400,6 +433,9 @@ def extract(
     host_time: Annotated[bool, typer.Option("--host-time", help="Wall-clock times, in every format: "
                                             "the host-reported boot time plus time since boot "
                                             "(untrusted, and marked so).")] = False,
+    anchor: Annotated[Path | None, typer.Option("--anchor", metavar="FILE",
+                                                help="Anchor (head commitment) to check, as verify "
+                                                "does: a log cut short is a violation.")] = None,
     passphrase_file: PassphraseOpt = None,
     stream_key: StreamKeyOpt = None,
     partition: PartitionOpt = None,
@@ -424,7 +460,7 @@ def extract(
       svsmlog extract disk.img --key owner.key -f journal -o out/
       svsmlog extract disk.img --key owner.key -f timesketch > svsm.timesketch.jsonl
     """
-    keys = _key_args(key, stream_key, passphrase_file)
+    keys = replace(_key_args(key, stream_key, passphrase_file), anchor=anchor)
     many = reading.many_images(image)
     if many is not None and (output is None or list_boots):
         raise CliError("with several images, extract writes into -o DIR (one subdirectory per image)")

@@ -80,10 +80,11 @@ def report_console(file: TextIO | None = None) -> Console:
     """A console for reports and tables. Styled only on a terminal without NO_COLOR; never
     interprets markup, because stream names and details come from the untrusted image."""
     target = file if file is not None else sys.stdout
-    styled = is_tty(target) and not os.environ.get("NO_COLOR")
+    forced = bool(os.environ.get("FORCE_COLOR"))  # FORCE_COLOR styles into a pipe; NO_COLOR wins
+    styled = (is_tty(target) or forced) and not os.environ.get("NO_COLOR")
     common: dict[str, object] = {"file": target, "markup": False, "emoji": False, "highlight": False}
     if styled:
-        return pipe_safe(Console(**common))  # type: ignore[arg-type]
+        return pipe_safe(Console(force_terminal=True if forced else None, **common))  # type: ignore[arg-type]
     # Wide enough that tables in a file or a pipe do not wrap at 80 columns.
     width = int(os.environ["COLUMNS"]) if os.environ.get("COLUMNS", "").isdigit() else 160
     plain = Console(color_system=None, force_terminal=False, no_color=True, width=width, **common)  # type: ignore[arg-type]

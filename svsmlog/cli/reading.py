@@ -66,6 +66,7 @@ class KeyArgs:
     keys: list[Path]
     stream_keys: list[Path]
     passphrase_file: Path | None
+    anchor: Path | None = None  # extract checks it as verify does
 
 
 # --------------------------------------------------------------------------- verify
@@ -443,7 +444,8 @@ def _journal_fields(output: Output) -> frozenset[str] | None:
 
 def _to_stdout(v: Verification, records: Iterable[LocatedRecord], output: Output) -> int:
     bases = _realtime_bases(v, output)
-    if output.fmt == "text" and (output.pager or is_tty(sys.stdout)):
+    styled = is_tty(sys.stdout) or (bool(os.environ.get("FORCE_COLOR")) and not os.environ.get("NO_COLOR"))
+    if output.fmt == "text" and (output.pager or styled):
         return _to_terminal(v, records, output, bases)
     if output.fmt == "journal":
         sys.stdout.flush()
@@ -624,7 +626,7 @@ def extract(image_path: Path, partition: int | None, keys: KeyArgs, streams: lis
             r.stream for r in image.volume.superblock.regions
         ]
         stream_ids = list(dict.fromkeys(stream_ids))  # once each, in the order given
-        v = verify_image(image, keys.keys, keys.stream_keys, keys.passphrase_file, None, jobs)
+        v = verify_image(image, keys.keys, keys.stream_keys, keys.passphrase_file, keys.anchor, jobs)
         if v.nothing_opened():
             raise v.no_key_error()
         keep = keep.resolved(sorted(v.report.boots), host_time_bases(v))

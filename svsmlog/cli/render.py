@@ -196,8 +196,31 @@ def render_report(console: Console, image: Image, report: Report) -> None:
             console.print(line)
         console.print()
     rank = {Severity.VIOLATION: 0, Severity.UNPROVEN: 1, Severity.NOTICE: 2}
-    ordered = sorted(report.findings, key=lambda f: rank[f.kind.severity])
+    ordered = sorted(_grouped(report.findings), key=lambda f: rank[f.kind.severity])
     if ordered:
         console.print(findings_table(ordered))
     else:
         console.print(Text("No findings."))
+
+
+def _grouped(findings: list[Finding]) -> list[Finding]:
+    """One row per boot for its no_shutdown notices (a many-boot image has one per boot and
+    stream, which drowned the rest); every other finding as it is. --json keeps them all."""
+    by_boot: dict[int | None, list[Finding]] = {}
+    out: list[Finding] = []
+    for f in findings:
+        if f.kind is Kind.NO_SHUTDOWN:
+            if f.boot not in by_boot:
+                out.append(f)  # its place in the list, replaced below
+            by_boot.setdefault(f.boot, []).append(f)
+        else:
+            out.append(f)
+    merged = []
+    for f in out:
+        group = by_boot.get(f.boot) if f.kind is Kind.NO_SHUTDOWN else None
+        if group is not None and len(group) > 1:
+            streams = ", ".join(str(g.stream) for g in group)
+            f = Finding(f.kind, f"{len(group)} streams", f.boot, None, None,
+                        f"no shutdown record in {streams}")
+        merged.append(f)
+    return merged
