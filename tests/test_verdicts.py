@@ -17,6 +17,7 @@ from svsmlog.device import SECTOR, MemoryDevice, RecordingDevice
 from svsmlog.format import EnvelopeKind, FrameType, KeysReason
 from svsmlog.frames import commit_digest, seal_frame
 from svsmlog.keyschedule import WriterChain, envelope_info, stream_root
+from svsmlog.records import Level
 from svsmlog.report import Kind
 from svsmlog.volume import KEY_DIR_SLOT_SECTORS, StreamSpec, key_dir_slot
 from svsmlog.writer import LogWriter, Sealed
@@ -162,17 +163,11 @@ def test_a_partial_key_says_what_it_did_not_read(owner: crypto.PrivateKey) -> No
     dev = MemoryDevice(512)
     for key in (owner, other):  # boot 2 (it panics) is sealed to another owner's key
         w = LogWriter(dev, THREE, [key.public])
-        w.append(1, rec(1, "boot line", level=crypto_level()))
+        w.append(1, rec(1, "boot line", level=Level.ERROR))
         w.flush()
     report = check(dev.image(), owner, "partial")
     assert report.proven_boots() == [1] and report.unproven_boots() == {2}
     assert report.scope().startswith("intact for what the keys open: 1 of 2 boot(s)")
-
-
-def crypto_level():  # type: ignore[no-untyped-def]
-    from svsmlog.records import Level
-
-    return Level.ERROR
 
 
 def test_a_key_that_opens_nothing_is_unverifiable(owner: crypto.PrivateKey) -> None:
@@ -273,8 +268,6 @@ def test_a_genuine_boot_extended_by_the_host_is_a_key_conflict(owner: crypto.Pri
     dev, sealed = boots(owner, 1, [StreamSpec(1, "all", 128)])
     end = [s for s in sealed if s.stream == 1][-1]
     assert end.ftype == FrameType.END
-    vol = LogWriter.__new__(LogWriter)  # only for the volume id
-    del vol
     img = bytearray(dev.image())
     volume_id = bytes(img[16:32])
     secret = b"\x42" * 32
