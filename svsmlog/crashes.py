@@ -133,7 +133,7 @@ def summarize(records: Iterable[LocatedRecord], report: Report, context: int = D
     out = []
     for boot in sorted(report.boots):
         ending = report.boots[boot].ending
-        tail = sorted(tails.get(boot, ()), key=lambda lr: lr.record.t_ns)
+        last: list[LocatedRecord] = sorted(tails.get(boot, ()), key=lambda lr: lr.record.t_ns)
         crash = BootCrash(boot, _ENDING_NAME[ending], ending.value)
         panic = panics.get(boot)
         if panic is not None:
@@ -145,10 +145,10 @@ def summarize(records: Iterable[LocatedRecord], report: Report, context: int = D
             crash.panic_message = panic.record.message
             if d is not None:
                 crash.location, crash.reason = d.location, d.reason
-            tail = [lr for lr in tail if lr.record.t_ns <= panic.record.t_ns]
-        elif tail:
-            crash.t_ns = tail[-1].record.t_ns
-        crash.last = tail[-context:] if context else []
+            last = [lr for lr in last if lr.record.t_ns <= panic.record.t_ns]
+        elif last:
+            crash.t_ns = last[-1].record.t_ns
+        crash.last = last[-context:] if context else []
         crash.verified = all(lr.verified for lr in crash.last)
         out.append(crash)
     return out

@@ -473,7 +473,7 @@ def extract(
         level=_level(level) if level is not None else None,
         priority=parse_priority(priority) if priority is not None else None,
         grep=reading.compile_grep(grep),
-        **_times(since, until, host_time),
+        **_times(since, until, host_time),  # type: ignore[arg-type]
     )
     if boot and 0 in boot:
         raise CliError("--boot 0: boot numbers start at 1; -1 is the newest boot")

@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, TextIO
+from typing import TYPE_CHECKING, BinaryIO, TextIO, cast
 
 from rich import box
 from rich.table import Table
@@ -482,7 +482,7 @@ def _to_terminal(v: Verification, records: Iterable[LocatedRecord], output: Outp
             proc = None  # no pager: write to the terminal directly, as journalctl does
         else:
             assert proc.stdin is not None
-            target = proc.stdin
+            target = cast(TextIO, proc.stdin)
     console = pipe_safe(export.make_console(target, force_plain=False, force_terminal=proc is not None))
     try:
         return export.write_text(records, console, realtime_base_us=bases, separators=True,
@@ -531,7 +531,7 @@ def _write_journal_file(path: Path, records: Iterable[LocatedRecord], bases: Map
                                 stdout=subprocess.DEVNULL, stderr=errors)
         assert proc.stdin is not None
         try:
-            count = export.write_journal(records, proc.stdin, realtime_base_us=bases,
+            count = export.write_journal(records, cast(BinaryIO, proc.stdin), realtime_base_us=bases,
                                          only_fields=_journal_fields(output))
             proc.stdin.close()
         except BrokenPipeError:

@@ -272,7 +272,7 @@ def run_boot(svsm: SvsmModel, wl: Workload, plan: BootPlan) -> str:
         fw, t = wl.firmware_and_guest(t)
         add(fw)
         end = t + int(plan.steady_s * S)
-        steady = wl.steady
+        steady: Callable[[int, int], list[Event]] = wl.steady
         if plan.steady_records is not None:
             # As long as the services' rates take to log N records: draw a window that holds
             # enough, keep the first N, and end the steady phase just after the last.
@@ -285,7 +285,8 @@ def run_boot(svsm: SvsmModel, wl: Workload, plan: BootPlan) -> str:
                 span *= 2
             kept = sorted(drawn, key=lambda e: e.t_ns)[: plan.steady_records]
             end = (kept[-1].t_ns if kept else t) + 1
-            steady = lambda a, b: [e for e in kept if a <= e.t_ns < b]  # noqa: E731
+            def steady(a: int, b: int) -> list[Event]:
+                return [e for e in kept if a <= e.t_ns < b]
         if plan.debug_at_s is not None:
             act(t_attested + int(plan.debug_at_s * S), "debug", plan.debug_streams)
         if plan.ending == "panic":
