@@ -138,7 +138,7 @@ def test_qemu_img_qcow2_reads_byte_identical(
 ) -> None:
     raw = raw_images[source]
     q = tmp_path / f"{variant}.qcow2"
-    run(need("qemu-img"), "convert", "-O", "qcow2", *READABLE[variant], raw, q)
+    run(need("qemu-img"), "convert", "-f", "raw", "-O", "qcow2", *READABLE[variant], raw, q)
     ref = qemu_raw(q, tmp_path)
     assert ref == raw.read_bytes()  # qemu's own round trip, for the record
     with open_image(q) as src:
@@ -153,7 +153,7 @@ def test_compressed_fixture_reaches_odd_host_offsets(tmp_path: Path, raw_images:
     # The case libqcow got wrong: its reads of these clusters came back as zeros.
     for source in ("sample", "synthetic"):
         q = tmp_path / f"{source}.qcow2"
-        run(need("qemu-img"), "convert", "-O", "qcow2", "-c", raw_images[source], q)
+        run(need("qemu-img"), "convert", "-f", "raw", "-O", "qcow2", "-c", raw_images[source], q)
         offsets = compressed_offsets(q)
         assert any(o % 2 for o in offsets), source
         assert any(o % SECTOR == 0 for o in offsets) or len(offsets) > 1
@@ -165,7 +165,7 @@ def test_zstd_compressed_clusters_are_refused_with_the_convert_command(
     tmp_path: Path, raw_images: dict[str, Path], options: str
 ) -> None:
     q = tmp_path / "zstd.qcow2"
-    run(need("qemu-img"), "convert", "-O", "qcow2", "-c", "-o", options, raw_images["sample"], q)
+    run(need("qemu-img"), "convert", "-f", "raw", "-O", "qcow2", "-c", "-o", options, raw_images["sample"], q)
     with pytest.raises(ImageError) as e:
         read_all(q)
     command = f"qemu-img convert -O raw {q} {tmp_path / 'zstd.raw'}"
@@ -205,6 +205,8 @@ def test_qemu_io_writes_zero_flags_and_subclusters(
     run(
         need("qemu-img"),
         "convert",
+        "-f",
+        "raw",  # never guess: a raw image can start with another format's magic
         "-O",
         "qcow2",
         "-o",
@@ -277,7 +279,7 @@ def test_random_clusters_survive_qemu_img_compression(
     raw = tmp_path / "random.img"
     raw.write_bytes(b"".join(clusters))
     q = tmp_path / "random.qcow2"
-    run(need("qemu-img"), "convert", "-O", "qcow2", "-c", "-o", options, raw, q)
+    run(need("qemu-img"), "convert", "-f", "raw", "-O", "qcow2", "-c", "-o", options, raw, q)
     assert read_all(q) == raw.read_bytes()
 
 
@@ -347,7 +349,7 @@ def test_sgdisk_gpt_inside_compressed_qcow2(tmp_path: Path) -> None:
         f.seek(SECTOR)
         f.write(bytes(SECTOR))
     q = tmp_path / "disk.qcow2"
-    run(need("qemu-img"), "convert", "-O", "qcow2", "-c", disk, q)
+    run(need("qemu-img"), "convert", "-f", "raw", "-O", "qcow2", "-c", disk, q)
     with open_image(q) as src:
         assert (src.container, src.partition, src.gpt_header) == ("qcow2", 1, "backup")
         assert src.read(0, src.size) == vol
@@ -365,7 +367,7 @@ def qemu_qcow_bases(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes
     bases = {}
     for label, options in (("std", "cluster_size=16k"), ("extl2", "cluster_size=16k,extended_l2=on")):
         q = tmp / f"{label}.qcow2"
-        run(need("qemu-img"), "convert", "-O", "qcow2", "-c", "-o", options, raw, q)
+        run(need("qemu-img"), "convert", "-f", "raw", "-O", "qcow2", "-c", "-o", options, raw, q)
         bases[label] = q.read_bytes()
     return bases
 
