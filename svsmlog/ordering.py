@@ -65,7 +65,6 @@ class RegionJudge:
         # first region): after an END head, only such a boot's BOOT frame can have wrapped here.
         self.started_before = started_before
         self.newest_boot = newest_boot  # over every region: a crashed boot is at most one newer
-        self.torn_at_start = False
         self.torn_tail_boots: set[int] = set()  # boots whose frames here end in a crash tail
         self.violated_boots: set[int] = set()  # boots a gap leaves incomplete here
         # What the region proves about its history, for the checks across regions (§8.7):
@@ -234,8 +233,6 @@ class RegionJudge:
                     lba=e.lba,
                 )
                 self.torn_tail_boots.add(e.boot)
-                if e.lba == self.region.start:
-                    self.torn_at_start = True
             else:
                 self.add(
                     Kind.FRAME_CORRUPT,
@@ -356,7 +353,7 @@ class RegionJudge:
         seen = present.get((prior.boot, prior.seq))
         return seen is not None and seen.status == "no_key" and crypto.ct_equal(seen.tag, prior.tag)
 
-    def _crash_point(self, lap: list[Entry]) -> int | None:
+    def _crash_point(self, lap: list[Entry], order: list[Entry]) -> int | None:
         """The largest write that can have wrapped and torn, or None if no frame of the
         newest lap can have been the head when that crash came. The crash came after some
         frame f of the lap: the write after f did not fit in the room after f, and a crash
@@ -366,7 +363,7 @@ class RegionJudge:
         this one and none here. Later boots only shrink the room, so the crash stays
         recognisable (spec §8.3)."""
         end = self.region.start + self.region.sectors
-        here = {e.boot for e in lap}
+        here = {e.boot for e in order}  # boots with any frame in this region
         newer = 1 << 32  # the smallest boot among the lap's frames after f
         best: int | None = None
         for f in reversed(lap):
@@ -412,7 +409,7 @@ class RegionJudge:
         lap = [e for e in order if e.key >= first.key]
         if any(b.lba != a.lba + a.sectors for a, b in pairwise(lap)):
             return None  # the newest lap is written back to back
-        w_max = self._crash_point(lap)
+        w_max = self._crash_point(lap, order)
         # The hole is the torn write's sectors, up to the end of the frame it tore into.
         if w_max is None or not 0 < first.lba - start < w_max + MAX_FRAME_SECTORS:
             return None

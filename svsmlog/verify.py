@@ -123,6 +123,10 @@ class Verifier:
         if kind.severity.value == "violation" and boot is not None and name is not None:
             self._violated.add((boot, name))
 
+    def _add_at(self, kind: Kind, detail: str, region: RegionEntry | None, e: Entry) -> None:
+        """A finding located at frame ``e``."""
+        self._add(kind, detail, region, boot=e.boot, seq=e.seq, lba=e.lba)
+
     def _adder(self, region: RegionEntry) -> Callable[..., None]:
         """_add bound to one region, for the region judge."""
         return lambda kind, detail, **where: self._add(kind, detail, region, **where)
@@ -181,8 +185,9 @@ class Verifier:
             )
             return None
         self._ours += 1
-        entry = Entry(c.lba, h.type, h.boot, h.seq, h.sectors, c.tag, h.prev_tag, "no_key")
-        entry.clear_len = h.clear_len
+        entry = Entry(
+            c.lba, h.type, h.boot, h.seq, h.sectors, c.tag, h.prev_tag, "no_key", clear_len=h.clear_len
+        )
         chains = self._chains.get((h.boot, h.stream), [])
         plaintext = None
         for chain in chains:
@@ -247,13 +252,11 @@ class Verifier:
                 e.first_t, e.last_t = summary.first_t, summary.last_t
         except DecodeError as err:
             e.malformed = True
-            self._add(
+            self._add_at(
                 Kind.RECORD_MALFORMED,
                 f"authenticated frame body does not parse: {err}",
                 region,
-                boot=e.boot,
-                seq=e.seq,
-                lba=e.lba,
+                e,
             )
 
     def _scan(self, region: RegionEntry) -> list[Entry]:
@@ -391,22 +394,18 @@ class Verifier:
         }
         for e in self._torn_slots:
             if e.boot in wrote_on:
-                self._add(
+                self._add_at(
                     Kind.FRAME_CORRUPT,
                     "key-directory slot altered after its boot started",
                     KEY_DIRECTORY,
-                    boot=e.boot,
-                    seq=e.seq,
-                    lba=e.lba,
+                    e,
                 )
             else:
-                self._add(
+                self._add_at(
                     Kind.CRASH_TAIL,
                     "torn key-directory slot: a crash as the boot started",
                     KEY_DIRECTORY,
-                    boot=e.boot,
-                    seq=e.seq,
-                    lba=e.lba,
+                    e,
                 )
 
     # ------------------------------------------------------------------ pass 2: across regions
@@ -436,14 +435,12 @@ class Verifier:
             scope = (e.boot, None) if e.chain.origin.startswith(b"S") else (e.boot, region.stream)
             seen = first.setdefault(scope, (e.chain.origin, e))
             if seen[0] != e.chain.origin:
-                self._add(
+                self._add_at(
                     Kind.KEY_CONFLICT,
                     f"authenticates under another key than boot {e.boot} seq {seen[1].seq} does: one boot "
                     "has one secret, so one of them was sealed by someone other than the writer",
                     region,
-                    boot=e.boot,
-                    seq=e.seq,
-                    lba=e.lba,
+                    e,
                 )
                 first[scope] = (e.chain.origin, e)  # report each switch of key once
 
@@ -529,14 +526,12 @@ class Verifier:
                     fits[e.boot] = need <= KEY_DIR_SLOT_SECTORS
         for e in self._slots.values():
             if e.status == "no_key":  # present, and not ours to verify (another owner's boot?)
-                self._add(
+                self._add_at(
                     Kind.NO_KEY,
                     f"boot {e.boot}'s key-directory slot is present but no key we hold opens it: not "
                     "verified",
                     KEY_DIRECTORY,
-                    boot=e.boot,
-                    seq=e.seq,
-                    lba=e.lba,
+                    e,
                 )
         for b in sorted(past_boot):
             if b in self._slot_headers or not fits.get(b, True):
