@@ -22,6 +22,7 @@ from .format import (
     BOOT_BODY_LEN,
     FRAME_HEADER_LEN,
     FRAME_MAGIC,
+    GRANT_DIGEST_LEN,
     HEAD_FIELDS,
     HEAD_LEVEL,
     HEAD_PANIC,
@@ -33,7 +34,9 @@ from .format import (
     MAX_NAMES,
     MAX_PLAINTEXT,
     MAX_REGIONS,
+    MAX_SNP_CERTS,
     MIN_RECORD_LEN,
+    SNP_REPORT_LEN,
     SUPERBLOCK_MAGIC,
     TAG_LEN,
     VALID_HEADS,
@@ -210,6 +213,7 @@ def _header_error(f: tuple[Any, ...]) -> NoReturn:
 
 _ENV = struct.Struct("<BH16sH")
 _ENV_KINDS = frozenset(int(k) for k in EnvelopeKind)
+_NO_KEY_ID = bytes(16)
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,12 +232,15 @@ def encode_clear_section(envelopes: list[Envelope]) -> bytes:
 
 
 def decode_clear_section(buf: bytes) -> list[Envelope]:
+    """Spec §4.4: envelopes, then at most one SNP_REPORT, then its certificates, in kind order."""
     if len(buf) < 2:
         raise DecodeError("clear section is truncated")
     (count,) = struct.unpack_from("<H", buf)
     if count > MAX_ENVELOPES:
         raise DecodeError(f"{count} envelopes exceed {MAX_ENVELOPES}")
     pos, out = 2, []
+    last = 0
+    certs = 0
     for _ in range(count):
         if len(buf) - pos < _ENV.size:
             raise DecodeError("envelope header is truncated")
@@ -241,13 +248,29 @@ def decode_clear_section(buf: bytes) -> list[Envelope]:
         pos += _ENV.size
         if kind not in _ENV_KINDS:
             raise DecodeError(f"unknown envelope kind {kind}")
+        if kind >= EnvelopeKind.SNP_REPORT and (kem_id or kid != _NO_KEY_ID):
+            raise DecodeError("an attestation item names a recipient")
         if not 0 < n <= MAX_ENVELOPE_LEN or len(buf) - pos < n:
             raise DecodeError("envelope length is out of range or truncated")
+        if kind == EnvelopeKind.SNP_REPORT and not _report_item_len_ok(n):
+            raise DecodeError(f"an SNP_REPORT item of {n} bytes")
+        if (kind < last and last >= EnvelopeKind.SNP_REPORT) or kind == last == EnvelopeKind.SNP_REPORT:
+            raise DecodeError("clear-section items out of order (or two reports)")
+        if kind == EnvelopeKind.SNP_CERT:
+            certs += 1
+            if last < EnvelopeKind.SNP_REPORT or certs > MAX_SNP_CERTS:
+                raise DecodeError("a certificate without a report, or too many certificates")
+        last = kind
         out.append(Envelope(kind, kem_id, kid, bytes(buf[pos : pos + n])))
         pos += n
     if pos != len(buf):
         raise DecodeError("trailing bytes after the envelopes")
     return out
+
+
+def _report_item_len_ok(n: int) -> bool:
+    grants, rest = divmod(n - SNP_REPORT_LEN, GRANT_DIGEST_LEN)
+    return n > SNP_REPORT_LEN and not rest and grants <= MAX_REGIONS
 
 
 # ---------------------------------------------------------------- sealed bodies

@@ -60,6 +60,13 @@ def sha256(*parts: bytes) -> bytes:
     return h.finalize()
 
 
+def sha512(*parts: bytes) -> bytes:
+    h = hashes.Hash(hashes.SHA512())
+    for p in parts:
+        h.update(p)
+    return h.finalize()
+
+
 def hkdf(ikm: bytes, salt: bytes, info: bytes, length: int) -> bytes:
     """HKDF-SHA256 Extract-then-Expand (RFC 5869)."""
     return HKDF(algorithm=hashes.SHA256(), length=length, salt=salt, info=info).derive(ikm)

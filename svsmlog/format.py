@@ -60,8 +60,18 @@ class FrameType(IntEnum):
 
 
 class EnvelopeKind(IntEnum):
+    """Kinds of clear-section items (spec §4.4). 1 and 2 are HPKE envelopes; 3 and 4 carry
+    the boot's attestation evidence in the clear (authenticated as AAD, not secret)."""
+
     BOOT_SECRET = 1  # opens to the boot secret: every stream of the boot
     CHAIN_KEY = 2  # opens to one stream's chain key at this frame: that stream from here on
+    SNP_REPORT = 3  # the boot's SEV-SNP attestation report || the launch-grant digests (§6.6)
+    SNP_CERT = 4  # a DER certificate the host supplied with it (the VCEK or VLEK)
+
+
+SNP_REPORT_LEN = 0x4A0  # 1184: an ATTESTATION_REPORT, versions 2, 3 and 5
+GRANT_DIGEST_LEN = 32
+MAX_SNP_CERTS = 4
 
 
 class KeysReason(IntEnum):
@@ -187,15 +197,36 @@ def _declare() -> dict[str, object]:
         Check(lambda ctx: ctx.kind in EnvelopeKind._value2member_map_),
         "kem_id" / Int16ul,
         "key_id" / Bytes(16),
+        # attestation items are not addressed to anyone
+        Check(lambda ctx: ctx.kind < EnvelopeKind.SNP_REPORT or (ctx.kem_id == 0 and ctx.key_id == bytes(16))),
         "sealed_len" / Int16ul,
         Check(lambda ctx: 0 < ctx.sealed_len <= MAX_ENVELOPE_LEN),
+        Check(
+            lambda ctx: ctx.kind != EnvelopeKind.SNP_REPORT
+            or (
+                ctx.sealed_len > SNP_REPORT_LEN
+                and (ctx.sealed_len - SNP_REPORT_LEN) % GRANT_DIGEST_LEN == 0
+                and (ctx.sealed_len - SNP_REPORT_LEN) // GRANT_DIGEST_LEN <= MAX_REGIONS
+            )
+        ),
         "sealed" / Bytes(this.sealed_len),
     )
+
+    def _items_in_order(ctx: object) -> bool:
+        # envelopes (kinds 1, 2: any order), then at most one report, then its certificates
+        kinds = [max(e.kind, EnvelopeKind.CHAIN_KEY) for e in ctx.envelopes]  # type: ignore[attr-defined]
+        return (
+            kinds == sorted(kinds)
+            and kinds.count(EnvelopeKind.SNP_REPORT) <= 1
+            and kinds.count(EnvelopeKind.SNP_CERT) <= MAX_SNP_CERTS
+            and (EnvelopeKind.SNP_CERT not in kinds or EnvelopeKind.SNP_REPORT in kinds)
+        )
 
     ClearSection = Struct(
         "count" / Int16ul,
         Check(lambda ctx: ctx.count <= MAX_ENVELOPES),
         "envelopes" / Array(this.count, Envelope),
+        Check(_items_in_order),
         Terminated,
     )
 

@@ -17,6 +17,8 @@ LABEL_STREAM_ROOT = b"svsmlog v3 stream root"
 LABEL_FRAME = b"svsmlog v3 frame"
 LABEL_ENVELOPE = b"svsmlog v3 envelope"
 LABEL_ANCHOR = b"svsmlog v3 anchor"
+LABEL_BOOT_REPORT = b"svsmlog v3 boot report"
+LABEL_LAUNCH_GRANTS = b"svsmlog v3 launch grants"
 KEY_LEN = 32
 NONCE_LEN = 12
 
@@ -145,3 +147,20 @@ class ReaderChain:
         if self.keys_at(seq) is None:
             return None
         return self._cur_key
+
+
+def launch_grant_digest(chain_key_section: bytes) -> bytes:
+    """Digest of one region's launch grants: the clear section (§4.4 encoding, count
+    included) holding just the CHAIN_KEY envelopes of that region's BOOT frame."""
+    return crypto.sha256(LABEL_LAUNCH_GRANTS, chain_key_section)
+
+
+def boot_report_data(volume_id: bytes, boot: int, owner_section: bytes, grant_digests: list[bytes]) -> bytes:
+    """REPORT_DATA of a boot's attestation report (spec §6.6): SHA-512 over the volume, the
+    boot number, the boot's BOOT_SECRET envelopes (``owner_section``: the clear-section
+    encoding of just those) and every region's launch-grant digest in superblock order.
+    Only the SVSM that sealed those envelopes asks for it at VMPL0, so a report moved to
+    another boot, volume or set of envelopes no longer matches."""
+    head = LABEL_BOOT_REPORT + volume_id + struct.pack("<I", boot)
+    tail = struct.pack("<H", len(grant_digests)) + b"".join(grant_digests)
+    return crypto.sha512(head, crypto.sha256(owner_section), tail)

@@ -7,12 +7,15 @@ from bisect import bisect_left
 from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import pairwise
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import crypto
 from .codec import BootBody, RegionEntry
 from .format import MAX_BOOT_SECTORS, MAX_FRAME_SECTORS, MAX_WRAP_SECTORS, FrameType
 from .keyschedule import ReaderChain
+
+if TYPE_CHECKING:
+    from .origin import FrameEvidence
 from .report import Kind
 
 # add(kind, detail, boot=..., seq=..., lba=...): a finding in this region
@@ -42,6 +45,7 @@ class Entry:
     owner_clear_len: int | None = None  # BOOT frames: bytes the owner envelopes take (§4.7)
     clear_len: int = 0  # the header's: a DATA or END frame has none (§8.2)
     leftover: bool = False  # unreadable, and older than a rotation the region proves (§8.3)
+    evidence: FrameEvidence | None = None  # ok key frames: the boot's attestation items (§8.9)
 
     @property
     def key(self) -> tuple[int, int]:

@@ -38,6 +38,12 @@ class Kind(Enum):
     STALE_REMNANT = "stale_remnant"
     NO_SHUTDOWN = "no_shutdown"
     NO_KEY = "no_key"
+    ATTESTATION_INVALID = "attestation_invalid"
+    ATTESTATION_MISPLACED = "attestation_misplaced"
+    MEASUREMENT_UNEXPECTED = "measurement_unexpected"
+    ATTESTATION_MISSING = "attestation_missing"
+    DEBUG_POLICY = "debug_policy"
+    UNATTESTED = "unattested"
 
     @property
     def severity(self) -> Severity:
@@ -47,7 +53,7 @@ class Kind(Enum):
 
 
 _NOTICES = frozenset({Kind.CRASH_TAIL, Kind.ROTATED_OUT, Kind.STALE_REMNANT, Kind.NO_SHUTDOWN})
-_UNPROVEN = frozenset({Kind.NO_KEY, Kind.UNPROVEN})
+_UNPROVEN = frozenset({Kind.NO_KEY, Kind.UNPROVEN, Kind.DEBUG_POLICY, Kind.UNATTESTED})
 
 
 class Verdict(Enum):
@@ -130,6 +136,32 @@ class StreamSpan:
 
 
 @dataclass
+class BootAttestation:
+    """What the boot's SEV-SNP evidence proves (spec §8.9). ``status``: attested (valid and
+    committed to this boot), unexpected (attested, by an SVSM of a measurement the owner did
+    not list), invalid, misplaced (genuine, made for something else), unattested (no report,
+    or none that covers our key), unknown (no authenticated key frame left to tell)."""
+
+    status: str
+    detail: str | None = None
+    product: str | None = None
+    signing_key: str | None = None
+    chip_id: str | None = None
+    tcb: str | None = None
+    measurement: str | None = None
+    measurement_expected: bool | None = None  # None: the owner named no measurement
+    debug: bool | None = None
+    vmpl: int | None = None
+
+    @property
+    def proven(self) -> bool:
+        return self.status == "attested" and not self.debug
+
+    def as_json(self) -> dict[str, object]:
+        return {k: v for k, v in self.__dict__.items()}
+
+
+@dataclass
 class BootSummary:
     boot: int
     streams: dict[str, StreamSpan] = field(default_factory=dict)
@@ -138,6 +170,7 @@ class BootSummary:
     debug_ceiling: str | None = None
     debug_enabled: bool | None = None
     layout: str | None = None
+    attestation: BootAttestation | None = None
 
     @property
     def ending(self) -> Ending:
@@ -160,6 +193,7 @@ class BootSummary:
             "debug_ceiling": self.debug_ceiling,
             "debug_enabled": self.debug_enabled,
             "layout": self.layout,
+            "attestation": self.attestation.as_json() if self.attestation else {"status": "unattested"},
             "streams": [s.as_json() for s in self.streams.values()],
         }
 
@@ -170,11 +204,32 @@ class Report:
     findings: list[Finding] = field(default_factory=list)
     boots: dict[int, BootSummary] = field(default_factory=dict)
     anchor_checked: bool = False
-    attested_boots: set[int] = field(default_factory=set)  # boots an anchor vouches for (§8.5)
+    anchored_boots: set[int] = field(default_factory=set)  # boots an anchor vouches for (§8.5)
     verified_frames: int = 0  # frames (key-directory slots included) that authenticated
+    origin_policy: dict[str, object] = field(default_factory=dict)  # what attestation was judged against
 
-    def attested(self, boot: int) -> bool:
-        return boot in self.attested_boots
+    def origin(self) -> str:
+        """One line on what the SEV-SNP reports prove about who wrote the boots (spec §8.9)."""
+        boots = [b for b in sorted(self.boots) if any(s.frames for s in self.boots[b].streams.values())]
+        if not boots:
+            return "no boot to attest"
+        proven = [b for b in boots if (a := self.boots[b].attestation) and a.proven]
+        checked = bool(self.origin_policy.get("measurements"))
+        if not proven:
+            return (f"not proven: none of {len(boots)} boot(s) is attested, so the host could have "
+                    "written any of them with the owner's public key")
+        line = f"{len(proven)} of {len(boots)} boot(s) attested by an SEV-SNP report"
+        rest = [b for b in boots if b not in proven]
+        if rest:
+            line += "; not proven for boot(s) " + ", ".join(map(str, rest))
+        line += "; measurement " + ("as expected" if checked else "not checked (give --measurement)")
+        return line
+
+    def attested_boots(self) -> list[int]:
+        return [b for b in sorted(self.boots) if (a := self.boots[b].attestation) and a.proven]
+
+    def anchored(self, boot: int) -> bool:
+        return boot in self.anchored_boots
 
     @property
     def outcome(self) -> Verdict:
@@ -239,7 +294,8 @@ class Report:
             "proven_boots": self.proven_boots(),
             "unproven_boots": sorted(self.unproven_boots()),
             "anchor_checked": self.anchor_checked,
-            "attested_boots": sorted(self.attested_boots),
-            "boots": [{**self.boots[b].as_json(), "attested": self.attested(b)} for b in sorted(self.boots)],
+            "anchored_boots": sorted(self.anchored_boots),
+            "origin": {"summary": self.origin(), "attested_boots": self.attested_boots(), **self.origin_policy},
+            "boots": [{**self.boots[b].as_json(), "anchored": self.anchored(b)} for b in sorted(self.boots)],
             "findings": [f.as_json() for f in self.findings],
         }

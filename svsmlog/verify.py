@@ -18,6 +18,7 @@ from . import crypto
 from .anchor import Anchor
 from .codec import (
     DecodeError,
+    Envelope,
     RegionEntry,
     decode_boot_body,
     decode_clear_section,
@@ -43,6 +44,7 @@ from .frames import open_frame
 from .keyring import MAX_FAILED_ENVELOPES, KeyConflict, Keyring, StreamKey, harvest
 from .keyschedule import RatchetBudget, RatchetExhausted, ReaderChain
 from .ordering import Entry, RegionJudge
+from .origin import OriginJudge, OriginPolicy, frame_evidence
 from .parallel import (
     ChunkScan,
     ScanEvent,
@@ -75,8 +77,10 @@ class Verifier:
         *,
         base_offset: int = 0,
         progress: Callable[[int], None] | None = None,
+        origin: OriginPolicy | None = None,
     ) -> None:
         self._read = read
+        self._origin = origin or OriginPolicy()
         self._base = base_offset
         self._progress = progress
         try:
@@ -227,10 +231,16 @@ class Verifier:
             return entry
         c.accepted = True
         entry.status = "ok"
-        if h.type in (FrameType.BOOT, FrameType.KEYS) and region is not KEY_DIRECTORY:
-            # BOOT and WRAP_REKEY frames carry the boot's BOOT_SECRET envelopes (a grant's
-            # KEYS frame none): their size says whether the boot's slot could be written
-            entry.owner_clear_len = _owner_clear_len(c.clear)
+        if h.type in (FrameType.BOOT, FrameType.KEYS):
+            try:
+                envelopes = decode_clear_section(c.clear)
+            except DecodeError:
+                envelopes = []  # harvest reported it (frame_corrupt) where it is complete
+            entry.evidence = frame_evidence(envelopes, h.type)
+            if region is not KEY_DIRECTORY:
+                # BOOT and WRAP_REKEY frames carry the boot's BOOT_SECRET envelopes (a grant's
+                # KEYS frame none): their size says whether the boot's slot could be written
+                entry.owner_clear_len = _owner_clear_len(envelopes)
         self._decode_body(region, entry, plaintext)
         return entry
 
@@ -499,6 +509,21 @@ class Verifier:
                     )
         self._check_slots(orders, past_boot | seen_past)
 
+    def _check_origin(self, orders: dict[int, list[Entry]]) -> None:
+        """Which boots their SEV-SNP evidence proves the genuine SVSM wrote (spec §8.9)."""
+        regions = self.volume.superblock.regions
+        frames = [(-1, KEY_DIRECTORY, e) for e in self._ok(KEY_DIRECTORY, orders)]
+        frames += [(i, r, e) for i, r in enumerate(regions) for e in self._ok(r, orders)]
+        judge = OriginJudge(
+            self.report,
+            self.volume.volume_id,
+            regions,
+            self.keyring.private_keys,
+            self._origin,
+            lambda kind, detail, region, e: self._add_at(kind, detail, region, e),
+        )
+        judge.judge(frames)
+
     @staticmethod
     def _absence_excused(judge: RegionJudge, boot: int, head: Entry | None) -> str | None:
         """Why a region may lack every frame of ``boot``: the ring reclaimed them (proven by a
@@ -743,9 +768,9 @@ class Verifier:
         ):
             return
         if kinds & self._CHAIN_KINDS:
-            self.report.attested_boots = {anchor.boot}
+            self.report.anchored_boots = {anchor.boot}
         else:
-            self.report.attested_boots = {b for b in self.report.boots if b <= anchor.boot}
+            self.report.anchored_boots = {b for b in self.report.boots if b <= anchor.boot}
 
     # ------------------------------------------------------------------ entry points
 
@@ -789,6 +814,7 @@ class Verifier:
         self._judge_torn_slots(orders)
         self._check_keys(orders)
         self._check_obligations(orders, judges)
+        self._check_origin(orders)
         self._check_volume_id()
         self.report.verified_frames = sum(len(v) for v in self._entries.values()) + len(
             self._ok(KEY_DIRECTORY, orders)
@@ -839,12 +865,8 @@ class Verifier:
         return None
 
 
-def _owner_clear_len(clear: bytes) -> int | None:
+def _owner_clear_len(envelopes: list[Envelope]) -> int | None:
     """Bytes a key-directory slot's clear section takes: the BOOT_SECRET envelopes of a BOOT
     frame's (authenticated) clear section, as the writer puts them in the slot (spec §4.7)."""
-    try:
-        envelopes = decode_clear_section(clear)
-    except DecodeError:
-        return None
     owners = [e for e in envelopes if e.kind == EnvelopeKind.BOOT_SECRET]
     return len(encode_clear_section(owners)) if owners else None

@@ -34,8 +34,11 @@ from .format import (
     FRAME_HEADER_LEN,
     KEY_DIR_SLOT_SECTORS,
     KEYS_BODY_LEN,
+    MAX_ENVELOPE_LEN,
     MAX_PLAINTEXT,
+    MAX_SNP_CERTS,
     NO_STREAM,
+    SNP_REPORT_LEN,
     TAG_LEN,
     DebugCeiling,
     EnvelopeKind,
@@ -45,13 +48,28 @@ from .format import (
     frame_sectors,
 )
 from .frames import seal_frame
-from .keyschedule import WriterChain, envelope_info, stream_root
+from .keyschedule import WriterChain, boot_report_data, envelope_info, launch_grant_digest, stream_root
 from .records import Level, Record
 from .scan import find_head
 from .volume import KEY_DIRECTORY, StreamSpec, Volume, format_volume, key_dir_slot, read_volume
 
 Sealer = Callable[[crypto.PublicKey, bytes, bytes], bytes]
 MAX_BOOT = 0xFFFFFFFF
+_NO_KEY_ID = bytes(16)
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What the AMD-SP answered to the boot's MSG_REPORT_REQ (spec §6.6): the signed report,
+    and the certificates the host supplied with it (an extended request; untrusted, and
+    verified by the reader anyway), DER, the VCEK or VLEK first."""
+
+    report: bytes
+    certs: tuple[bytes, ...] = ()
+
+
+# REPORT_DATA -> the evidence, or None when the host refused (or failed) the guest request.
+Attester = Callable[[bytes], "Evidence | None"]
 
 
 class WriterError(Exception):
@@ -114,6 +132,7 @@ class LogWriter:
         sealer: Sealer = crypto.hpke_seal,
         clock: Callable[[], int] = lambda: 0,
         on_durable: Callable[[Sealed], None] | None = None,
+        attester: Attester | None = None,
     ) -> None:
         if not owners:
             raise WriterError("at least one recipient key is required")
@@ -157,6 +176,20 @@ class LogWriter:
                 grantees=list(grants.get(r.stream, [])),
             )
         crypto.erase(boot_secret)
+        # Launch grants are sealed now, before any write: the attestation report commits to
+        # them and to the owner envelopes (spec §6.6), so the report is asked for first.
+        self._launch_grants = {
+            sid: [self._chain_envelope(st, k, 0, st.chain.current_chain_key()) for k in st.grantees]
+            for sid, st in self._streams.items()
+        }
+        self.report_data = boot_report_data(
+            vid,
+            self.boot,
+            encode_clear_section(self._owner_envelopes),
+            [launch_grant_digest(encode_clear_section(g)) for g in self._launch_grants.values()],
+        )
+        self.evidence = attester(self.report_data) if attester is not None else None
+        self._evidence_items = _evidence_items(self.evidence, list(self._launch_grants.values()))
         # BOOT frames first, in superblock order, then the key-directory slot: a slot, or
         # any later frame, proves that every region got its BOOT frame (spec §7.2, §8.7).
         for sid, st in self._streams.items():
@@ -262,7 +295,7 @@ class LogWriter:
         return st
 
     def _keys_frame_sectors(self, st: _Stream) -> int:
-        clear = 2 + sum(23 + len(e.sealed) for e in self._owner_envelopes)
+        clear = 2 + sum(23 + len(e.sealed) for e in self._owner_envelopes + self._evidence_items)
         clear += _chain_envelope_len(st.grantees)
         return frame_sectors(clear, KEYS_BODY_LEN + TAG_LEN)
 
@@ -275,17 +308,21 @@ class LogWriter:
         return Envelope(EnvelopeKind.CHAIN_KEY, key.kem_id, key.key_id, self._sealer(key, chain_key, info))
 
     def _all_envelopes(self, st: _Stream) -> bytes:
-        """Owner envelopes (the boot secret; the same bytes in every key frame of the boot)
-        plus a chain-key envelope at this frame for every grantee of the stream."""
+        """A WRAP_REKEY frame's clear section: owner envelopes (the boot secret; the same
+        bytes in every key frame of the boot), a chain-key envelope at this frame for every
+        grantee of the stream, then the boot's attestation evidence (spec §7.3)."""
         seq, ck = st.chain.seq, st.chain.current_chain_key()
         envs = self._owner_envelopes + [self._chain_envelope(st, k, seq, ck) for k in st.grantees]
-        return encode_clear_section(envs)
+        return encode_clear_section(envs + self._evidence_items)
 
     def _write_directory_slot(self, root: bytes) -> None:
-        """The boot's owner envelopes in its key-directory slot, out of reach of any ring
-        wrap (spec §7.2). Skipped if they do not fit a slot: BOOT frames still carry them."""
-        clear = encode_clear_section(self._owner_envelopes)
+        """The boot's owner envelopes, and its attestation evidence if it fits too, in its
+        key-directory slot, out of reach of any ring wrap (spec §4.7). Skipped if the
+        envelopes do not fit a slot: BOOT frames still carry them."""
         body = encode_keys_body(KeysBody(KeysReason.DIRECTORY, self._clock(), 0, self.volume.digest))
+        clear = encode_clear_section(self._owner_envelopes + self._evidence_items)
+        if frame_sectors(len(clear), len(body) + TAG_LEN) > KEY_DIR_SLOT_SECTORS:
+            clear = encode_clear_section(self._owner_envelopes)
         if frame_sectors(len(clear), len(body) + TAG_LEN) > KEY_DIR_SLOT_SECTORS:
             return
         lba = key_dir_slot(self.boot)
@@ -324,7 +361,10 @@ class LogWriter:
             )
 
         assert len(body(0)) == BOOT_BODY_LEN
-        return self._write(st, FrameType.BOOT, lambda: self._all_envelopes(st), body, ())
+        clear = encode_clear_section(
+            self._owner_envelopes + self._launch_grants[st.region.stream] + self._evidence_items
+        )
+        return self._write(st, FrameType.BOOT, lambda: clear, body, ())
 
     def _flush_stream(self, st: _Stream, ftype: FrameType) -> Sealed:
         block = st.pending.block()
@@ -393,3 +433,19 @@ class LogWriter:
         st.pos += len(frame) // SECTOR
         st.tag, st.last_seq = tag, seq
         return frame, seq
+
+
+def _evidence_items(evidence: Evidence | None, launch_grants: list[list[Envelope]]) -> list[Envelope]:
+    """The clear-section items of spec §4.4 carrying a boot's evidence: SNP_REPORT (the
+    report, then every region's launch-grant digest, so a grantee can check its own), then
+    one SNP_CERT per certificate. None for an unattested boot."""
+    if evidence is None:
+        return []
+    if len(evidence.report) != SNP_REPORT_LEN:
+        raise WriterError(f"an attestation report is {SNP_REPORT_LEN} bytes, not {len(evidence.report)}")
+    digests = b"".join(launch_grant_digest(encode_clear_section(g)) for g in launch_grants)
+    items = [Envelope(EnvelopeKind.SNP_REPORT, 0, _NO_KEY_ID, evidence.report + digests)]
+    for der in evidence.certs[:MAX_SNP_CERTS]:
+        if 0 < len(der) <= MAX_ENVELOPE_LEN:  # a larger one is left out: --cert can supply it
+            items.append(Envelope(EnvelopeKind.SNP_CERT, 0, _NO_KEY_ID, der))
+    return items

@@ -181,6 +181,53 @@ def test_clear_section_agreement(envs: list[codec.Envelope], pos: int, xor: int)
     assert fast == slow
 
 
+_report_item = st.builds(
+    codec.Envelope,
+    kind=st.just(3),
+    kem_id=st.sampled_from([0, 0, 0x20]),
+    key_id=st.sampled_from([bytes(16), bytes(16), b"k" * 16]),
+    sealed=st.integers(0, 15).map(lambda n: bytes(format.SNP_REPORT_LEN + 32 * n)),
+)
+_cert_item = st.builds(
+    codec.Envelope,
+    kind=st.just(4),
+    kem_id=st.sampled_from([0, 0, 0x20]),
+    key_id=st.just(bytes(16)),
+    sealed=st.binary(min_size=1, max_size=40),
+)
+items = st.tuples(envelopes, st.lists(_report_item, max_size=2), st.lists(_cert_item, max_size=6)).flatmap(
+    lambda t: st.permutations([*t[0], *t[1], *t[2]]) | st.just([*t[0], *t[1], *t[2]])
+)
+
+
+@given(items, st.integers(0, 4000), st.integers(0, 255))
+def test_clear_sections_with_attestation_items_agree(envs: list[codec.Envelope], pos: int, xor: int) -> None:
+    """Both decoders take the same items in the same order rules (spec §4.4): reports and
+    certificates after the envelopes, one report, at most four certificates after it, and
+    neither naming a recipient."""
+    buf = bytearray(codec.encode_clear_section(envs))
+    fast, slow = clear_pair(bytes(buf))
+    assert fast == slow
+    if fast is not None:
+        assert fast == envs
+    buf[pos % len(buf)] ^= xor
+    fast, slow = clear_pair(bytes(buf))
+    assert fast == slow
+
+
+def test_an_ordered_attested_clear_section_parses() -> None:
+    env = codec.Envelope(1, 0x20, b"k" * 16, b"s" * 80)
+    report = codec.Envelope(3, 0, bytes(16), bytes(format.SNP_REPORT_LEN + 64))
+    cert = codec.Envelope(4, 0, bytes(16), b"c" * 100)
+    ok = [env, report, cert]
+    assert codec.decode_clear_section(codec.encode_clear_section(ok)) == ok
+    for bad in ([report, env], [env, cert], [env, report, report], [env, report, *[cert] * 5],
+                [env, codec.Envelope(3, 0, bytes(16), bytes(format.SNP_REPORT_LEN))],
+                [env, codec.Envelope(3, 0x20, bytes(16), bytes(format.SNP_REPORT_LEN + 32))]):
+        fast, slow = clear_pair(codec.encode_clear_section(bad))
+        assert fast is None and slow is None, bad
+
+
 @given(st.binary(min_size=113, max_size=113))
 def test_boot_body_random_bytes_agree(buf: bytes) -> None:
     try:

@@ -331,7 +331,7 @@ def test_an_anchor_is_not_met_by_a_frame_nobody_can_read(owner: crypto.PrivateKe
 
     d = image_device(bytes(img))
     report = Verifier(d.read, d.sector_count, Keyring([owner])).run(anchor)
-    assert report.verdict != "intact" and not report.attested_boots
+    assert report.verdict != "intact" and not report.anchored_boots
 
 
 def test_a_foreign_key_id_on_the_genesis_boot_is_no_evidence_of_a_wrap(owner: crypto.PrivateKey) -> None:

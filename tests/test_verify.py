@@ -299,10 +299,10 @@ def test_anchor_attests_its_boot_and_the_boots_it_chains_to(owner: crypto.Privat
     w3.close()
     report = Verifier(dev.read, dev.sector_count, Keyring([owner])).run(anchor)
     assert report.verdict == "intact"
-    assert report.attested_boots == {1, 2}
-    assert not report.attested(3)
+    assert report.anchored_boots == {1, 2}
+    assert not report.anchored(3)
     _, unanchored = verify(dev, owner)
-    assert unanchored.attested_boots == set()
+    assert unanchored.anchored_boots == set()
 
 
 def test_a_boot_forged_with_the_public_key_verifies_but_is_not_attested(owner: crypto.PrivateKey) -> None:
@@ -324,12 +324,12 @@ def test_a_boot_forged_with_the_public_key_verifies_but_is_not_attested(owner: c
     fw.append(1, rec(3, "forged"))
     fw.close()
     plain = Verifier(forged.read, forged.sector_count, Keyring([owner])).run()
-    assert plain.verdict == "intact" and not plain.attested_boots
+    assert plain.verdict == "intact" and not plain.anchored_boots
     genuine_dev = image_device(snapshot)
     later = LogWriter(genuine_dev, TWO, [owner.public])
     later.append(1, rec(4))
     later_anchor = later.anchor()
     report = Verifier(forged.read, forged.sector_count, Keyring([owner])).run(later_anchor)
     assert report.verdict == "violated"
-    assert report.attested_boots == set()
-    assert Verifier(forged.read, forged.sector_count, Keyring([owner])).run(anchor).attested_boots == {1}
+    assert report.anchored_boots == set()
+    assert Verifier(forged.read, forged.sector_count, Keyring([owner])).run(anchor).anchored_boots == {1}

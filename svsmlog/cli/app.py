@@ -35,7 +35,7 @@ from . import info as info_cmd
 from . import keygen as keygen_cmd
 from . import reading
 from . import simulate as simulate_cmd
-from .common import CliError, Exit, is_tty, open_volume, parse_since_boot, report_console
+from .common import CliError, Exit, OriginArgs, is_tty, open_volume, parse_since_boot, report_console
 
 
 def _plain_usage_metavar(make_metavar: Callable[..., str]) -> Callable[..., str]:
@@ -252,9 +252,30 @@ PassphraseOpt = Annotated[Path | None, typer.Option("--passphrase-file", metavar
                                                     "keys (one trailing newline is ignored).")]
 
 
-def _key_args(key: list[Path] | None, stream_key: list[Path] | None, passphrase_file: Path | None
-              ) -> reading.KeyArgs:
-    return reading.KeyArgs(list(key or []), list(stream_key or []), passphrase_file)
+TrustRootOpt = Annotated[list[Path] | None, typer.Option("--trust-root", metavar="FILE",
+                                                         help="Trust these roots (ARKs; an ASK or ASVK in "
+                                                         "the same file is taken as an intermediate) "
+                                                         "instead of AMD's pinned ARKs, for each "
+                                                         "boot's attestation report. Repeatable.")]
+AttCertOpt = Annotated[list[Path] | None, typer.Option("--cert", metavar="FILE",
+                                                       help="More certificates for the boots' reports "
+                                                       "(a VCEK or VLEK the log lacks, an ASK): PEM "
+                                                       "or DER. Repeatable.")]
+MeasurementOpt = Annotated[list[str] | None, typer.Option("--measurement", metavar="HEX",
+                                                          help="A launch MEASUREMENT (96 hex digits) the "
+                                                          "owner expects; a boot attested with another "
+                                                          "is a violation. Repeatable.")]
+RequireAttOpt = Annotated[bool, typer.Option("--require-attestation",
+                                             help="A boot without a valid attestation report is a "
+                                             "violation (needs --measurement).")]
+
+
+def _key_args(key: list[Path] | None, stream_key: list[Path] | None, passphrase_file: Path | None,
+              trust_root: list[Path] | None = None, cert: list[Path] | None = None,
+              measurement: list[str] | None = None, require_attestation: bool = False) -> reading.KeyArgs:
+    origin = OriginArgs(tuple(trust_root or ()), tuple(cert or ()), tuple(measurement or ()),
+                        require_attestation)
+    return reading.KeyArgs(list(key or []), list(stream_key or []), passphrase_file, origin=origin)
 
 
 class Kem(StrEnum):
@@ -345,6 +366,10 @@ def verify(
     partition: PartitionOpt = None,
     offset: OffsetOpt = None,
     jobs: JobsOpt = None,
+    measurement: MeasurementOpt = None,
+    require_attestation: RequireAttOpt = False,
+    trust_root: TrustRootOpt = None,
+    cert: AttCertOpt = None,
 ) -> Exit:
     """Verify the log and report.
 
@@ -365,7 +390,7 @@ def verify(
     (--jobs at a time): one summary table, or one JSON line per image; the exit status is
     the worst of them.
     """
-    keys = _key_args(key, stream_key, passphrase_file)
+    keys = _key_args(key, stream_key, passphrase_file, trust_root, cert, measurement, require_attestation)
     many = reading.many_images(image)
     if many is not None:
         return reading.verify_many(many, partition, offset, keys, anchor, as_json, jobs)
@@ -441,6 +466,10 @@ def extract(
     partition: PartitionOpt = None,
     offset: OffsetOpt = None,
     jobs: JobsOpt = None,
+    measurement: MeasurementOpt = None,
+    require_attestation: RequireAttOpt = False,
+    trust_root: TrustRootOpt = None,
+    cert: AttCertOpt = None,
 ) -> Exit:
     """Write the verified records.
 
@@ -460,7 +489,8 @@ def extract(
       svsmlog extract disk.img --key owner.key -f journal -o out/
       svsmlog extract disk.img --key owner.key -f timesketch > svsm.timesketch.jsonl
     """
-    keys = replace(_key_args(key, stream_key, passphrase_file), anchor=anchor)
+    keys = replace(_key_args(key, stream_key, passphrase_file, trust_root, cert, measurement,
+                             require_attestation), anchor=anchor)
     many = reading.many_images(image)
     if many is not None and (output is None or list_boots):
         raise CliError("with several images, extract writes into -o DIR (one subdirectory per image)")
@@ -709,6 +739,18 @@ def simulate(
                                                 "on top).")] = None,
     debug_key: Annotated[Path | None, typer.Option("--debug-key", metavar="PUB", help="Debug recipient "
                                                    "public key, when the config names none.")] = None,
+    attest: Annotated[bool, typer.Option("--attest", help="Every boot asks the model's TEST-ONLY AMD-SP "
+                                         "for an SEV-SNP report binding it, and stores it with the "
+                                         "VCEK.")] = False,
+    attest_out: Annotated[Path | None, typer.Option("--attest-out", metavar="DIR", help="With --attest: "
+                                                    "write the TEST-ONLY ASK+ARK (for --trust-root) "
+                                                    "and the expected measurement into DIR.")] = None,
+    snp_build: Annotated[str | None, typer.Option("--snp-build", metavar="NAME", help="With --attest: "
+                                                  "launch another SVSM build (another MEASUREMENT) "
+                                                  "than the expected one.")] = None,
+    refuse_report: Annotated[bool, typer.Option("--refuse-report", help="With --attest: the host "
+                                                "refuses every boot's report request (the boots are "
+                                                "written unattested).")] = False,
 ) -> Exit:
     """Simulate the SVSM writing its log (for tests and demonstrations).
 
@@ -720,12 +762,14 @@ def simulate(
       svsmlog simulate --recipient owner.pub --image disk.img --boots 3 --seed 1
       svsmlog simulate --recipient owner.pub --image disk.img --truth truth.jsonl --anchor-out anchor.json
       svsmlog simulate --recipient owner.pub --image disk.img --crash-after-writes 40 --tear-sectors 1
+      svsmlog simulate --recipient owner.pub --image disk.img --attest --attest-out amd/
     """
     options: dict[str, Any] = {
         "image": image, "recipients": list(recipient or []), "config": config, "scenario": scenario,
         "boots": boots, "streams": streams.value if streams else None, "seed": seed, "truth": truth,
         "anchor_out": anchor_out, "crash_after_writes": crash_after_writes, "tear_sectors": tear_sectors,
-        "size": size, "debug_key": debug_key, "records": records,
+        "size": size, "debug_key": debug_key, "records": records, "attest": attest,
+        "attest_out": attest_out, "snp_build": snp_build, "refuse_report": refuse_report,
     }
     print(simulate_cmd.simulate(options))
     return Exit.INTACT

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from enum import IntEnum
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
@@ -26,6 +26,9 @@ from ..device import SECTOR
 from ..source import ImageError, VolumeSource, open_image
 from ..verify import Keyring, StreamKey
 from ..volume import Volume, read_volume
+
+if TYPE_CHECKING:
+    from ..origin import OriginPolicy
 
 STREAM_KEY_FORMAT = "svsmlog-stream-key-v1"
 MAX_SMALL_FILE = 1 << 20  # key, anchor and passphrase files are tiny; refuse to slurp a disk
@@ -266,6 +269,61 @@ def load_keyring(
                  f"{volume.volume_id.hex()}; ignored")
         ring.stream_keys.append(sk)
     return ring
+
+
+@dataclass(frozen=True)
+class OriginArgs:
+    """--trust-root, --cert, --measurement, --require-attestation (spec §8.9)."""
+
+    trust_roots: tuple[Path, ...] = ()
+    certs: tuple[Path, ...] = ()
+    measurements: tuple[str, ...] = ()
+    require: bool = False
+
+
+MEASUREMENT_LEN = 48
+
+
+def load_origin_policy(args: OriginArgs) -> OriginPolicy:
+    """The owner's expectations of each boot's attestation report. Certificates in a
+    --trust-root file that are not self-issued (an ASK beside its ARK) are taken as
+    intermediates: they prove nothing unless they chain to a root."""
+    from ..origin import OriginPolicy
+
+    def certificates(paths: tuple[Path, ...], what: str) -> list[crypto.Certificate]:
+        out: list[crypto.Certificate] = []
+        for path in paths:
+            try:
+                out += crypto.load_certificates(read_small_file(path, what))
+            except crypto.CertificateError as e:
+                raise CliError(f"{path}: {e}") from None
+        return out
+
+    given = certificates(args.trust_roots, "trust root")
+    roots = tuple(c for c in given if c.self_issued)
+    if args.trust_roots and not roots:
+        raise CliError("--trust-root: no self-signed certificate (an ARK) in "
+                       + ", ".join(map(str, args.trust_roots)))
+    measurements = set()
+    for text in args.measurements:
+        digits = text.strip().lower().removeprefix("0x")
+        try:
+            value = bytes.fromhex(digits)
+        except ValueError:
+            value = b""
+        if len(value) != MEASUREMENT_LEN:
+            raise CliError(f"--measurement {text!r}: a launch measurement is {MEASUREMENT_LEN} bytes "
+                           f"({2 * MEASUREMENT_LEN} hex digits)")
+        measurements.add(value)
+    if args.require and not measurements:
+        raise CliError("--require-attestation needs --measurement: a valid report proves only that "
+                       "some SVSM ran on an AMD chip, and the host can launch an SVSM of its own")
+    return OriginPolicy(
+        roots=roots or None,
+        certs=tuple(certificates(args.certs, "certificate")) + tuple(c for c in given if not c.self_issued),
+        measurements=frozenset(measurements),
+        require=args.require,
+    )
 
 
 def load_anchor(path: Path | None) -> Anchor | None:

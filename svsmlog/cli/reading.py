@@ -31,6 +31,7 @@ from ..verify import StreamKey
 from .common import (
     CliError,
     Exit,
+    OriginArgs,
     format_ns,
     is_tty,
     open_volume,
@@ -67,6 +68,7 @@ class KeyArgs:
     stream_keys: list[Path]
     passphrase_file: Path | None
     anchor: Path | None = None  # extract checks it as verify does
+    origin: OriginArgs = OriginArgs()  # what each boot's attestation report must show
 
 
 # --------------------------------------------------------------------------- verify
@@ -75,7 +77,7 @@ class KeyArgs:
 def verify(image_path: Path, partition: int | None, keys: KeyArgs, anchor: Path | None,
            as_json: bool, jobs: int | None = None, offset: int | None = None) -> Exit:
     with open_volume(image_path, partition, offset) as image:
-        v = verify_image(image, keys.keys, keys.stream_keys, keys.passphrase_file, anchor, jobs)
+        v = verify_image(image, keys.keys, keys.stream_keys, keys.passphrase_file, anchor, jobs, keys.origin)
         if as_json:
             print(json.dumps(v.report.as_json(), indent=2))
         elif not v.nothing_opened():  # a key that opens nothing gets no verdict panel
@@ -91,10 +93,9 @@ def warn_partial(v: Verification) -> None:
     """On stderr, what the keys given could not prove: a partial verdict must be seen even
     when only records are read (spec §9)."""
     r = v.report
-    unread = sorted({(f.boot, f.stream) for f in r.findings if f.unproven and f.boot is not None})
-    listing = ", ".join(f"boot {b} {s}" for b, s in unread[:12]) + (" …" if len(unread) > 12 else "")
-    warn(f"{v.image.name}: {r.scope()}; not proven: {listing or 'see svsmlog verify'} "
-         "(frames no key given opens, or history only unauthenticated bytes explain)")
+    unread = sorted({(f.boot, f.stream, f.kind.value) for f in r.findings if f.unproven and f.boot is not None})
+    listing = ", ".join(f"boot {b} {s} ({k})" for b, s, k in unread[:12]) + (" …" if len(unread) > 12 else "")
+    warn(f"{v.image.name}: {r.scope()}; not proven: {listing or 'see svsmlog verify'}")
 
 
 # --------------------------------------------------------------------------- many images
@@ -626,7 +627,7 @@ def extract(image_path: Path, partition: int | None, keys: KeyArgs, streams: lis
             r.stream for r in image.volume.superblock.regions
         ]
         stream_ids = list(dict.fromkeys(stream_ids))  # once each, in the order given
-        v = verify_image(image, keys.keys, keys.stream_keys, keys.passphrase_file, keys.anchor, jobs)
+        v = verify_image(image, keys.keys, keys.stream_keys, keys.passphrase_file, keys.anchor, jobs, keys.origin)
         if v.nothing_opened():
             raise v.no_key_error()
         keep = keep.resolved(sorted(v.report.boots), host_time_bases(v))
@@ -714,7 +715,7 @@ def list_boots(image_path: Path, partition: int | None, keys: KeyArgs, jobs: int
                offset: int | None) -> Exit:
     """``extract --list-boots``: like journalctl's, with the offsets --boot takes."""
     with open_volume(image_path, partition, offset) as image:
-        v = verify_image(image, keys.keys, keys.stream_keys, keys.passphrase_file, None, jobs)
+        v = verify_image(image, keys.keys, keys.stream_keys, keys.passphrase_file, None, jobs, keys.origin)
         if v.nothing_opened():
             raise v.no_key_error()
         boots = sorted(v.report.boots)
@@ -735,7 +736,7 @@ def list_boots(image_path: Path, partition: int | None, keys: KeyArgs, jobs: int
 def crashes(image_path: Path, partition: int | None, keys: KeyArgs, lines: int, as_json: bool,
             jobs: int | None, offset: int | None) -> Exit:
     with open_volume(image_path, partition, offset) as image:
-        v = verify_image(image, keys.keys, keys.stream_keys, keys.passphrase_file, None, jobs)
+        v = verify_image(image, keys.keys, keys.stream_keys, keys.passphrase_file, None, jobs, keys.origin)
         if v.nothing_opened():
             raise v.no_key_error()
         result = summarize(v.verifier.records(), v.report, lines)

@@ -61,24 +61,33 @@ def summary_lines(image: Image, report: Report) -> list[Text]:
     ]
     if unread:
         lines.append(Text("unproven  boot(s) " + ", ".join(map(str, unread))
-                          + ": frames no key given opens, or history only unauthenticated bytes explain",
+                          + ": frames no key given opens, history only unauthenticated bytes explain, or an "
+                          "origin no report proves (see Findings)",
                           style="yellow"))
+    read = [b for b, s in report.boots.items() if any(span.frames for span in s.streams.values())]
+    proven_all = set(report.attested_boots()) >= set(read)
+    lines.append(Text("origin    " + report.origin(), style="" if proven_all else "bold yellow"))
+    debug = [b for b, s in sorted(report.boots.items()) if s.attestation and s.attestation.debug]
+    if debug:
+        lines.append(Text("DEBUG     boot(s) " + ", ".join(map(str, debug)) + " ran with the SEV-SNP debug "
+                          "policy: the host could read and change their memory, keys included",
+                          style="bold red"))
     lines.append(Text("anchor    " + _anchor_line(report)))
     return lines
 
 
-def _attested(report: Report) -> set[int]:
-    # Which boots an anchor vouches for (spec §8.5); older cores do not say.
-    return set(getattr(report, "attested_boots", set()))
+def _anchored(report: Report) -> set[int]:
+    # Which boots an anchor vouches for (spec §8.5)
+    return set(report.anchored_boots)
 
 
 def _anchor_line(report: Report) -> str:
     if not report.anchor_checked:
-        return "not given: no boot is attested, and a cut-off tail goes unnoticed"
-    attested = sorted(_attested(report))
-    if not attested:
-        return "checked; it attests no boot"
-    return "checked; it attests boot(s) " + ", ".join(map(str, attested))
+        return "not given: a cut-off tail of the newest boot goes unnoticed"
+    anchored = sorted(_anchored(report))
+    if not anchored:
+        return "checked; it vouches for no boot"
+    return "checked; it vouches for boot(s) " + ", ".join(map(str, anchored))
 
 
 def summary_panel(image: Image, report: Report) -> Panel:
@@ -98,17 +107,39 @@ def _host_time(ns: int | None) -> str:
 
 def boots_table(report: Report) -> Table:
     t = Table(title="Boots", title_justify="left", box=box.SIMPLE_HEAD)
-    for col in ("boot", "ending", "attested", "host time (untrusted)", "debug", "layout", "config digest"):
+    for col in ("boot", "ending", "attested by", "measurement", "SNP debug", "anchored",
+                "host time (untrusted)", "debug grants", "layout", "config digest"):
         t.add_column(col)
-    attested = _attested(report)
+    anchored = _anchored(report)
     for b in sorted(report.boots):
         s: BootSummary = report.boots[b]
         state = "on" if s.debug_enabled else "off"
         debug = "-" if s.debug_enabled is None else f"{state} ({s.debug_ceiling})"
         digest = s.config_digest.hex()[:16] if s.config_digest else "-"
-        t.add_row(str(b), _ending(s), "yes" if b in attested else "no", _host_time(s.host_time_ns),
-                  debug, s.layout or "-", digest)
+        who, measured, snp_debug = _attestation_cells(s)
+        t.add_row(str(b), _ending(s), who, measured, snp_debug, "yes" if b in anchored else "no",
+                  _host_time(s.host_time_ns), debug, s.layout or "-", digest)
     return t
+
+
+def _attestation_cells(s: BootSummary) -> tuple[Text, Text, Text]:
+    """Who attested the boot (chip, product, TCB), whether its measurement is expected, and
+    whether it ran with the SEV-SNP debug policy."""
+    a = s.attestation
+    if a is None or a.status in ("unattested", "unknown"):
+        return Text("not attested", style="yellow"), Text("-"), Text("-")
+    if a.status in ("invalid", "misplaced"):
+        return Text(f"{a.status.upper()} report", style="bold red"), Text("-"), Text("-")
+    tcb = "/".join(part.split("=")[1] for part in (a.tcb or "").split()) or "?"
+    who = Text(f"{a.product or '?'} {(a.signing_key or '').upper()} {(a.chip_id or '')[:8]}… TCB {tcb}")
+    m = (a.measurement or "")[:16] + "…"
+    if a.measurement_expected is None:
+        measured = Text(f"{m} (not checked)", style="yellow")
+    elif a.measurement_expected:
+        measured = Text(f"{m} expected", style="green")
+    else:
+        measured = Text(f"{m} UNEXPECTED", style="bold red")
+    return who, measured, Text("ON", style="bold red") if a.debug else Text("off")
 
 
 def _ending(s: BootSummary) -> Text:

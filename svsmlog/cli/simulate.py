@@ -47,4 +47,11 @@ def describe(image: Path, result: Any, anchor_out: Path | None) -> str:
     if anchor_out is not None and result.anchor is not None:
         lines.append(f"anchor of boot {result.anchor.boot} written to {anchor_out} "
                      f"(REPORT_DATA {result.anchor.commitment.hex()})")
+    if getattr(result, "measurement", None) is not None:
+        lines.append(f"every boot asked the model's TEST-ONLY AMD-SP for a report (measurement "
+                     f"{result.measurement.hex()[:16]}…)")
+    if getattr(result, "attest_out", None) is not None:
+        out = result.attest_out
+        lines.append(f"verify with: --trust-root {out / 'TEST-ONLY-amd-chain.pem'} "
+                     f"--measurement $(cat {out / 'measurement.hex'})")
     return "\n".join(lines)

@@ -7,10 +7,21 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..anchor import Anchor
+from ..origin import OriginPolicy
 from ..parallel import default_jobs, may_run_in_parallel
 from ..report import Report, Verdict
 from ..verify import Keyring, Verifier, VolumeError
-from .common import CliError, Exit, Image, ReadProgress, load_anchor, load_keyring, region_bytes
+from .common import (
+    CliError,
+    Exit,
+    Image,
+    OriginArgs,
+    ReadProgress,
+    load_anchor,
+    load_keyring,
+    load_origin_policy,
+    region_bytes,
+)
 
 
 @dataclass
@@ -52,27 +63,35 @@ def verify_image(
     passphrase_file: Path | None,
     anchor_file: Path | None = None,
     jobs: int | None = None,
+    origin: OriginArgs | None = None,
 ) -> Verification:
-    """Load the keys and the anchor (exit 2/3 on bad ones), then run every check."""
+    """Load the keys, the anchor and the attestation expectations (exit 2/3 on bad ones),
+    then run every check."""
     keyring = load_keyring(keys, stream_keys, passphrase_file, image.volume)
     anchor = load_anchor(anchor_file)
+    policy = load_origin_policy(origin or OriginArgs())
     src = image.source
     # Workers are forked (the qcow2 reader only preads, so its copy in each is independent);
     # the progress bar's thread must not be running when they fork (svsmlog.parallel).
     jobs = jobs or default_jobs()
     if may_run_in_parallel(image.volume, jobs):
-        return _verify(image, keyring, anchor, src.read_sectors, jobs)
+        return _verify(image, keyring, anchor, src.read_sectors, jobs, policy)
     # Two full passes read the regions: the key harvest and the frame checks.
     with ReadProgress(src.read_sectors, 2 * region_bytes(image.volume), "verifying") as progress:
-        return _verify(image, keyring, anchor, progress.read, 1)
+        return _verify(image, keyring, anchor, progress.read, 1, policy)
 
 
 def _verify(
-    image: Image, keyring: Keyring, anchor: Anchor | None, read: Callable[[int, int], bytes], jobs: int
+    image: Image,
+    keyring: Keyring,
+    anchor: Anchor | None,
+    read: Callable[[int, int], bytes],
+    jobs: int,
+    policy: OriginPolicy,
 ) -> Verification:
     src = image.source
     try:
-        verifier = Verifier(read, src.sector_count, keyring, base_offset=src.base_offset)
+        verifier = Verifier(read, src.sector_count, keyring, base_offset=src.base_offset, origin=policy)
     except VolumeError as e:
         raise CliError(f"{image.name}: not an svsmlog volume: {e}") from None
     report = verifier.run(anchor, jobs=jobs)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from .. import crypto
 from ..anchor import Anchor
@@ -20,7 +20,7 @@ from ..format import DebugCeiling, Layout
 from ..records import Level
 from .config import LaunchConfig
 from .services import MS, PROTOCOLS, Event, S, Workload
-from .svsm import DurableRecord, SvsmModel, SvsmStopped, VirtualClock, WriteTap
+from .svsm import DurableRecord, SnpPlatform, SvsmModel, SvsmStopped, VirtualClock, WriteTap
 
 ENDINGS = ("clean", "panic", "power-loss", "attestation-failure")
 HOST_EPOCH_NS = 1_749_628_800 * S  # 2025-06-11T08:00:00Z: what the host claims, untrusted
@@ -34,6 +34,7 @@ class BootPlan:
     debug_at_s: float | None = None  # seconds after attestation: the guest asks for debug mode
     debug_streams: tuple[str, ...] | None = None  # None: what the launch policy names
     steady_records: int | None = None  # instead of steady_s: the first N steady-state records
+    refuse_report: bool = False  # the host refuses this boot's attestation-report request
 
 
 @dataclass(frozen=True)
@@ -119,6 +120,14 @@ _SCENARIO_LIST = (
         },
     ),
     Scenario(
+        "report-refused",
+        "three clean boots; the host refuses the second boot's attestation-report request, so "
+        "that boot is written unattested (with --attest)",
+        min_boots=3,
+        default_boots=3,
+        plan=lambda i, n, arg: BootPlan("clean", steady_s=4.0, refuse_report=i == 1),
+    ),
+    Scenario(
         "debug",
         "debug ceiling 'debug-only' with the SNP debug policy bit set; the guest enables "
         "debug mode mid-boot for some streams (vtpm and console per service)",
@@ -186,6 +195,7 @@ def run(
     steady_s: float | None = None,
     on_durable: Callable[[DurableRecord], None] | None = None,
     steady_records: int | None = None,
+    snp: SnpPlatform | None = None,
 ) -> RunLog:
     """Run the scenario's boots on ``device``. A ``Crashed`` from the device ends the run
     (``crashed``); a model-level stop (panic, halt) ends only its boot."""
@@ -211,6 +221,7 @@ def run(
                 plan.debug_at_s,
                 plan.debug_streams,
                 steady_records,
+                plan.refuse_report,
             )
         rng = boot_rng(seed, i)
         host_time = HOST_EPOCH_NS + seed % 1000 * S + i * 3600 * S
@@ -222,6 +233,7 @@ def run(
                 snp_debug=sc.snp_debug if snp_debug is None else snp_debug,
                 host_time_ns=host_time,
                 on_durable=durable,
+                snp=replace(snp, refuse=snp.refuse or plan.refuse_report) if snp is not None else None,
             )
         except Crashed:
             out.crashed = True

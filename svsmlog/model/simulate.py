@@ -24,6 +24,7 @@ from ..volume import read_volume
 from ..writer import WriterError
 from .config import ConfigError, LaunchConfig, ceiling_name, parse_layout
 from .scenarios import SCENARIOS, ScenarioError, get_scenario, run
+from .svsm import DEFAULT_BUILD, SnpPlatform, launch_measurement
 from .truth import write_truth
 
 __all__ = [
@@ -57,6 +58,10 @@ class SimulateOptions:
     size: str = "64M"
     debug_key: Path | None = None  # debug recipient public key when no config names one
     records: int | None = None  # steady-state records per boot (else the scenario's duration)
+    attest: bool = False  # the model's TEST-ONLY AMD-SP signs a report for every boot
+    snp_build: str | None = None  # the SVSM build launched (another build: another MEASUREMENT)
+    refuse_report: bool = False  # the host refuses every boot's report request
+    attest_out: Path | None = None  # write the TEST-ONLY trust chain and the expected measurement here
 
 
 @dataclass
@@ -69,6 +74,8 @@ class SimulateResult:
     frames: int
     crashed: bool
     anchor: Anchor | None
+    measurement: bytes | None = None
+    attest_out: Path | None = None
 
     def summary(self) -> str:
         """What the CLI prints."""
@@ -83,6 +90,11 @@ class SimulateResult:
             lines.append("crashed: the device stopped as asked (--crash-after-writes)")
         if self.anchor is not None:
             lines.append(f"anchor report_data: {self.anchor.commitment.hex()}")
+        if self.measurement is not None:
+            lines.append(f"attested by the model's TEST-ONLY AMD-SP; measurement {self.measurement.hex()}")
+        if self.attest_out is not None:
+            lines.append(f"verify with: --trust-root {self.attest_out / 'TEST-ONLY-amd-chain.pem'} "
+                         f"--measurement $(cat {self.attest_out / 'measurement.hex'})")
         return "\n".join(lines)
 
 
@@ -202,8 +214,10 @@ def simulate(opts: SimulateOptions) -> SimulateResult:
         dev: BlockDevice = fdev
         if opts.crash_after_writes is not None:
             dev = RecordingDevice(fdev, crash_after=opts.crash_after_writes, tear_sectors=opts.tear_sectors)
+        snp = _snp(opts)
         try:
-            log = run(opts.scenario, dev, cfg, boots=opts.boots, seed=opts.seed, steady_records=opts.records)
+            log = run(opts.scenario, dev, cfg, boots=opts.boots, seed=opts.seed, steady_records=opts.records,
+                      snp=snp)
         except WriterError as e:
             raise SimulationError(f"{image}: {e}") from None
         except ScenarioError as e:
@@ -214,6 +228,12 @@ def simulate(opts: SimulateOptions) -> SimulateResult:
         write_truth(Path(opts.truth), log.durable)
     if opts.anchor_out is not None and log.anchor is not None:
         Path(opts.anchor_out).write_text(log.anchor.to_json() + "\n")
+    measurement = launch_measurement(cfg, snp.build) if snp is not None else None
+    if snp is not None and opts.attest_out is not None and measurement is not None:
+        out = Path(opts.attest_out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "TEST-ONLY-amd-chain.pem").write_bytes(snp.chip.chain_pems)
+        (out / "measurement.hex").write_text(launch_measurement(cfg).hex() + "\n")
     st = log.tap.stats
     return SimulateResult(
         boots=log.boots,
@@ -224,4 +244,14 @@ def simulate(opts: SimulateOptions) -> SimulateResult:
         frames=sum(st.frames.values()),
         crashed=log.crashed,
         anchor=log.anchor,
+        measurement=measurement,
+        attest_out=Path(opts.attest_out) if snp is not None and opts.attest_out is not None else None,
     )
+
+
+def _snp(opts: SimulateOptions) -> SnpPlatform | None:
+    if not (opts.attest or opts.snp_build or opts.refuse_report or opts.attest_out):
+        return None
+    from .amdsp import TestPlatform
+
+    return SnpPlatform(TestPlatform(), build=opts.snp_build or DEFAULT_BUILD, refuse=opts.refuse_report)

@@ -18,6 +18,10 @@ What it models, and what it promises:
 * **Debug mode**: ``enable_debug`` is a guest request, honoured only as far as the launch
   policy's debug ceiling allows; the request and its outcome are logged (and flushed)
   before any grant takes effect. ``always`` grants the debug recipient at launch.
+* **Attestation**: with an ``SnpPlatform`` the boot asks the model's AMD-SP for a report
+  whose REPORT_DATA commits to the boot (spec §6.6) before its first write, and stores it
+  with the VCEK in its key frames; if the host refuses the request the boot is written
+  anyway, unattested, and says so in a WARN record.
 * **Anchors**: ``anchor()`` is the writer's head commitment; ``last_anchor`` is the one
   taken after the newest device write that returned (what survives a crash).
 """
@@ -26,7 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from .. import crypto
 from ..anchor import Anchor
@@ -34,11 +38,31 @@ from ..codec import DecodeError, decode_frame_header
 from ..device import SECTOR, BlockDevice, Crashed
 from ..format import FRAME_MAGIC, NO_STREAM, DebugCeiling, FrameType
 from ..records import FLAG_PANIC, Level, Record
-from ..writer import BootPolicy, LogWriter, Sealed
+from ..writer import BootPolicy, Evidence, LogWriter, Sealed
 from .config import LaunchConfig, ceiling_name
 from .services import COMPONENT, PanicSite
 
+if TYPE_CHECKING:
+    from .amdsp import TestPlatform
+
 SNP_POLICY_DEBUG_BIT = 19  # SEV-SNP guest policy: debugging allowed
+DEFAULT_BUILD = "coconut-svsm model build 1"
+
+
+def launch_measurement(config: LaunchConfig, build: str = DEFAULT_BUILD) -> bytes:
+    """The model's MEASUREMENT (48 bytes): the SVSM build and the launch configuration it is
+    launched with, as a real launch digest covers the SVSM binary and its measured config."""
+    return crypto.sha384(b"svsmlog model launch digest\0", build.encode(), b"\0", config.digest)
+
+
+@dataclass(frozen=True)
+class SnpPlatform:
+    """How the boot's report request goes: the (TEST-ONLY) chip that answers it, the SVSM
+    build being launched, and whether the host refuses to relay it."""
+
+    chip: TestPlatform
+    build: str = DEFAULT_BUILD
+    refuse: bool = False
 
 
 class SvsmStopped(Exception):
@@ -162,6 +186,7 @@ class SvsmModel:
         snp_debug: bool = False,
         host_time_ns: int = 0,
         on_durable: Callable[[DurableRecord], None] | None = None,
+        snp: SnpPlatform | None = None,
     ) -> None:
         self.tap = device if isinstance(device, WriteTap) else WriteTap(device)
         self.config = config
@@ -201,9 +226,12 @@ class SvsmModel:
             policy=policy,
             stream_grants=grants,
             clock=self.clock,
+            attester=self._attester(snp) if snp is not None else None,
         )
         self.boot = self.writer.boot
         self._snapshot()
+        if snp is not None:
+            self._log_attestation(self.writer.evidence)
         if always:
             self.debug_streams = set(config.debug_streams)
             self.debug_grants = {n: 0 for n in config.debug_streams}
@@ -378,6 +406,34 @@ class SvsmModel:
     def _sid(self, service: str) -> int:
         return self.config.stream_id(self.config.stream_for_service(service))
 
+    def _attester(self, snp: SnpPlatform) -> Callable[[bytes], Evidence | None]:
+        def ask(report_data: bytes) -> Evidence | None:
+            # MSG_REPORT_REQ at VMPL0 with VMPCK0: the host relays it and may refuse, but
+            # cannot read or forge the answer; the certificates come from the host.
+            if snp.refuse:
+                return None
+            report = snp.chip.report(
+                report_data,
+                vmpl=0,
+                policy=self.snp_guest_policy,
+                measurement=launch_measurement(self.config, snp.build),
+            )
+            return Evidence(report, (snp.chip.vcek_der,))
+
+        return ask
+
+    def _log_attestation(self, evidence: Evidence | None) -> None:
+        if evidence is None:
+            self.log("core", Level.WARN,
+                     "SNP_GUEST_REQUEST for the log's attestation report failed (the host refused "
+                     "it): this boot is unattested", component="svsm", target="svsm::log::attest",
+                     force=True)
+        else:
+            fields = (("report_data", self._writer.report_data.hex()),
+                      ("measurement", launch_measurement_hex(evidence)))
+            self.log("core", Level.INFO, "log attested: the SNP report binds this boot's keys",
+                     component="svsm", target="svsm::log::attest", fields=fields, force=True)
+
     def _debug_key_id(self) -> str:
         k = self.config.debug_recipient
         return k.key_id.hex()[:16] if k else "(none)"
@@ -427,3 +483,8 @@ class SvsmModel:
             self.durable.append(d)
             if self.on_durable is not None:
                 self.on_durable(d)
+
+
+def launch_measurement_hex(evidence: Evidence) -> str:
+    """The MEASUREMENT field (offset 0x90) of the evidence's report."""
+    return evidence.report[0x90:0xC0].hex()
