@@ -198,7 +198,9 @@ def _declare() -> dict[str, object]:
         "kem_id" / Int16ul,
         "key_id" / Bytes(16),
         # attestation items are not addressed to anyone
-        Check(lambda ctx: ctx.kind < EnvelopeKind.SNP_REPORT or (ctx.kem_id == 0 and ctx.key_id == bytes(16))),
+        Check(
+            lambda ctx: ctx.kind < EnvelopeKind.SNP_REPORT or (ctx.kem_id == 0 and ctx.key_id == bytes(16))
+        ),
         "sealed_len" / Int16ul,
         Check(lambda ctx: 0 < ctx.sealed_len <= MAX_ENVELOPE_LEN),
         Check(

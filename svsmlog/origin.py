@@ -19,6 +19,7 @@ module imports the attestation code only when some boot carries evidence.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -115,7 +116,9 @@ class OriginJudge:
             _, region, first = min(boots[b].frames, key=lambda f: (f[0] < 0, f[2].seq, f[0]))
             why = att.detail
             if self.policy.require:
-                self.add(Kind.ATTESTATION_MISSING, f"{why}, and the owner requires attestation", region, first)
+                self.add(
+                    Kind.ATTESTATION_MISSING, f"{why}, and the owner requires attestation", region, first
+                )
             elif attested_any:
                 self.add(
                     Kind.UNATTESTED,
@@ -136,7 +139,7 @@ class OriginJudge:
                 else f"no authenticated key frame of boot {boot} is left to say whether it was attested"
             )
             return BootAttestation(status, detail=detail)
-        i, region, e = carrying[0]
+        _, region, e = carrying[0]
         ev = e.evidence
         assert ev is not None
         for _, r2, e2 in carrying[1:]:
@@ -152,7 +155,9 @@ class OriginJudge:
                 return BootAttestation("invalid", detail="two different reports")
         return self._check(boot, region, e, ev, b)
 
-    def _check(self, boot: int, region: RegionEntry, e: Entry, ev: FrameEvidence, b: _Boot) -> BootAttestation:
+    def _check(
+        self, boot: int, region: RegionEntry, e: Entry, ev: FrameEvidence, b: _Boot
+    ) -> BootAttestation:
         from .attestation.report import ReportError, parse_report
         from .attestation.verify import verify_report
 
@@ -168,10 +173,9 @@ class OriginJudge:
             return invalid(f"does not parse: {err}")
         certs: list[Certificate] = list(self.policy.certs)
         for der in ev.certs:
-            try:
+            # untrusted bytes from the host; the chain check says what is missing
+            with contextlib.suppress(crypto.CertificateError):
                 certs += crypto.load_certificates(der)
-            except crypto.CertificateError:
-                pass  # untrusted bytes from the host; the chain check says what is missing
         v = verify_report(rep, certs, self.policy.roots, require_vmpl0=True)
         att = BootAttestation(
             "attested",
@@ -190,7 +194,8 @@ class OriginJudge:
             return invalid(f"is not valid: {att.detail}", att)
         if len(grants) != len(self.regions):
             att.status, att.detail = "invalid", "launch grants for another number of regions"
-            return invalid(f"lists launch grants for {len(grants)} region(s); the volume has {len(self.regions)}", att)
+            have = len(self.regions)
+            return invalid(f"lists launch grants for {len(grants)} region(s); the volume has {have}", att)
         expected = boot_report_data(self.vid, boot, ev.owner_section, grants)
         if not crypto.ct_equal(rep.report_data, expected):
             att.status, att.detail = "misplaced", "REPORT_DATA is not this boot's commitment"
@@ -206,7 +211,8 @@ class OriginJudge:
         misplaced = self._keys_not_committed(boot, e, ev, grants, b)
         if misplaced == _LATER_GRANT:
             # honest (a debug grant made after launch), but the report does not vouch for it
-            att.status, att.detail = "unattested", f"boot {boot}'s report does not commit to our key: {misplaced}"
+            att.status = "unattested"
+            att.detail = f"boot {boot}'s report does not commit to our key: {misplaced}"
             return att
         if misplaced is not None:
             att.status, att.detail = "misplaced", misplaced
@@ -237,9 +243,11 @@ class OriginJudge:
         """Why the keys this boot's frames authenticate under are not the committed ones, or
         None. Every BOOT frame's launch grants must be the committed digests too."""
         for i, _, f in b.frames:
-            if f.evidence is not None and f.evidence.grant_section is not None and i >= 0:
-                if not crypto.ct_equal(launch_grant_digest(f.evidence.grant_section), grants[i]):
-                    return f"the BOOT frame at sector {f.lba} holds launch grants the report does not commit to"
+            section = f.evidence.grant_section if f.evidence is not None else None
+            if section is None or i < 0:
+                continue
+            if not crypto.ct_equal(launch_grant_digest(section), grants[i]):
+                return f"the BOOT frame at sector {f.lba} holds launch grants the report does not commit to"
         chain = e.chain
         if chain is None:
             return "no key of ours authenticated the frame carrying the report"
@@ -255,7 +263,7 @@ class OriginJudge:
                     "boot's frames are sealed with")
         # A grantee: its chain must come from a launch grant (seq 0 of a BOOT frame) the report
         # commits to; a grant made later is not in the report.
-        for i, region, f in b.frames:
+        for _, region, f in b.frames:
             if f.chain is not chain or f.type != FrameType.BOOT or f.seq != 0 or f.evidence is None:
                 continue
             for env in _decode(f.evidence.grant_section or b"\0\0"):

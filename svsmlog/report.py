@@ -295,7 +295,11 @@ class Report:
             "unproven_boots": sorted(self.unproven_boots()),
             "anchor_checked": self.anchor_checked,
             "anchored_boots": sorted(self.anchored_boots),
-            "origin": {"summary": self.origin(), "attested_boots": self.attested_boots(), **self.origin_policy},
+            "origin": {
+                "summary": self.origin(),
+                "attested_boots": self.attested_boots(),
+                **self.origin_policy,
+            },
             "boots": [{**self.boots[b].as_json(), "anchored": self.anchored(b)} for b in sorted(self.boots)],
             "findings": [f.as_json() for f in self.findings],
         }

@@ -68,7 +68,7 @@ class KeyArgs:
     stream_keys: list[Path]
     passphrase_file: Path | None
     anchor: Path | None = None  # extract checks it as verify does
-    origin: OriginArgs = OriginArgs()  # what each boot's attestation report must show
+    origin: OriginArgs = field(default_factory=OriginArgs)  # what each boot's attestation report must show
 
 
 # --------------------------------------------------------------------------- verify
@@ -93,7 +93,8 @@ def warn_partial(v: Verification) -> None:
     """On stderr, what the keys given could not prove: a partial verdict must be seen even
     when only records are read (spec §9)."""
     r = v.report
-    unread = sorted({(f.boot, f.stream, f.kind.value) for f in r.findings if f.unproven and f.boot is not None})
+    unread = sorted({(f.boot, f.stream, f.kind.value) for f in r.findings
+                     if f.unproven and f.boot is not None})
     listing = ", ".join(f"boot {b} {s} ({k})" for b, s, k in unread[:12]) + (" …" if len(unread) > 12 else "")
     warn(f"{v.image.name}: {r.scope()}; not proven: {listing or 'see svsmlog verify'}")
 
@@ -627,7 +628,8 @@ def extract(image_path: Path, partition: int | None, keys: KeyArgs, streams: lis
             r.stream for r in image.volume.superblock.regions
         ]
         stream_ids = list(dict.fromkeys(stream_ids))  # once each, in the order given
-        v = verify_image(image, keys.keys, keys.stream_keys, keys.passphrase_file, keys.anchor, jobs, keys.origin)
+        v = verify_image(image, keys.keys, keys.stream_keys, keys.passphrase_file, keys.anchor, jobs,
+                         keys.origin)
         if v.nothing_opened():
             raise v.no_key_error()
         keep = keep.resolved(sorted(v.report.boots), host_time_bases(v))
