@@ -12,7 +12,9 @@ from typing import Any
 from .common import CliError
 
 # For the help text; tests/test_manpage.py checks it against the model's own list.
-SCENARIO_HELP = "normal, panic (or panic:SERVICE), attestation-failure, multi-boot, wraparound, debug"
+SCENARIO_HELP = (
+    "normal, panic (or panic:SERVICE), attestation-failure, multi-boot, wraparound, report-refused, debug"
+)
 
 
 def _model() -> Any:
