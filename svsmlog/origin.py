@@ -76,7 +76,9 @@ Add = Callable[[Kind, str, RegionEntry, "Entry"], None]
 
 @dataclass
 class _Boot:
-    frames: list[tuple[int, RegionEntry, Entry]] = field(default_factory=list)  # (region index, …)
+    # key frames: (region index, region, entry)
+    frames: list[tuple[int, RegionEntry, Entry]] = field(default_factory=list)
+    located: tuple[int, RegionEntry, Entry] | None = None  # another frame, where a finding can point
 
 
 class OriginJudge:
@@ -96,12 +98,17 @@ class OriginJudge:
         self.policy = policy
         self.add = add
 
-    def judge(self, frames: list[tuple[int, RegionEntry, Entry]]) -> None:
-        """``frames``: every authenticated frame as (region index, region, entry); the key
-        directory has index -1."""
+    def judge(
+        self, frames: list[tuple[int, RegionEntry, Entry]], others: dict[int, tuple[int, RegionEntry, Entry]]
+    ) -> None:
+        """``frames``: every authenticated key frame (BOOT, KEYS, slot) as (region index,
+        region, entry), the key directory with index -1; ``others``: for each boot, one of
+        its other authenticated frames (a boot may have no key frame left)."""
         boots: dict[int, _Boot] = {}
         for i, region, e in frames:
             boots.setdefault(e.boot, _Boot()).frames.append((i, region, e))
+        for b, located in others.items():
+            boots.setdefault(b, _Boot()).located = located
         results = {b: self._judge_boot(b, boots[b]) for b in sorted(boots)}
         attested_any = any(a.status == "attested" for a in results.values())
         self.report.origin_policy = {
@@ -113,7 +120,8 @@ class OriginJudge:
             self.report.boots.setdefault(b, BootSummary(b)).attestation = att
             if att.status not in ("unattested", "unknown"):
                 continue
-            _, region, first = min(boots[b].frames, key=lambda f: (f[0] < 0, f[2].seq, f[0]))
+            candidates = boots[b].frames + ([boots[b].located] if boots[b].located else [])
+            _, region, first = min(candidates, key=lambda f: (f[0] < 0, f[2].seq, f[0]))
             why = att.detail
             if self.policy.require:
                 self.add(
@@ -131,7 +139,7 @@ class OriginJudge:
     def _judge_boot(self, boot: int, b: _Boot) -> BootAttestation:
         carrying = [(i, r, e) for i, r, e in b.frames if e.evidence is not None]
         if not carrying:
-            keyed = any(e.type in (FrameType.BOOT, FrameType.KEYS) for _, _, e in b.frames)
+            keyed = bool(b.frames)
             status = "unattested" if keyed else "unknown"
             detail = (
                 f"boot {boot} carries no attestation report"

@@ -510,10 +510,18 @@ class Verifier:
         self._check_slots(orders, past_boot | seen_past)
 
     def _check_origin(self, orders: dict[int, list[Entry]]) -> None:
-        """Which boots their SEV-SNP evidence proves the genuine SVSM wrote (spec §8.9)."""
+        """Which boots their SEV-SNP evidence proves the genuine SVSM wrote (spec §8.9). Only
+        key frames carry evidence; other frames only say which boots there are (one each,
+        so nothing here grows per frame)."""
         regions = self.volume.superblock.regions
-        frames = [(-1, KEY_DIRECTORY, e) for e in self._ok(KEY_DIRECTORY, orders)]
-        frames += [(i, r, e) for i, r in enumerate(regions) for e in self._ok(r, orders)]
+        keyed: list[tuple[int, RegionEntry, Entry]] = []
+        first: dict[int, tuple[int, RegionEntry, Entry]] = {}
+        for i, r in [(-1, KEY_DIRECTORY), *enumerate(regions)]:
+            for e in self._ok(r, orders):
+                if e.type in (FrameType.BOOT, FrameType.KEYS):
+                    keyed.append((i, r, e))
+                elif e.boot not in first:
+                    first[e.boot] = (i, r, e)
         judge = OriginJudge(
             self.report,
             self.volume.volume_id,
@@ -522,7 +530,7 @@ class Verifier:
             self._origin,
             lambda kind, detail, region, e: self._add_at(kind, detail, region, e),
         )
-        judge.judge(frames)
+        judge.judge(keyed, first)
 
     @staticmethod
     def _absence_excused(judge: RegionJudge, boot: int, head: Entry | None) -> str | None:
