@@ -120,8 +120,8 @@ class OriginJudge:
             self.report.boots.setdefault(b, BootSummary(b)).attestation = att
             if att.status not in ("unattested", "unknown"):
                 continue
-            located = boots[b].located
-            candidates = boots[b].frames + ([located] if located is not None else [])
+            other = boots[b].located
+            candidates = boots[b].frames + ([other] if other is not None else [])
             _, region, first = min(candidates, key=lambda f: (f[0] < 0, f[2].seq, f[0]))
             why = att.detail
             if self.policy.require:
