@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..anchor import Anchor
-from ..parallel import default_jobs, may_run_in_parallel
+from ..parallel import default_jobs
 from ..report import Report, Verdict
 from ..verify import Keyring, Verifier, VolumeError
-from .common import CliError, Exit, Image, ReadProgress, load_anchor, load_keyring, region_bytes
+from .common import CliError, Exit, Image, ReadProgress, load_anchor, load_keyring, region_extents
 
 
 @dataclass
@@ -56,23 +55,20 @@ def verify_image(
     """Load the keys and the anchor (exit 2/3 on bad ones), then run every check."""
     keyring = load_keyring(keys, stream_keys, passphrase_file, image.volume)
     anchor = load_anchor(anchor_file)
-    src = image.source
-    # Workers are forked (the qcow2 reader only preads, so its copy in each is independent);
-    # the progress bar's thread must not be running when they fork (svsmlog.parallel).
-    jobs = jobs or default_jobs()
-    if may_run_in_parallel(image.volume, jobs):
-        return _verify(image, keyring, anchor, src.read_sectors, jobs)
-    # Two full passes read the regions: the key harvest and the frame checks.
-    with ReadProgress(src.read_sectors, 2 * region_bytes(image.volume), "verifying") as progress:
-        return _verify(image, keyring, anchor, progress.read, 1)
+    # Two passes read the regions, each with a bar of its own on a terminal: the key harvest
+    # ("keys") and the frame checks ("verifying"). The frame checks may fork workers (the
+    # qcow2 reader only preads, so its copy in each is independent); the bar runs no thread
+    # and is drawn only by this process, from what the workers send it (ReadProgress).
+    with ReadProgress(image.source.read_sectors, region_extents(image.volume)) as progress:
+        return _verify(image, keyring, anchor, progress, jobs or default_jobs())
 
 
-def _verify(
-    image: Image, keyring: Keyring, anchor: Anchor | None, read: Callable[[int, int], bytes], jobs: int
-) -> Verification:
+def _verify(image: Image, keyring: Keyring, anchor: Anchor | None, progress: ReadProgress, jobs: int
+            ) -> Verification:
     src = image.source
     try:
-        verifier = Verifier(read, src.sector_count, keyring, base_offset=src.base_offset)
+        verifier = Verifier(progress.read, src.sector_count, keyring, base_offset=src.base_offset,
+                            on_pass=progress.begin, on_wait=progress.tick)
     except VolumeError as e:
         raise CliError(f"{image.name}: not an svsmlog volume: {e}") from None
     report = verifier.run(anchor, jobs=jobs)
