@@ -13,7 +13,9 @@ sequentially instead, so ``--jobs`` never changes a result (tests/test_parallel.
 
 Workers are forked: ``read`` must stay usable in a child (positional reads of a file,
 as ``svsmlog.source`` does for raw and GPT images) and the parent must not run other
-threads while forking.
+threads while forking. A progress display therefore never has a thread of its own: the
+workers send it what they read (svsmlog.cli.common.ReadProgress), and the parent draws
+it from ``on_wait``, called while it waits for the workers, after all of them were forked.
 """
 
 from __future__ import annotations
@@ -147,15 +149,31 @@ def _run(i: int) -> Any:
     return _task(i)
 
 
-def map_forked(task: Callable[[int], Any], n: int, jobs: int) -> list[Any]:
-    """``[task(i) for i in range(n)]`` in up to ``jobs`` forked workers, in order."""
+WAIT_SECONDS = 0.1  # how often ``map_forked`` calls ``on_wait`` while the workers run
+
+
+def map_forked(
+    task: Callable[[int], Any], n: int, jobs: int, on_wait: Callable[[], None] | None = None
+) -> list[Any]:
+    """``[task(i) for i in range(n)]`` in up to ``jobs`` forked workers, in order.
+    ``on_wait`` is called in this process every ``WAIT_SECONDS`` while they run, and once
+    when all are done; never before every worker was forked (the pool forks them all when
+    it starts, and later only to replace one that died). Whatever it raises ends the
+    workers (the pool's exit terminates them), as an interrupt does."""
     global _task
     _task = task
     gc.freeze()  # the children's collector would otherwise touch (and copy) every inherited page
     try:
         ctx = multiprocessing.get_context("fork")
         with ctx.Pool(min(jobs, n)) as pool:
-            return pool.map(_run, range(n), chunksize=1)
+            if on_wait is None:
+                return pool.map(_run, range(n), chunksize=1)
+            pending = pool.map_async(_run, range(n), chunksize=1)
+            while not pending.ready():
+                on_wait()
+                pending.wait(WAIT_SECONDS)
+            on_wait()
+            return pending.get()
     finally:
         _task = None
         gc.unfreeze()

@@ -78,11 +78,18 @@ class Verifier:
         base_offset: int = 0,
         progress: Callable[[int], None] | None = None,
         origin: OriginPolicy | None = None,
+        on_pass: Callable[[str], None] | None = None,
+        on_wait: Callable[[], None] | None = None,
     ) -> None:
         self._read = read
         self._origin = origin or OriginPolicy()
         self._base = base_offset
         self._progress = progress
+        # For a progress display (svsmlog.cli.common.ReadProgress): on_pass("keys") before the
+        # key harvest reads the regions, on_pass("verifying") before the frame checks do (again
+        # if the workers' scans are redone); on_wait while forked workers scan (map_forked).
+        self._on_pass = on_pass or (lambda name: None)
+        self._on_wait = on_wait
         try:
             self.volume: Volume = read_volume(read(0, 1), sector_count)
         except DecodeError as e:
@@ -292,8 +299,10 @@ class Verifier:
         big = may_run_in_parallel(self.volume, jobs) and frames_large_enough(self.volume, self._frame_sectors)
         if big and self._progress is None:
             groups = plan_chunks(regions, jobs)
+            self._on_pass("verifying")
             done: list[list[ChunkScan]] = map_forked(
-                lambda g: [self._scan_chunk(regions[i], lo, hi) for i, lo, hi in groups[g]], len(groups), jobs
+                lambda g: [self._scan_chunk(regions[i], lo, hi) for i, lo, hi in groups[g]],
+                len(groups), jobs, self._on_wait,
             )
             pieces = [
                 (i, scan)
@@ -311,6 +320,7 @@ class Verifier:
                     for r, ev in zip(regions, stitched, strict=True)
                     if ev is not None
                 }
+        self._on_pass("verifying")
         return {r.stream: self._scan(r) for r in regions}
 
     def _scan_chunk(self, region: RegionEntry, lo: int, hi: int) -> ChunkScan:
@@ -788,6 +798,7 @@ class Verifier:
         if self._done:
             return self.report
         self._frame_sectors: list[int] = []
+        self._on_pass("keys")
         self._chains = harvest(
             self._read,
             self.volume,

@@ -975,9 +975,10 @@ def test_read_progress_counts_bytes() -> None:
 
     sink = io.StringIO()
     console = Console(file=sink, force_terminal=True, width=100)
-    with ReadProgress(lambda lba, n: bytes(n * SECTOR), 4 * SECTOR, "scanning", console) as p:
+    with ReadProgress(lambda lba, n: bytes(n * SECTOR), [(0, 4)], "scanning", console) as p:
         assert len(p.read(0, 2)) == 2 * SECTOR
         p.read(2, 2)
+        assert p.bars == [("scanning", 4 * SECTOR, 4 * SECTOR)]
     assert "scanning" in sink.getvalue()
 
 

@@ -39,9 +39,9 @@ def parallel_even_when_small(monkeypatch: pytest.MonkeyPatch, request: pytest.Fi
     calls: list[int] = []
     real = parallel.map_forked
 
-    def counting(task, n, jobs):  # type: ignore[no-untyped-def]
+    def counting(task, n, jobs, on_wait=None):  # type: ignore[no-untyped-def]
         calls.append(n)
-        return real(task, n, jobs)
+        return real(task, n, jobs, on_wait)
 
     monkeypatch.setattr(parallel, "PARALLEL_MIN_BYTES", 0)
     monkeypatch.setattr(parallel, "PARALLEL_MIN_FRAME_SECTORS", 0)

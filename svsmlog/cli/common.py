@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import getpass
 import json
+import multiprocessing
 import os
 import re
+import select
 import stat
+import struct
 import sys
-from collections.abc import Callable, Iterator
+import time
+from bisect import bisect_left, bisect_right
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -17,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
 from .. import crypto
 from ..anchor import Anchor, AnchorError
@@ -391,47 +396,184 @@ def resolve_stream(volume: Volume, text: str) -> int:
 # --------------------------------------------------------------------------- progress
 
 
-class ReadProgress:
-    """Counts the bytes a pass reads and shows them as a bar on stderr, only when stderr is a
-    terminal. Counting reads (rather than the verifier's per-frame callback) also covers the
-    key-harvest pass, which reads every sector before the first frame is checked."""
+class Coverage:
+    """How many sectors of some extents (start, sectors) have been read, each sector
+    counted once however often it is read again."""
 
-    def __init__(self, read: Callable[[int, int], bytes], total_bytes: int, label: str,
-                 console: Console | None = None) -> None:
+    def __init__(self, extents: Sequence[tuple[int, int]]) -> None:
+        self._extents = sorted((start, start + n) for start, n in extents if n > 0)
+        self.total = sum(hi - lo for lo, hi in self._extents)
+        self.sectors = 0
+        self._lo: list[int] = []  # the covered runs, sorted, neither overlapping nor touching
+        self._hi: list[int] = []
+
+    def add(self, lba: int, count: int) -> None:
+        for lo, hi in self._extents:
+            a, b = max(lo, lba), min(hi, lba + count)
+            if a < b:
+                self._cover(a, b)
+
+    def _cover(self, a: int, b: int) -> None:
+        i = bisect_left(self._hi, a)  # runs i..j-1 overlap or touch [a, b): merge them into it
+        j = bisect_right(self._lo, b)
+        if i < j:
+            self.sectors -= sum(self._hi[k] - self._lo[k] for k in range(i, j))
+            a, b = min(a, self._lo[i]), max(b, self._hi[j - 1])
+        self._lo[i:j], self._hi[i:j] = [a], [b]
+        self.sectors += b - a
+
+
+_RANGE = struct.Struct("<qq")  # (lba, sectors): one read, from a forked worker to the parent
+_REFRESH_SECONDS = 0.1
+
+
+class ReadProgress:
+    """A progress bar per pass over the regions, on stderr, only when stderr is a terminal
+    and only in the process the user started (not in a pool's worker, where several bars
+    would share one terminal). Passes are named by ``begin``: the verifier calls it with
+    "keys" before the key harvest and "verifying" before the frame checks, each of which
+    reads every sector of the regions.
+
+    A bar shows how far a pass has read, each sector once: the scan reads a frame that
+    crosses its 1 MiB window again from the frame's start, so counting bytes read would
+    run past the regions' size. A pass that reads them all ends at exactly 100 %.
+
+    Nothing here runs a thread (rich's refresh thread is off; bars are drawn on reads and
+    on ``tick``), so the verifier may fork its workers at any time (svsmlog.parallel). A
+    forked worker never touches the terminal: it sends the ranges it reads through a pipe
+    made before the fork, non-blocking at both ends, and the parent reads them on ``tick``,
+    which ``map_forked`` calls while it waits for the workers."""
+
+    def __init__(self, read: Callable[[int, int], bytes], extents: Sequence[tuple[int, int]],
+                 label: str | None = None, console: Console | None = None) -> None:
         self._read = read
-        self._total = max(total_bytes, 1)
-        self._done = 0
+        self._extents = list(extents)
+        self._pid = os.getpid()
         self._progress: Progress | None = None
-        self._task = None
-        if console is None and is_tty(sys.stderr):
+        self._bars: dict[str, TaskID] = {}
+        self._bar: TaskID | None = None
+        self._coverage = Coverage(self._extents)
+        self._drawn = 0.0
+        self._pipe: tuple[int, int] | None = None
+        self._inbox = b""  # the parent's: a part of a range not read whole from the pipe yet
+        self._outbox = b""  # a worker's: ranges the full pipe did not take yet
+        if console is None and is_tty(sys.stderr) and multiprocessing.parent_process() is None:
             console = Console(stderr=True)
         if console is not None:
             self._progress = Progress(
                 TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
-                TimeRemainingColumn(), console=console, transient=True,
+                TimeRemainingColumn(), console=console, transient=True, auto_refresh=False,
             )
-            self._task = self._progress.add_task(label, total=self._total)
+        self._first = label
+
+    def _drawing(self) -> bool:
+        """Whether this process draws: a bar is shown, and this is not a forked worker."""
+        return self._progress is not None and os.getpid() == self._pid
+
+    @property
+    def bars(self) -> list[tuple[str, int, int]]:
+        """(label, bytes done, bytes in all) of every pass so far."""
+        if self._progress is None:
+            return []
+        return [(t.description, int(t.completed), int(t.total or 0)) for t in self._progress.tasks]
+
+    def begin(self, label: str) -> None:
+        """A new pass over the extents: a bar of its own, or its bar again from 0."""
+        if not self._drawing():
+            return
+        assert self._progress is not None
+        self.tick()
+        self._coverage = Coverage(self._extents)
+        total = max(self._coverage.total * SECTOR, 1)
+        if label in self._bars:
+            self._bar = self._bars[label]
+            self._progress.reset(self._bar, total=total)
+        else:
+            self._bar = self._bars[label] = self._progress.add_task(label, total=total)
+        self._draw(force=True)
 
     def read(self, lba: int, count: int) -> bytes:
         data = self._read(lba, count)
-        if self._progress is not None and self._task is not None:
-            self._done = min(self._done + len(data), self._total)
-            self._progress.update(self._task, completed=self._done)
+        if self._drawing():
+            self._coverage.add(lba, len(data) // SECTOR)
+            self._draw()
+        elif self._pipe is not None:
+            self._send(lba, len(data) // SECTOR)
         return data
+
+    def tick(self) -> None:
+        """In the parent: take in what the workers read, and draw."""
+        if not self._drawing() or self._pipe is None:
+            return
+        try:
+            while chunk := os.read(self._pipe[0], 1 << 16):
+                self._inbox += chunk
+        except BlockingIOError:
+            pass  # read all there is
+        whole = len(self._inbox) - len(self._inbox) % _RANGE.size
+        for lba, count in _RANGE.iter_unpack(self._inbox[:whole]):
+            self._coverage.add(lba, count)
+        self._inbox = self._inbox[whole:]
+        self._draw()
+
+    def _send(self, lba: int, count: int) -> None:
+        """In a worker. A write of at most PIPE_BUF bytes is atomic: ranges from several
+        workers never interleave. A full pipe (the parent reads it ten times a second) keeps
+        the rest for the next read rather than block."""
+        assert self._pipe is not None
+        self._outbox += _RANGE.pack(lba, count)
+        step = select.PIPE_BUF - select.PIPE_BUF % _RANGE.size
+        try:
+            while self._outbox:
+                sent = os.write(self._pipe[1], self._outbox[:step])
+                self._outbox = self._outbox[sent:]
+        except BlockingIOError:
+            pass
+        except BrokenPipeError:  # the parent is gone: nobody to tell
+            self._pipe, self._outbox = None, b""
+
+    def _draw(self, force: bool = False) -> None:
+        assert self._progress is not None
+        if self._bar is not None:
+            self._progress.update(self._bar, completed=self._coverage.sectors * SECTOR)
+        now = time.monotonic()
+        if force or now - self._drawn >= _REFRESH_SECONDS:
+            self._drawn = now
+            self._progress.refresh()
 
     def __enter__(self) -> ReadProgress:
         if self._progress is not None:
-            self._progress.start()
+            try:
+                self._pipe = os.pipe()
+                for fd in self._pipe:
+                    os.set_blocking(fd, False)
+                self._progress.start()
+                if self._first is not None:
+                    self.begin(self._first)
+            except BaseException:
+                self.__exit__()
+                raise
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._progress is not None:
+        if self._drawing():
+            assert self._progress is not None
+            self.tick()
             self._progress.stop()
-            self._progress = None
+        self._progress = None
+        if self._pipe is not None:
+            for fd in self._pipe:
+                os.close(fd)
+            self._pipe = None
 
 
 def region_bytes(volume: Volume) -> int:
     return sum(r.sectors for r in volume.superblock.regions) * SECTOR
+
+
+def region_extents(volume: Volume) -> list[tuple[int, int]]:
+    """(start, sectors) of every region: what each verification pass reads through."""
+    return [(r.start, r.sectors) for r in volume.superblock.regions]
 
 
 # --------------------------------------------------------------------------- durations

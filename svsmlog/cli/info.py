@@ -21,7 +21,7 @@ from ..device import SECTOR
 from ..format import EnvelopeKind, FrameType
 from ..scan import Candidate, ReadSectors, scan_region
 from ..volume import KEY_DIRECTORY
-from .common import Image, ReadProgress, region_bytes
+from .common import Image, ReadProgress, region_extents
 
 
 @dataclass
@@ -174,8 +174,8 @@ class VolumeInfo:
 
 def collect(image: Image) -> VolumeInfo:
     recipients: dict[tuple[str, int], Recipient] = {}
-    total = region_bytes(image.volume) + KEY_DIRECTORY.sectors * SECTOR
-    with ReadProgress(image.source.read_sectors, total, "scanning") as progress:
+    extents = [(KEY_DIRECTORY.start, KEY_DIRECTORY.sectors), *region_extents(image.volume)]
+    with ReadProgress(image.source.read_sectors, extents, "scanning") as progress:
         directory = _scan_stream(progress.read, image, KEY_DIRECTORY, recipients)
         streams = [_scan_stream(progress.read, image, r, recipients) for r in image.volume.superblock.regions]
     return VolumeInfo(image, directory, streams, list(recipients.values()))

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..anchor import Anchor
 from ..origin import OriginPolicy
-from ..parallel import default_jobs, may_run_in_parallel
+from ..parallel import default_jobs
 from ..report import Report, Verdict
 from ..verify import Keyring, Verifier, VolumeError
 from .common import (
@@ -20,7 +19,7 @@ from .common import (
     load_anchor,
     load_keyring,
     load_origin_policy,
-    region_bytes,
+    region_extents,
 )
 
 
@@ -70,28 +69,20 @@ def verify_image(
     keyring = load_keyring(keys, stream_keys, passphrase_file, image.volume)
     anchor = load_anchor(anchor_file)
     policy = load_origin_policy(origin or OriginArgs())
-    src = image.source
-    # Workers are forked (the qcow2 reader only preads, so its copy in each is independent);
-    # the progress bar's thread must not be running when they fork (svsmlog.parallel).
-    jobs = jobs or default_jobs()
-    if may_run_in_parallel(image.volume, jobs):
-        return _verify(image, keyring, anchor, src.read_sectors, jobs, policy)
-    # Two full passes read the regions: the key harvest and the frame checks.
-    with ReadProgress(src.read_sectors, 2 * region_bytes(image.volume), "verifying") as progress:
-        return _verify(image, keyring, anchor, progress.read, 1, policy)
+    # Two passes read the regions, each with a bar of its own on a terminal: the key harvest
+    # ("keys") and the frame checks ("verifying"). The frame checks may fork workers (the
+    # qcow2 reader only preads, so its copy in each is independent); the bar runs no thread
+    # and is drawn only by this process, from what the workers send it (ReadProgress).
+    with ReadProgress(image.source.read_sectors, region_extents(image.volume)) as progress:
+        return _verify(image, keyring, anchor, progress, jobs or default_jobs(), policy)
 
 
-def _verify(
-    image: Image,
-    keyring: Keyring,
-    anchor: Anchor | None,
-    read: Callable[[int, int], bytes],
-    jobs: int,
-    policy: OriginPolicy,
-) -> Verification:
+def _verify(image: Image, keyring: Keyring, anchor: Anchor | None, progress: ReadProgress, jobs: int,
+            policy: OriginPolicy) -> Verification:
     src = image.source
     try:
-        verifier = Verifier(read, src.sector_count, keyring, base_offset=src.base_offset, origin=policy)
+        verifier = Verifier(progress.read, src.sector_count, keyring, base_offset=src.base_offset,
+                            on_pass=progress.begin, on_wait=progress.tick, origin=policy)
     except VolumeError as e:
         raise CliError(f"{image.name}: not an svsmlog volume: {e}") from None
     report = verifier.run(anchor, jobs=jobs)
