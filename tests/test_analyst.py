@@ -206,11 +206,13 @@ def test_lines_reverse_and_boot_offsets(images: Images) -> None:
     everything = _messages(images)
     assert _messages(images, "-n", 3) == everything[-3:]
     assert _messages(images, "-n", 3, "-r") == everything[-3:][::-1]
-    assert _messages(images, "-b", -1) == [r for r in everything if r["boot"] == 3]
-    assert _messages(images, "--boot", -3) == [r for r in everything if r["boot"] == 1]
+    # journalctl's meaning: 0 the newest boot, -1 the one before
+    assert _messages(images, "-b", 0) == [r for r in everything if r["boot"] == 3]
+    assert _messages(images, "-b", -1) == [r for r in everything if r["boot"] == 2]
+    assert _messages(images, "--boot", -2) == [r for r in everything if r["boot"] == 1]
     listing = _extract(images, "--list-boots").stdout.splitlines()
     assert listing[0].split()[:2] == ["IDX", "BOOT"]
-    assert [line.split()[:2] for line in listing[1:]] == [["-3", "1"], ["-2", "2"], ["-1", "3"]]
+    assert [line.split()[:2] for line in listing[1:]] == [["-2", "1"], ["-1", "2"], ["0", "3"]]
     assert "panic" in listing[2] and HOST0 in listing[1]
 
 
@@ -240,8 +242,7 @@ def test_output_fields(images: Images) -> None:
     ("args", "message"),
     [
         (["--boot", 9], "no boot 9 in this image; its boots: 1, 2, 3"),
-        (["--boot", -4], "--boot -4: the image holds 3 boot(s)"),
-        (["--boot", 0], "--boot 0"),
+        (["--boot", -3], "--boot -3: the image holds 3 boot(s)"),
         (["--service", "nope"], "no records of service 'nope'"),
         (["-o", "json"], "use '-f jsonl'"),
         (["-o", "export"], "use '-f journal'"),

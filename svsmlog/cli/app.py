@@ -420,8 +420,9 @@ def extract(
                                                 "(boot-0001-vtpm.jsonl ...) and report.json into DIR; "
                                                 "with -f journal, journal files for journalctl --file.")
                       ] = None,
-    boot: Annotated[list[int] | None, typer.Option("--boot", "-b", metavar="N", help="Only boot N; -1 is "
-                                                   "the newest boot, -2 the one before. Repeatable.")
+    boot: Annotated[list[int] | None, typer.Option("--boot", "-b", metavar="N", help="Only boot N; as "
+                                                   "journalctl, 0 is the newest boot and -1 the one "
+                                                   "before. Repeatable.")
                     ] = None,
     list_boots: Annotated[bool, typer.Option("--list-boots", help="List the boots (offset, number, "
                                              "host time, ending) and exit.")] = False,
@@ -498,15 +499,13 @@ def extract(
         return reading.list_boots(image[0], partition, keys, jobs, offset)
     keep = reading.RecordFilter(
         boots=frozenset(b for b in boot or () if b > 0),
-        boot_offsets=frozenset(b for b in boot or () if b < 0),
+        boot_offsets=frozenset(b for b in boot or () if b <= 0),
         services=frozenset(service or ()),
         level=_level(level) if level is not None else None,
         priority=parse_priority(priority) if priority is not None else None,
         grep=reading.compile_grep(grep),
         **_times(since, until, host_time),  # type: ignore[arg-type]
     )
-    if boot and 0 in boot:
-        raise CliError("--boot 0: boot numbers start at 1; -1 is the newest boot")
     fields = tuple(f.strip() for f in (output_fields or "").split(",") if f.strip())
     pager = not no_pager and fmt is Format.text and output is None and is_tty(sys.stdout)
     out = reading.Output(fmt.value, output, host_time, lines, reverse, pager, fields)

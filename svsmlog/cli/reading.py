@@ -263,8 +263,8 @@ def extract_many(paths: list[Path], partition: int | None, keys: KeyArgs, stream
 class RecordFilter:
     """Which records ``extract`` writes. Options of one kind are alternatives (OR); the
     kinds combine (AND). Times are nanoseconds since boot, or (``*_wall_us``) host wall-clock
-    µs, both ends inclusive. ``boot_offsets`` (-1 = the newest boot) become ``boots`` once
-    the report says which boots there are (:meth:`resolved`)."""
+    µs, both ends inclusive. ``boot_offsets`` (0 = the newest boot, -1 the one before, as
+    journalctl) become ``boots`` once the report says which boots there are (:meth:`resolved`)."""
 
     boots: frozenset[int] = frozenset()
     boot_offsets: frozenset[int] = frozenset()
@@ -290,15 +290,15 @@ class RecordFilter:
     def resolved(self, report_boots: list[int], wall_bases: Mapping[int, int] | None) -> RecordFilter:
         """Negative boot offsets turned into boot numbers (exit 2 when one names no boot)."""
         boots = set(self.boots)
-        for off in self.boot_offsets:
-            if -off > len(report_boots):
+        for off in self.boot_offsets:  # as journalctl: 0 the newest boot, -1 the one before
+            if -off >= len(report_boots):
                 raise CliError(f"--boot {off}: the image holds {len(report_boots)} boot(s) "
                                f"({_listing(report_boots)})")
-            boots.add(report_boots[off])
+            boots.add(report_boots[off - 1])
         missing = sorted(boots - set(report_boots))
         if missing:
             raise CliError(f"no boot {', '.join(map(str, missing))} in this image; its boots: "
-                           f"{_listing(report_boots)} (or -1 for the newest)")
+                           f"{_listing(report_boots)} (or 0 for the newest, -1 the one before)")
         return replace(self, boots=frozenset(boots), boot_offsets=frozenset(), wall_bases=wall_bases)
 
     def __call__(self, lr: LocatedRecord) -> bool:
@@ -725,7 +725,7 @@ def list_boots(image_path: Path, partition: int | None, keys: KeyArgs, jobs: int
         for i, b in enumerate(boots):
             s = v.report.boots[b]
             records = sum(sp.records for sp in s.streams.values())
-            rows.append((str(i - len(boots)), str(b), s.ending.value, str(records),
+            rows.append((str(i + 1 - len(boots)), str(b), s.ending.value, str(records),
                          _host_iso(s.host_time_ns)))
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
         out = _utf8_stdout()
