@@ -22,7 +22,10 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .cli.common import OriginArgs
 
 IMAGE_SUFFIXES = (".img", ".qcow2", ".raw")
 
@@ -53,6 +56,7 @@ class Job:
     mode: str = "verify"  # "verify" or "info"
     records_dir: Path | None = None  # fleet: write this image's records here
     records_format: str = "parquet"
+    origin: OriginArgs | None = None  # --measurement, --require-attestation, --trust-root, --cert
 
 
 @dataclass
@@ -111,7 +115,8 @@ def analyse(job: Job) -> Result:
 def _verify(job: Job, image: Any) -> Result:
     from .cli.verification import verify_image
 
-    v = verify_image(image, list(job.keys), list(job.stream_keys), job.passphrase_file, job.anchor, jobs=1)
+    v = verify_image(image, list(job.keys), list(job.stream_keys), job.passphrase_file, job.anchor, jobs=1,
+                     origin=job.origin)
     if v.nothing_opened():
         raise v.no_key_error()
     report = v.report
@@ -126,6 +131,7 @@ def _verify(job: Job, image: Any) -> Result:
         "unproven": sum(1 for f in report.findings if f.unproven),
         "notices": sum(1 for f in report.findings if not f.violation and not f.unproven),
         "panics": sum(1 for b in report.boots.values() if b.ending.name == "PANIC"),
+        "attested_boots": len(report.attested_boots()),
     }
     records_file = None
     if job.records_dir is not None:
@@ -202,7 +208,7 @@ def run_local(jobs: list[Job], workers: int | None, fn: Callable[[Job], Result] 
 
 
 IMAGE_COLUMNS = ("image", "ok", "exit_code", "error", "verdict", "volume_id", "boots", "records", "frames",
-                 "violations", "unproven", "notices", "panics", "seconds", "records_file")
+                 "violations", "unproven", "notices", "panics", "attested_boots", "seconds", "records_file")
 FINDING_COLUMNS = ("image", "kind", "severity", "boot", "stream", "seq", "offset", "detail")
 
 
@@ -269,6 +275,7 @@ def run_fleet(jobs: list[Job], out_dir: Path, *, scheduler: str = "processes", w
 
 _TABLE_TYPES = {"ok": "bool_", "exit_code": "int64", "boots": "int64", "records": "int64", "frames": "int64",
                 "violations": "int64", "unproven": "int64", "notices": "int64", "panics": "int64",
+                "attested_boots": "int64",
                 "seconds": "float64", "boot": "int64", "seq": "uint64", "offset": "int64"}
 
 

@@ -644,6 +644,10 @@ def fleet(
     stream_key: StreamKeyOpt = None,
     partition: PartitionOpt = None,
     offset: OffsetOpt = None,
+    measurement: MeasurementOpt = None,
+    require_attestation: RequireAttOpt = False,
+    trust_root: TrustRootOpt = None,
+    cert: AttCertOpt = None,
 ) -> Exit:
     """Verify a fleet's images with Dask and write tables for analysis.
 
@@ -657,7 +661,7 @@ def fleet(
       duckdb -c "SELECT verdict, count(*) FROM 'fleet/images.parquet' GROUP BY verdict"
       duckdb -c "SELECT image, message FROM 'fleet/records/*.parquet' WHERE panic"
     """
-    keys = _key_args(key, stream_key, passphrase_file)
+    keys = _key_args(key, stream_key, passphrase_file, trust_root, cert, measurement, require_attestation)
     if not keys.keys and not keys.stream_keys:
         raise CliError("give a private key with --key, or a stream key with --stream-key")
     return reading.fleet_run(reading.many_images(image) or image, out, keys, anchor, fmt.value, scheduler,

@@ -198,7 +198,7 @@ def fleet_run(paths: list[Path], out_dir: Path, keys: KeyArgs, anchor: Path | No
                        f"'svsmlog[fleet]' ({e})") from None
     fl = _fleet()
     jobs = [fl.Job(p, tuple(keys.keys), tuple(keys.stream_keys), keys.passphrase_file, anchor, partition,
-                   offset) for p in paths]
+                   offset, origin=keys.origin) for p in paths]
     try:
         run = _fleet().run_fleet(jobs, out_dir, scheduler=scheduler, workers=workers, fmt=fmt)
     except OSError as e:
