@@ -99,6 +99,9 @@ _TYPE_NAMES = {int(t): t.name.lower() for t in FrameType}
 _KIND_NAMES = {EnvelopeKind.BOOT_SECRET: "boot-secret", EnvelopeKind.CHAIN_KEY: "chain-key"}
 
 
+_EVIDENCE = ("", int(EnvelopeKind.SNP_REPORT))  # where _note_recipients counts boots carrying a report
+
+
 def _status(c: Candidate, vid: bytes, region: RegionEntry) -> str:
     h = c.header
     if h.volume_id != vid:
@@ -114,6 +117,10 @@ def _note_recipients(c: Candidate, region: RegionEntry, recipients: dict[tuple[s
     except DecodeError:
         return
     for env in envelopes:
+        if env.kind >= EnvelopeKind.SNP_REPORT:
+            if env.kind == EnvelopeKind.SNP_REPORT:  # evidence is not addressed to anyone
+                recipients.setdefault(_EVIDENCE, Recipient("-", "-", "snp-report")).boots.add(c.header.boot)
+            continue
         kind = _KIND_NAMES.get(EnvelopeKind(env.kind), str(env.kind))
         key = (env.key_id.hex(), env.kind)
         rec = recipients.setdefault(key, Recipient(env.key_id.hex(), KEM_NAMES.get(env.kem_id,
@@ -149,6 +156,7 @@ class VolumeInfo:
     key_directory: StreamInfo  # the per-boot key slots before the regions (spec §4.7)
     streams: list[StreamInfo]
     recipients: list[Recipient]
+    report_boots: list[int]  # boots whose key frames carry an SNP attestation report (unverified)
 
     @property
     def boots(self) -> list[int]:
@@ -168,6 +176,7 @@ class VolumeInfo:
             "streams": [s.as_json() for s in self.streams],
             "boots": self.boots,
             "recipients": [r.as_json() for r in self.recipients],
+            "boots_with_attestation_report_unverified": self.report_boots,
             "frames": [f.as_json() for f in frames],
         }
 
@@ -178,7 +187,9 @@ def collect(image: Image) -> VolumeInfo:
     with ReadProgress(image.source.read_sectors, extents, "scanning") as progress:
         directory = _scan_stream(progress.read, image, KEY_DIRECTORY, recipients)
         streams = [_scan_stream(progress.read, image, r, recipients) for r in image.volume.superblock.regions]
-    return VolumeInfo(image, directory, streams, list(recipients.values()))
+    reported = recipients.pop(_EVIDENCE, None)
+    return VolumeInfo(image, directory, streams, list(recipients.values()),
+                      sorted(reported.boots) if reported else [])
 
 
 def _fmt_bytes(n: int) -> str:
@@ -201,6 +212,10 @@ def render(console: Console, info: VolumeInfo, *, list_frames: bool) -> None:
     console.print()
     console.print(_streams_table([info.key_directory, *info.streams]))
     console.print(_recipients_table(info.recipients))
+    listing = ", ".join(map(str, info.report_boots))
+    line = (f"boot(s) {listing} carry an SEV-SNP report (not checked here: 'verify' does)" if listing
+            else "no boot carries an SEV-SNP report")
+    console.print(Text("attested   " + line))
     if list_frames:
         console.print(_frames_table([f for s in (info.key_directory, *info.streams) for f in s.frames]))
 
