@@ -89,6 +89,17 @@ def verify(image_path: Path, partition: int | None, keys: KeyArgs, anchor: Path 
         return v.exit_code
 
 
+def _note_origin(v: Verification) -> None:
+    """On stderr, in every format: which boots no attestation report proves the origin of (an
+    unattested boot must never pass silently, even where the verdict is about integrity)."""
+    r = v.report
+    read = [b for b in sorted(r.boots) if any(s.frames for s in r.boots[b].streams.values())]
+    unproven = [b for b in read if b not in set(r.attested_boots())]
+    if unproven:
+        say(f"note: {v.image.name}: origin not proven for boot(s) {_listing(unproven)} (no valid SEV-SNP "
+            "report binds them; see the origin line of 'svsmlog verify')")
+
+
 def warn_partial(v: Verification) -> None:
     """On stderr, what the keys given could not prove: a partial verdict must be seen even
     when only records are read (spec §9)."""
@@ -656,6 +667,7 @@ def extract(image_path: Path, partition: int | None, keys: KeyArgs, streams: lis
         if output.realtime:
             say("note: --host-time: wall-clock times are the host-supplied boot clock plus the SVSM's "
                 "time since boot; the host is untrusted")
+        _note_origin(v)
         if v.report.verdict == "violated":
             warn(f"{image.name}: integrity violation; records of the affected boots and streams are "
                  "marked unverified ('svsmlog verify' gives the full report)")
