@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..anchor import Anchor
+from ..anchor import Anchor, AnchorError, ReportAnchor
 from ..origin import OriginPolicy
 from ..parallel import default_jobs, may_run_in_parallel
 from ..report import Report, Verdict
@@ -74,17 +74,20 @@ def verify_image(
     # Workers are forked (the qcow2 reader only preads, so its copy in each is independent);
     # the progress bar's thread must not be running when they fork (svsmlog.parallel).
     jobs = jobs or default_jobs()
-    if may_run_in_parallel(image.volume, jobs):
-        return _verify(image, keyring, anchor, src.read_sectors, jobs, policy)
-    # Two full passes read the regions: the key harvest and the frame checks.
-    with ReadProgress(src.read_sectors, 2 * region_bytes(image.volume), "verifying") as progress:
-        return _verify(image, keyring, anchor, progress.read, 1, policy)
+    try:
+        if may_run_in_parallel(image.volume, jobs):
+            return _verify(image, keyring, anchor, src.read_sectors, jobs, policy)
+        # Two full passes read the regions: the key harvest and the frame checks.
+        with ReadProgress(src.read_sectors, 2 * region_bytes(image.volume), "verifying") as progress:
+            return _verify(image, keyring, anchor, progress.read, 1, policy)
+    except AnchorError as e:  # an anchor report that cannot be judged at all
+        raise CliError(f"{anchor_file}: {e}") from None
 
 
 def _verify(
     image: Image,
     keyring: Keyring,
-    anchor: Anchor | None,
+    anchor: Anchor | ReportAnchor | None,
     read: Callable[[int, int], bytes],
     jobs: int,
     policy: OriginPolicy,
