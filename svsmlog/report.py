@@ -205,6 +205,8 @@ class Report:
     boots: dict[int, BootSummary] = field(default_factory=dict)
     anchor_checked: bool = False
     anchored_boots: set[int] = field(default_factory=set)  # boots an anchor vouches for (§8.5)
+    # The anchor's form, "json" or "snp-report", and for a report what it says (§6.5)
+    anchor_source: dict[str, object] = field(default_factory=dict)
     verified_frames: int = 0  # frames (key-directory slots included) that authenticated
     origin_policy: dict[str, object] = field(default_factory=dict)  # what attestation was judged against
 
@@ -295,6 +297,7 @@ class Report:
             "unproven_boots": sorted(self.unproven_boots()),
             "anchor_checked": self.anchor_checked,
             "anchored_boots": sorted(self.anchored_boots),
+            **({"anchor": self.anchor_source} if self.anchor_source else {}),
             "origin": {
                 "summary": self.origin(),
                 "attested_boots": self.attested_boots(),

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Callable, Iterator
+from contextlib import suppress
+from itertools import groupby
 
 from . import crypto
-from .anchor import Anchor
+from .anchor import FIELD_ANCHOR, Anchor, AnchorError, ReportAnchor
 from .codec import (
     DecodeError,
     Envelope,
@@ -709,8 +711,21 @@ class Verifier:
 
     # ------------------------------------------------------------------ anchor
 
-    def _check_anchor(self, anchor: Anchor, orders: dict[int, list[Entry]]) -> None:
+    def _check_anchor(self, anchor: Anchor | ReportAnchor, orders: dict[int, list[Entry]]) -> None:
+        """Spec §8.5. An anchor report is judged first (§6.5): only a valid one whose preimage
+        the log holds goes on to the heads."""
         self.report.anchor_checked = True
+        if isinstance(anchor, ReportAnchor):
+            found = self._anchor_from_report(anchor, orders)
+            if found is None:
+                return  # the report's findings say why no boot is anchored
+            anchor = found
+        else:
+            self.report.anchor_source = {"form": "json"}
+        self._check_heads(anchor, orders)
+        self._attest(anchor)
+
+    def _check_heads(self, anchor: Anchor, orders: dict[int, list[Entry]]) -> None:
         if anchor.volume_id != self.volume.volume_id:
             self._add(Kind.ANCHOR_MISMATCH, "the anchor is for another volume", None)
             return
@@ -773,6 +788,160 @@ class Verifier:
                     region,
                 )
 
+    def _anchor_from_report(self, ra: ReportAnchor, orders: dict[int, list[Entry]]) -> Anchor | None:
+        """Check an anchor report as a boot's report is checked (the AMD chain, VMPL0, the
+        measurements the owner expects), then find its preimage: the ``log anchor issued``
+        record whose heads hash to REPORT_DATA[0:32]. The SVSM makes that record durable
+        before it hands the report out, so a log without it was cut or rolled back after the
+        anchor. Returns the anchor when the report may vouch for its heads, else None with
+        the reason in a finding. Raises AnchorError when the report cannot be judged at all."""
+        from .attestation.verify import verify_report
+
+        rep = ra.report
+        src: dict[str, object] = {
+            "form": "snp-report",
+            "valid": False,
+            "vmpl": rep.vmpl,
+            "measurement": rep.measurement.hex(),
+            "chip_id": rep.chip_id.hex(),
+            "anchor": ra.commitment.hex(),
+            "nonce": ra.nonce.hex(),
+            "preimage": None,
+        }
+        self.report.anchor_source = src
+        regions = (KEY_DIRECTORY, *self.volume.superblock.regions)
+        carried = [e.evidence for r in regions for e in self._ok(r, orders) if e.evidence is not None]
+        for ev in carried:
+            if crypto.ct_equal(ev.report[0x50:0x90], rep.report_data):
+                raise AnchorError(
+                    "this is a boot's own attestation report (its REPORT_DATA commits to the boot's "
+                    "keys), not an anchor report: give the report the SVSM issued for an anchor"
+                )
+        certs = list(self._origin.certs)
+        seen = {c.der for c in certs}
+        for der in sorted({d for ev in carried for d in ev.certs} - seen):  # untrusted; the chain decides
+            with suppress(crypto.CertificateError):
+                certs += crypto.load_certificates(der)
+        if not any(c.key_type.startswith("ec-") for c in certs):
+            raise AnchorError(
+                "the anchor report cannot be checked: no VCEK or VLEK was given (--cert FILE) and "
+                "no boot of this log carries one"
+            )
+        v = verify_report(rep, certs, self._origin.roots, require_vmpl0=True)
+        if not v.valid:
+            self._add(
+                Kind.ATTESTATION_INVALID,
+                "the anchor report is not valid: " + "; ".join(map(str, v.reasons))
+                + ": it vouches for no boot",
+                None,
+            )
+            return None
+        src["valid"] = True
+        if self._origin.measurements:
+            src["measurement_expected"] = rep.measurement in self._origin.measurements
+            if not src["measurement_expected"]:
+                self._add(
+                    Kind.MEASUREMENT_UNEXPECTED,
+                    f"the anchor report was made by an SVSM whose launch measurement "
+                    f"{rep.measurement.hex()} is not one the owner expects: it vouches for no boot",
+                    None,
+                )
+                return None
+        if v.policy.debug:
+            self._add(
+                Kind.DEBUG_POLICY,
+                "the anchor report was made with POLICY.DEBUG set: the host could read the SVSM's "
+                "keys and have any REPORT_DATA signed at VMPL0, so it vouches for no boot",
+                None,
+            )
+            return None
+        found = self._anchor_preimage(ra.commitment)
+        if found is None:
+            unread = sum(
+                1
+                for region in self.volume.superblock.regions
+                for e in orders.get(region.stream, [])
+                if e.status == "no_key" and not e.leftover and e.type in (FrameType.DATA, FrameType.END)
+            )
+            if unread:
+                self._add(
+                    Kind.UNPROVEN,
+                    "the anchor report's preimage (the 'log anchor issued' record) is in no frame our "
+                    f"keys open, and {unread} frame(s) no key given opens may hold it: the anchor is "
+                    "not met",
+                    None,
+                )
+            else:
+                self._add(
+                    Kind.ANCHOR_TRUNCATED,
+                    "no record of this log is the anchor report's preimage (a 'log anchor issued' "
+                    f"record whose heads hash to its REPORT_DATA {ra.commitment.hex()}); the SVSM makes "
+                    "it durable before it hands the report out, so the log was cut or rolled back after "
+                    "the anchor, unless the report is of another volume (a report does not say which)",
+                    None,
+                )
+            return None
+        anchor, (region, lr_seq, lr_off) = found
+        src["preimage"] = {"boot": anchor.boot, "stream": region.name, "seq": lr_seq, "offset": lr_off}
+        boot = self.report.boots.get(anchor.boot)
+        a = boot.attestation if boot is not None else None
+        if a is not None and a.status in ("attested", "unexpected") and a.measurement != src["measurement"]:
+            self._add(
+                Kind.MEASUREMENT_UNEXPECTED,
+                f"the anchor report's launch measurement {rep.measurement.hex()} is not that of boot "
+                f"{anchor.boot}'s own report ({a.measurement}): another SVSM signed the anchor of boot "
+                f"{anchor.boot}, so it vouches for no boot",
+                None,
+                boot=anchor.boot,
+            )
+            return None
+        return anchor
+
+    def _anchor_preimage(self, commitment: bytes) -> tuple[Anchor, tuple[RegionEntry, int, int]] | None:
+        """The anchor a ``log anchor issued`` record of an authenticated frame states, whose
+        commitment is ``commitment``, and where it is (region, seq, byte offset). The record
+        need not be in a verified span: its heads are bound by the hash alone. Newest boots
+        first (an anchor is usually recent); one frame in memory at a time; a frame whose
+        plaintext does not hold the commitment's hex is not decoded."""
+        want = commitment.hex()
+        needle = want.encode()
+        budget = RatchetBudget.for_volume(self.volume.superblock.total_sectors)
+        for chains in self._chains.values():
+            for chain in chains:
+                chain.budget = budget
+        runs: list[tuple[int, int, RegionEntry, list[Entry]]] = []
+        for i, region in enumerate(self.volume.superblock.regions):
+            for boot, group in groupby(self._entries.get(region.stream, []), key=lambda e: e.boot):
+                runs.append((boot, i, region, list(group)))
+        runs.sort(key=lambda r: (-r[0], r[1]))
+        try:
+            for _, _, region, entries in runs:
+                for e in entries:
+                    if e.type not in (FrameType.DATA, FrameType.END) or not e.records or e.chain is None:
+                        continue
+                    raw = self._read(e.lba, e.sectors)
+                    try:
+                        h = decode_frame_header(raw)
+                        keys = e.chain.keys_at(e.seq)
+                        if keys is None:
+                            continue
+                        clear = raw[FRAME_HEADER_LEN : FRAME_HEADER_LEN + h.clear_len]
+                        pt = open_frame(raw, clear, raw[FRAME_HEADER_LEN + h.clear_len : h.body_len], *keys)
+                        if pt is None or needle not in pt:
+                            continue
+                        records = decode_record_block(pt)
+                    except DecodeError:
+                        continue
+                    for r in records:
+                        if (FIELD_ANCHOR, want) not in r.fields:
+                            continue
+                        anchor = Anchor.from_preimage_fields(self.volume.volume_id, r.fields)
+                        if anchor is not None and crypto.ct_equal(anchor.commitment, commitment):
+                            return anchor, (region, e.seq, self._off(e.lba))
+        except RatchetExhausted:
+            return None
+        return None
+
     _CHAIN_KINDS = frozenset(
         {Kind.FRAME_MISSING, Kind.CHAIN_BROKEN, Kind.BOOT_TRUNCATED, Kind.BOOT_CLAIM_MISMATCH}
     )
@@ -792,9 +961,10 @@ class Verifier:
 
     # ------------------------------------------------------------------ entry points
 
-    def run(self, anchor: Anchor | None = None, *, jobs: int = 1) -> Report:
+    def run(self, anchor: Anchor | ReportAnchor | None = None, *, jobs: int = 1) -> Report:
         """Every check of spec §8. ``jobs`` > 1 scans large volumes' regions in forked
-        workers (svsmlog.parallel): the report is the same, only faster."""
+        workers (svsmlog.parallel): the report is the same, only faster. Raises AnchorError
+        for an anchor report that cannot be judged at all (no VCEK, a boot's own report)."""
         if self._done:
             return self.report
         self._frame_sectors: list[int] = []
@@ -842,7 +1012,6 @@ class Verifier:
             self._summarise(region, orders[region.stream])
         if anchor is not None:
             self._check_anchor(anchor, orders)
-            self._attest(anchor)
         self._done = True
         self._budget = RatchetBudget.for_volume(self.volume.superblock.total_sectors)  # the record pass's own
         for chains in self._chains.values():

@@ -357,8 +357,10 @@ def verify(
     image: ImagesArg,
     key: KeyOpt = None,
     anchor: Annotated[Path | None, typer.Option("--anchor", metavar="FILE",
-                                                help="Anchor (head commitment) from an attestation "
-                                                "report: detects a log cut short.")] = None,
+                                                help="Anchor (head commitment): an anchor file "
+                                                "(JSON), or the SEV-SNP anchor report (binary or hex) "
+                                                "whose REPORT_DATA carries it, checked like a boot's "
+                                                "report. Detects a log cut short.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="The report as one JSON object; with several "
                                           "images one line per image, with its path.")] = False,
     passphrase_file: PassphraseOpt = None,
@@ -460,8 +462,9 @@ def extract(
                                             "the host-reported boot time plus time since boot "
                                             "(untrusted, and marked so).")] = False,
     anchor: Annotated[Path | None, typer.Option("--anchor", metavar="FILE",
-                                                help="Anchor (head commitment) to check, as verify "
-                                                "does: a log cut short is a violation.")] = None,
+                                                help="Anchor to check, as verify does (anchor file "
+                                                "or SEV-SNP anchor report): a log cut short is a "
+                                                "violation.")] = None,
     passphrase_file: PassphraseOpt = None,
     stream_key: StreamKeyOpt = None,
     partition: PartitionOpt = None,
@@ -754,6 +757,11 @@ def simulate(
     refuse_report: Annotated[bool, typer.Option("--refuse-report", help="With --attest: the host "
                                                 "refuses every boot's report request (the boots are "
                                                 "written unattested).")] = False,
+    anchor_report_out: Annotated[Path | None, typer.Option("--anchor-report-out", metavar="FILE",
+                                                           help="Just before it ends, the last boot issues "
+                                                           "an anchor report (SEV-SNP, REPORT_DATA = "
+                                                           "anchor || zero nonce): write it, binary, for "
+                                                           "verify --anchor. Implies --attest.")] = None,
 ) -> Exit:
     """Simulate the SVSM writing its log (for tests and demonstrations).
 
@@ -766,6 +774,7 @@ def simulate(
       svsmlog simulate --recipient owner.pub --image disk.img --truth truth.jsonl --anchor-out anchor.json
       svsmlog simulate --recipient owner.pub --image disk.img --crash-after-writes 40 --tear-sectors 1
       svsmlog simulate --recipient owner.pub --image disk.img --attest --attest-out amd/
+      svsmlog simulate --recipient owner.pub --image disk.img --attest-out amd/ --anchor-report-out anchor.bin
     """
     options: dict[str, Any] = {
         "image": image, "recipients": list(recipient or []), "config": config, "scenario": scenario,
@@ -773,6 +782,7 @@ def simulate(
         "anchor_out": anchor_out, "crash_after_writes": crash_after_writes, "tear_sectors": tear_sectors,
         "size": size, "debug_key": debug_key, "records": records, "attest": attest,
         "attest_out": attest_out, "snp_build": snp_build, "refuse_report": refuse_report,
+        "anchor_report_out": anchor_report_out,
     }
     print(simulate_cmd.simulate(options))
     return Exit.INTACT

@@ -25,7 +25,8 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
 from .. import crypto
-from ..anchor import Anchor, AnchorError
+from ..anchor import Anchor, AnchorError, ReportAnchor
+from ..anchor import load_anchor as load_anchor_bytes
 from ..codec import DecodeError
 from ..device import SECTOR
 from ..source import ImageError, VolumeSource, open_image
@@ -331,13 +332,16 @@ def load_origin_policy(args: OriginArgs) -> OriginPolicy:
     )
 
 
-def load_anchor(path: Path | None) -> Anchor | None:
+def load_anchor(path: Path | None) -> Anchor | ReportAnchor | None:
+    """An anchor file (JSON), or an anchor report: an SEV-SNP report, binary or hex text,
+    whose REPORT_DATA carries the anchor (checked against --trust-root, --cert and
+    --measurement as a boot's report is)."""
     if path is None:
         return None
     data = read_small_file(path, "anchor file")
     try:
-        return Anchor.from_json(data.decode("utf-8"))
-    except (AnchorError, UnicodeDecodeError) as e:
+        return load_anchor_bytes(data)
+    except AnchorError as e:
         raise CliError(f"{path}: {e}") from None
 
 

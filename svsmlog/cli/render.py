@@ -84,10 +84,16 @@ def _anchored(report: Report) -> set[int]:
 def _anchor_line(report: Report) -> str:
     if not report.anchor_checked:
         return "not given: a cut-off tail of the newest boot goes unnoticed"
+    src = report.anchor_source
+    how = "checked"
+    if src.get("form") == "snp-report":
+        nonce = str(src.get("nonce", ""))
+        fresh = "zero nonce" if not nonce.strip("0") else f"nonce {nonce[:16]}… (--json: all of it)"
+        how = f"checked (an SEV-SNP anchor report, {fresh})"
     anchored = sorted(_anchored(report))
     if not anchored:
-        return "checked; it vouches for no boot"
-    return "checked; it vouches for boot(s) " + ", ".join(map(str, anchored))
+        return f"{how}; it vouches for no boot"
+    return f"{how}; it vouches for boot(s) " + ", ".join(map(str, anchored))
 
 
 def summary_panel(image: Image, report: Report) -> Panel:

@@ -34,10 +34,11 @@ def simulate(options: dict[str, Any]) -> str:
         result = model.simulate(model.SimulateOptions(**given))
     except (model.SimulationError, model.ConfigError) as e:
         raise CliError(f"simulate: {e}") from None
-    return describe(Path(options["image"]), result, options.get("anchor_out"))
+    return describe(Path(options["image"]), result, options.get("anchor_out"),
+                    options.get("anchor_report_out"))
 
 
-def describe(image: Path, result: Any, anchor_out: Path | None) -> str:
+def describe(image: Path, result: Any, anchor_out: Path | None, anchor_report_out: Path | None = None) -> str:
     boots = result.boots
     span = f"boot {boots[0]}" if len(boots) == 1 else f"boots {boots[0]}..{boots[-1]}" if boots else "no boot"
     lines = [
@@ -49,6 +50,13 @@ def describe(image: Path, result: Any, anchor_out: Path | None) -> str:
     if anchor_out is not None and result.anchor is not None:
         lines.append(f"anchor of boot {result.anchor.boot} written to {anchor_out} "
                      f"(REPORT_DATA {result.anchor.commitment.hex()})")
+    report_out = getattr(result, "anchor_report", None)
+    if report_out is not None:
+        lines.append(f"anchor report of boot {report_out.boot} written to {anchor_report_out} "
+                     f"(REPORT_DATA {report_out.commitment.hex()} || zero nonce)")
+    elif anchor_report_out is not None:
+        lines.append(f"no anchor report written to {anchor_report_out}: the host refused the request, "
+                     "or the machine stopped first")
     if getattr(result, "measurement", None) is not None:
         lines.append(f"every boot asked the model's TEST-ONLY AMD-SP for a report (measurement "
                      f"{result.measurement.hex()[:16]}…)")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..anchor import Anchor
+from ..anchor import Anchor, AnchorError, ReportAnchor
 from ..origin import OriginPolicy
 from ..parallel import default_jobs
 from ..report import Report, Verdict
@@ -73,12 +73,15 @@ def verify_image(
     # ("keys") and the frame checks ("verifying"). The frame checks may fork workers (the
     # qcow2 reader only preads, so its copy in each is independent); the bar runs no thread
     # and is drawn only by this process, from what the workers send it (ReadProgress).
-    with ReadProgress(image.source.read_sectors, region_extents(image.volume)) as progress:
-        return _verify(image, keyring, anchor, progress, jobs or default_jobs(), policy)
+    try:
+        with ReadProgress(image.source.read_sectors, region_extents(image.volume)) as progress:
+            return _verify(image, keyring, anchor, progress, jobs or default_jobs(), policy)
+    except AnchorError as e:  # an anchor report that cannot be judged at all
+        raise CliError(f"{anchor_file}: {e}") from None
 
 
-def _verify(image: Image, keyring: Keyring, anchor: Anchor | None, progress: ReadProgress, jobs: int,
-            policy: OriginPolicy) -> Verification:
+def _verify(image: Image, keyring: Keyring, anchor: Anchor | ReportAnchor | None, progress: ReadProgress,
+            jobs: int, policy: OriginPolicy) -> Verification:
     src = image.source
     try:
         verifier = Verifier(progress.read, src.sector_count, keyring, base_offset=src.base_offset,

@@ -177,6 +177,9 @@ class RunLog:
     crashed: bool = False
     anchor: Anchor | None = None
     debug_grants: dict[int, list[str]] = field(default_factory=dict)  # boot -> streams granted
+    # anchor_nonce given: the last boot's anchor report (raw report, its anchor), issued just
+    # before the boot ends; None if the host refused it or the device stopped first
+    anchor_report: tuple[bytes, Anchor] | None = None
 
 
 def boot_rng(seed: int, index: int) -> random.Random:
@@ -196,9 +199,13 @@ def run(
     on_durable: Callable[[DurableRecord], None] | None = None,
     steady_records: int | None = None,
     snp: SnpPlatform | None = None,
+    anchor_nonce: bytes | None = None,
 ) -> RunLog:
     """Run the scenario's boots on ``device``. A ``Crashed`` from the device ends the run
-    (``crashed``); a model-level stop (panic, halt) ends only its boot."""
+    (``crashed``); a model-level stop (panic, halt) ends only its boot. With ``anchor_nonce``
+    (and ``snp``) the last boot issues an anchor report just before it ends (spec §6.5)."""
+    if anchor_nonce is not None and snp is None:
+        raise ScenarioError("an anchor report needs the SNP platform (attestation)")
     if isinstance(scenario, str):
         sc, arg = get_scenario(scenario)
     else:
@@ -212,7 +219,12 @@ def run(
         if on_durable is not None:
             on_durable(d)
 
-    for i, plan in enumerate(sc.plans(boots, arg)):
+    def issue_anchor_report(m: SvsmModel) -> None:
+        assert anchor_nonce is not None
+        out.anchor_report = m.issue_anchor_report(anchor_nonce)
+
+    plans = sc.plans(boots, arg)
+    for i, plan in enumerate(plans):
         if steady_s is not None or steady_records is not None:
             plan = BootPlan(
                 plan.ending,
@@ -242,8 +254,9 @@ def run(
         if nv_exists is None:
             nv_exists = svsm.boot > 1
         wl = Workload(rng, boot=svsm.boot, nv_state_exists=nv_exists)
+        last = anchor_nonce is not None and i == len(plans) - 1
         try:
-            ending = run_boot(svsm, wl, plan)
+            ending = run_boot(svsm, wl, plan, before_end=issue_anchor_report if last else None)
         except Crashed:
             out.crashed = True
             ending = "crash"
@@ -258,8 +271,11 @@ def run(
     return out
 
 
-def run_boot(svsm: SvsmModel, wl: Workload, plan: BootPlan) -> str:
-    """One boot along its plan; returns how it ended."""
+def run_boot(
+    svsm: SvsmModel, wl: Workload, plan: BootPlan, *, before_end: Callable[[SvsmModel], None] | None = None
+) -> str:
+    """One boot along its plan; returns how it ended. ``before_end`` runs just before the
+    boot's ending (shutdown, panic, halt)."""
     items: list[tuple[int, int, Event | tuple[str, object]]] = []
 
     def add(events: list[Event]) -> None:
@@ -331,6 +347,9 @@ def run_boot(svsm: SvsmModel, wl: Workload, plan: BootPlan) -> str:
                 )
                 continue
             what, arg = item
+            if what != "debug" and before_end is not None:
+                before_end(svsm)
+                before_end = None
             if what == "debug":
                 svsm.enable_debug(arg)  # type: ignore[arg-type]
             elif what == "panic":

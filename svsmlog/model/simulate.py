@@ -6,7 +6,9 @@ and truth file; the image bytes differ between runs (the boot secret and the HPK
 randomness are fresh). With ``crash_after_writes=K`` the device stops after K writes counted
 over the whole run, formatting included; ``tear_sectors=T`` also lands the first T sectors
 of write K+1. The truth file then holds exactly the records durable before the crash, and
-the anchor is the one taken after the last write that completed.
+the anchor is the one taken after the last write that completed. ``anchor_report_out``
+has the last boot issue an anchor report (spec §6.5) just before it ends, and writes it (raw,
+1184 bytes): the SVSM asks the AMD-SP for it, so it implies ``attest``.
 """
 
 from __future__ import annotations
@@ -62,6 +64,7 @@ class SimulateOptions:
     snp_build: str | None = None  # the SVSM build launched (another build: another MEASUREMENT)
     refuse_report: bool = False  # the host refuses every boot's report request
     attest_out: Path | None = None  # write the TEST-ONLY trust chain and the expected measurement here
+    anchor_report_out: Path | None = None  # the last boot's anchor report (raw, binary; implies attest)
 
 
 @dataclass
@@ -76,6 +79,7 @@ class SimulateResult:
     anchor: Anchor | None
     measurement: bytes | None = None
     attest_out: Path | None = None
+    anchor_report: Anchor | None = None  # the anchor of the report written to anchor_report_out
 
     def summary(self) -> str:
         """What the CLI prints."""
@@ -92,6 +96,9 @@ class SimulateResult:
             lines.append(f"anchor report_data: {self.anchor.commitment.hex()}")
         if self.measurement is not None:
             lines.append(f"attested by the model's TEST-ONLY AMD-SP; measurement {self.measurement.hex()}")
+        if self.anchor_report is not None:
+            lines.append(f"anchor report of boot {self.anchor_report.boot}: REPORT_DATA "
+                         f"{self.anchor_report.commitment.hex()} || zero nonce")
         if self.attest_out is not None:
             lines.append(f"verify with: --trust-root {self.attest_out / 'TEST-ONLY-amd-chain.pem'} "
                          f"--measurement $(cat {self.attest_out / 'measurement.hex'})")
@@ -217,7 +224,7 @@ def simulate(opts: SimulateOptions) -> SimulateResult:
         snp = _snp(opts)
         try:
             log = run(opts.scenario, dev, cfg, boots=opts.boots, seed=opts.seed, steady_records=opts.records,
-                      snp=snp)
+                      snp=snp, anchor_nonce=bytes(32) if opts.anchor_report_out is not None else None)
         except WriterError as e:
             raise SimulationError(f"{image}: {e}") from None
         except ScenarioError as e:
@@ -228,6 +235,8 @@ def simulate(opts: SimulateOptions) -> SimulateResult:
         write_truth(Path(opts.truth), log.durable)
     if opts.anchor_out is not None and log.anchor is not None:
         Path(opts.anchor_out).write_text(log.anchor.to_json() + "\n")
+    if opts.anchor_report_out is not None and log.anchor_report is not None:
+        Path(opts.anchor_report_out).write_bytes(log.anchor_report[0])
     measurement = launch_measurement(cfg, snp.build) if snp is not None else None
     if snp is not None and opts.attest_out is not None and measurement is not None:
         out = Path(opts.attest_out)
@@ -246,11 +255,12 @@ def simulate(opts: SimulateOptions) -> SimulateResult:
         anchor=log.anchor,
         measurement=measurement,
         attest_out=Path(opts.attest_out) if snp is not None and opts.attest_out is not None else None,
+        anchor_report=log.anchor_report[1] if log.anchor_report is not None else None,
     )
 
 
 def _snp(opts: SimulateOptions) -> SnpPlatform | None:
-    if not (opts.attest or opts.snp_build or opts.refuse_report or opts.attest_out):
+    if not (opts.attest or opts.snp_build or opts.refuse_report or opts.attest_out or opts.anchor_report_out):
         return None
     from .amdsp import TestPlatform
 

@@ -24,6 +24,10 @@ What it models, and what it promises:
   anyway, unattested, and says so in a WARN record.
 * **Anchors**: ``anchor()`` is the writer's head commitment; ``last_anchor`` is the one
   taken after the newest device write that returned (what survives a crash).
+  ``issue_anchor_report(nonce)`` is the SVSM answering a verifier's request (spec §6.5): it
+  flushes every stream, takes the anchor, asks the AMD-SP at VMPL0 for a report with
+  REPORT_DATA = anchor || nonce, and makes the anchor's preimage durable in a ``log anchor
+  issued`` record before it hands the report out.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, NoReturn
 
 from .. import crypto
-from ..anchor import Anchor
+from ..anchor import PREIMAGE_MESSAGE, Anchor
 from ..codec import DecodeError, decode_frame_header
 from ..device import SECTOR, BlockDevice, Crashed
 from ..format import FRAME_MAGIC, NO_STREAM, DebugCeiling, FrameType
@@ -203,6 +207,7 @@ class SvsmModel:
         self._max_delay_ns = config.flush_max_delay_ms * 1_000_000
         self.writer: LogWriter | None = None
         self.last_anchor: Anchor | None = None
+        self.snp = snp
 
         always = config.debug_ceiling == DebugCeiling.ALWAYS and config.debug_recipient is not None
         grants: dict[int, list[crypto.PublicKey]] = {}
@@ -391,6 +396,36 @@ class SvsmModel:
 
     def anchor(self) -> Anchor:
         return self._writer.anchor()
+
+    def issue_anchor_report(self, nonce: bytes = bytes(32)) -> tuple[bytes, Anchor] | None:
+        """An anchor report for a verifier's ``nonce`` (spec §6.5): (the raw 1184-byte report,
+        the anchor its REPORT_DATA commits to), or None if the host refused the request. Every
+        pending record is flushed first, so the anchor covers all that was logged; the
+        preimage record is durable before this returns, and a crash before then (``Crashed``)
+        hands nothing out."""
+        self._running()
+        if self.snp is None:
+            raise ValueError("an anchor report needs an SNP platform (SvsmModel(snp=...))")
+        if len(nonce) != 32:
+            raise ValueError("the anchor report's nonce is 32 bytes")
+        self._flush_all()
+        anchor = self._writer.anchor()
+        if self.snp.refuse:
+            self.log("core", Level.WARN,
+                     "SNP_GUEST_REQUEST for an anchor report failed (the host refused it)",
+                     component="svsm", target="svsm::log::anchor", force=True)
+            self._flush(self._sid("core"))
+            return None
+        report = self.snp.chip.report(
+            anchor.commitment + nonce,
+            vmpl=0,
+            policy=self.snp_guest_policy,
+            measurement=launch_measurement(self.config, self.snp.build),
+        )
+        self.log("core", Level.INFO, PREIMAGE_MESSAGE, component="svsm", target="svsm::log::anchor",
+                 fields=anchor.preimage_fields(nonce), force=True)
+        self._flush(self._sid("core"))  # durable before the report leaves the SVSM
+        return report, anchor
 
     # ------------------------------------------------------------------ internals
 
