@@ -1088,6 +1088,51 @@ def attested_writer_vectors() -> list[dict[str, Any]]:
             ],
         },
         {
+            "name": "attested-later-grant",
+            "description": "as attested-perservice-grant, and the debug recipient is also granted core "
+            "mid-boot (a DEBUG_GRANT KEYS frame): the report commits to the launch grant of vtpm, not "
+            "to the later grant of core. Read with the debug key, the core records it reads come from "
+            "a chain key the report does not vouch for (a host that forges such a grant frame, sealed "
+            "to the debug key's public key, gives the same view), so boot 1's origin is not proven for "
+            "that key; the owner's view is proven",
+            "inputs": {
+                "sector_count": 192,
+                "volume_id": "ed" * 16,
+                "owners": ["owner"],
+                "streams": TWO,
+                "boots": [
+                    {
+                        "boot_secret": "ee" * 32,
+                        "policy": {"debug_ceiling": "always", "debug_enabled": True, "layout": "per-service"},
+                        "grants_at_boot": {"2": ["debug"]},
+                        "attestation": _attest(),
+                        "ops": [
+                            _line(1_000, "SVSM starting"),
+                            _line(2_000, "VTPM: manufacturing new NV state", 2, service="vtpm"),
+                            {"op": "flush"},
+                            {"op": "grant", "stream": 1, "recipient": "debug", "t_ns": 2_500},
+                            _line(3_000, "core after the later grant"),
+                            {"op": "close"},
+                        ],
+                    }
+                ],
+            },
+            "verify": owner_verify(),
+            "known_reader_defect": "the origin judge checks only the chain of the first frame carrying "
+            "the report (for the debug key, vtpm's BOOT frame, from a committed launch grant), not "
+            "every chain the key reads the boot with: core's chain, from the later grant, is taken as "
+            "attested too",
+            "reader_says": {"verdict": "partial", "kinds": ["no_key"], "attested": [1]},
+            "expect": {
+                "key": ["debug"],
+                "verdict": "partial",
+                "kinds": ["no_key"],
+                "records": ["VTPM: manufacturing new NV state", "core after the later grant"],
+                "attested": [],
+            },
+            "also": [{"verdict": "intact", "kinds": [], "attested": [1]}],
+        },
+        {
             "name": "attested-debug-policy",
             "description": "an attested boot whose report's guest policy has POLICY.DEBUG (bit 19) set: the "
             "host could read and change the VM's memory, boot secret included, so the report proves "
