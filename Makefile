@@ -43,10 +43,13 @@ bench-smoke: $(STAMP)
 	sh scripts/ensure-journal-remote.sh
 	$(BIN)/python -m benchmarks.bench --records 20000 --repeat 1
 
-# The main job: a guest owner extracting the logs of a crashed (panicked) SVSM.
+# The main job: a guest owner extracting the logs of a crashed (panicked) SVSM, and proving
+# from the boot's SEV-SNP report (TEST-ONLY AMD chain, expected launch measurement) that the
+# SVSM it launched wrote them.
 demo: $(STAMP)
 	@chmod 600 samples/TEST-ONLY-*.key  # git checks files out 0644; a private key is kept 0600
-	$(BIN)/svsmlog extract samples/vtpm-panic.img --key samples/TEST-ONLY-owner.key
+	$(BIN)/svsmlog extract samples/vtpm-panic.img --key samples/TEST-ONLY-owner.key \
+	    --trust-root samples/TEST-ONLY-amd-chain.pem --measurement $$(cat samples/measurement.hex)
 
 samples: $(STAMP)
 	$(BIN)/python -m svsmlog.model.samples samples

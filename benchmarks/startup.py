@@ -29,6 +29,10 @@ SAMPLES = ROOT / "samples"
 INFO_SAMPLE = SAMPLES / "clean-multiboot.img"  # 3 boots, per-service, 1 MiB
 VERIFY_SAMPLE = SAMPLES / "vtpm-panic.img"  # 1 boot, per-service, 1 MiB
 SAMPLE_KEY = SAMPLES / "TEST-ONLY-owner.key"
+# The verify sample is attested: checked, as ``make demo`` does, against the TEST-ONLY chain
+# (AMD's own ARKs would call its report invalid: exit 1).
+SAMPLE_CHAIN = SAMPLES / "TEST-ONLY-amd-chain.pem"
+SAMPLE_MEASUREMENT = SAMPLES / "measurement.hex"
 SMALL_LAYOUT, SMALL_POLICY = "per-service", "default"
 MB = 1e6
 
@@ -56,7 +60,10 @@ def startup_commands(svsmlog: str) -> list[tuple[str, list[str]]]:
         (f"svsmlog info ({INFO_SAMPLE.name})", [svsmlog, "info", str(INFO_SAMPLE)]),
         (
             f"svsmlog verify ({VERIFY_SAMPLE.name}, 1 boot)",
-            [svsmlog, "verify", str(VERIFY_SAMPLE), "--key", str(SAMPLE_KEY)],
+            [
+                svsmlog, "verify", str(VERIFY_SAMPLE), "--key", str(SAMPLE_KEY),
+                "--trust-root", str(SAMPLE_CHAIN), "--measurement", SAMPLE_MEASUREMENT.read_text().strip(),
+            ],
         ),
     ]
 

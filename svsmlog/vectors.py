@@ -15,7 +15,8 @@ import hashlib
 import json
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from .codec import (
     KeysBody,
     RegionEntry,
     decode_boot_body,
+    decode_clear_section,
     decode_frame_header,
     decode_keys_body,
     decode_record_block,
@@ -42,6 +44,7 @@ from .format import (
     KEY_DIR_SLOT_SECTORS,
     KEYS_BODY_LEN,
     NO_STREAM,
+    SNP_REPORT_LEN,
     TAG_LEN,
     DebugCeiling,
     EnvelopeKind,
@@ -50,12 +53,14 @@ from .format import (
     Layout,
 )
 from .frames import commit_digest, seal_frame
-from .keyschedule import envelope_info, step, stream_root
+from .keyschedule import boot_report_data, envelope_info, launch_grant_digest, step, stream_root
+from .origin import OriginPolicy
 from .records import FLAG_PANIC, Level, Record
+from .report import Report
 from .scan import Candidate, scan_region
 from .verify import Keyring, Verifier
 from .volume import KEY_DIRECTORY, StreamSpec, key_dir_slot, read_volume
-from .writer import BootPolicy, LogWriter
+from .writer import BootPolicy, Evidence, LogWriter
 
 # Fixed test keys: never use them for anything but vectors.
 KEY_SEEDS = {
@@ -73,6 +78,81 @@ def vector_key(name: str) -> crypto.PrivateKey:
 
 def _h(b: bytes) -> str:
     return b.hex()
+
+
+# ---------------------------------------------------------------- attestation (TEST-ONLY AMD-SP)
+#
+# Attested boots get their SEV-SNP report from the model's TEST-ONLY AMD-SP
+# (svsmlog/model/amdsp.py): ARK -> ASK -> VCEK, none of it AMD's. The report is deterministic
+# (RFC 6979 signatures over a report_data the envelopes fix); the VCEK certificate is not (its
+# RSA-PSS signature draws a salt), so it is an input, kept from the committed vectors.
+
+MEASUREMENT = crypto.sha384(b"svsmlog vectors: the SVSM build the owner launched")
+OTHER_MEASUREMENT = crypto.sha384(b"svsmlog vectors: another SVSM build")
+SNP_POLICY = 0x30000  # SMT allowed, reserved bit 17 set; debugging not allowed
+SNP_POLICY_DEBUG = SNP_POLICY | 1 << 19  # POLICY.DEBUG: the host may read and change the VM's memory
+
+
+@cache
+def _platform() -> Any:
+    from .model.amdsp import TestPlatform
+
+    return TestPlatform()
+
+
+def trust_chain_pem() -> str:
+    """The TEST-ONLY ASK then ARK, PEM: a vector's ``verify.trust_roots``."""
+    return str(_platform().chain_pems.decode())
+
+
+def owner_verify(measurements: list[bytes] | None = None, *, require: bool = False) -> dict[str, Any]:
+    """A ``verify`` block (README.md §4.2): the TEST-ONLY chain as trust roots, and the
+    measurements the owner expects (default: the one the vectors' SVSM is launched with)."""
+    return {
+        "trust_roots": trust_chain_pem(),
+        "measurements": [_h(m) for m in (measurements if measurements is not None else [MEASUREMENT])],
+        "require_attestation": require,
+    }
+
+
+def origin_policy(verify: dict[str, Any] | None) -> OriginPolicy:
+    """The verifier's origin policy from a ``verify`` block: certificates of ``trust_roots``
+    that are self-signed are the roots, the others intermediates (as ``--trust-root``)."""
+    verify = verify or {}
+    given = crypto.load_certificates(verify["trust_roots"].encode()) if verify.get("trust_roots") else []
+    roots = tuple(c for c in given if c.self_issued)
+    return OriginPolicy(
+        roots=roots or None,
+        certs=tuple(c for c in given if not c.self_issued),
+        measurements=frozenset(bytes.fromhex(m) for m in verify.get("measurements", [])),
+        require=verify.get("require_attestation", False),
+    )
+
+
+class ReportMaker:
+    """Record mode: answers a boot's report request as the TEST-ONLY AMD-SP does, for a boot
+    whose ``attestation`` is still a request (``{measurement, policy, vmpl}``)."""
+
+    def __init__(self, vcek_der: bytes | None = None) -> None:
+        self.vcek_der = vcek_der if vcek_der is not None else bytes(_platform().vcek_der)
+
+    def __call__(self, request: dict[str, Any], report_data: bytes) -> dict[str, Any]:
+        report = _platform().report(
+            report_data,
+            vmpl=request.get("vmpl", 0),
+            policy=request.get("policy", SNP_POLICY),
+            measurement=bytes.fromhex(request["measurement"]),
+        )
+        return {"report": _h(report), "certs": [_h(self.vcek_der)]}
+
+
+def evidence_input(att: dict[str, Any]) -> Evidence:
+    return Evidence(bytes.fromhex(att["report"]), tuple(bytes.fromhex(c) for c in att.get("certs", [])))
+
+
+def report_data_of(report: bytes) -> bytes:
+    """REPORT_DATA, bytes 0x50..0x8F of an ATTESTATION_REPORT."""
+    return report[0x50:0x90]
 
 
 # ---------------------------------------------------------------- replaying a writer vector
@@ -194,6 +274,7 @@ class Replay:
     anchors: list[Anchor]
     boots: list[int]  # the boot number each entry of ``inputs.boots`` got
     writes: list[DeviceWrite]
+    report_data: list[bytes | None] = field(default_factory=list)  # per boot: what it asked the AMD-SP for
 
 
 def _policy(p: dict[str, Any]) -> BootPolicy:
@@ -207,15 +288,43 @@ def _policy(p: dict[str, Any]) -> BootPolicy:
     )
 
 
-def replay_writer_vector(vec: dict[str, Any], *, record_envelopes: bool = False) -> Replay:
-    """Execute a writer vector's operations (formats/vectors/README.md §3)."""
+def _attester(
+    boot: dict[str, Any], report_data: list[bytes | None], reports: ReportMaker | None
+) -> Callable[[bytes], Evidence]:
+    """The boot's report request (README.md §3.1, attestation): answered with the vector's
+    report and certificates, whose REPORT_DATA must be what the writer asked for."""
+
+    def ask(rd: bytes) -> Evidence:
+        report_data[-1] = rd
+        att = boot["attestation"]
+        if "report" not in att:  # a request, in a vector being made
+            if reports is None:
+                raise ValueError("the boot's attestation has no report")
+            att = boot["attestation"] = reports(att, rd)
+        ev = evidence_input(att)
+        if len(ev.report) != SNP_REPORT_LEN or report_data_of(ev.report) != rd:
+            raise ValueError(
+                f"the writer asked for a report of REPORT_DATA {_h(rd)}; the vector's report is of another"
+            )
+        return ev
+
+    return ask
+
+
+def replay_writer_vector(
+    vec: dict[str, Any], *, record_envelopes: bool = False, reports: ReportMaker | None = None
+) -> Replay:
+    """Execute a writer vector's operations (formats/vectors/README.md §3). ``reports``
+    (record mode) answers the report requests of attested boots that have no report yet."""
     inp = vec["inputs"]
     dev = VectorDevice(inp["sector_count"])
     streams = [StreamSpec(s["stream"], s["name"], s["sectors"]) for s in inp["streams"]]
     book = EnvelopeBook(inp.setdefault("envelopes", {}), record=record_envelopes)
     anchors: list[Anchor] = []
     numbers: list[int] = []
+    report_data: list[bytes | None] = []
     for i, boot in enumerate(inp["boots"]):
+        report_data.append(None)
         randoms = ([bytes.fromhex(inp["volume_id"])] if i == 0 else []) + [bytes.fromhex(boot["boot_secret"])]
         clock = {"t": 0}
         owners = boot.get("owners", inp["owners"])
@@ -234,6 +343,7 @@ def replay_writer_vector(vec: dict[str, Any], *, record_envelopes: bool = False)
                 rng=_popper(randoms),
                 sealer=book,
                 clock=_reader(clock),
+                attester=_attester(boot, report_data, reports) if "attestation" in boot else None,
             )
         except _Torn:
             if ops:
@@ -251,7 +361,7 @@ def replay_writer_vector(vec: dict[str, Any], *, record_envelopes: bool = False)
             raise ValueError(f"boot {i + 1}: the tear names a write the boot never made")
     if record_envelopes:  # drop envelopes an earlier format or vector needed and this one does not
         inp["envelopes"] = {k: v for k, v in book.book.items() if k in book.used}
-    return Replay(dev.inner.image(), anchors, numbers, dev.writes)
+    return Replay(dev.inner.image(), anchors, numbers, dev.writes, report_data)
 
 
 def _torn_boot_number(dev: VectorDevice) -> int:
@@ -319,9 +429,13 @@ def find(image: bytes, stream: str, boot: int, seq: int) -> FrameAt:
     raise LookupError(f"no frame {stream} boot {boot} seq {seq}")
 
 
-def verify_image(image: bytes, key_names: list[str], anchor: Anchor | None = None) -> tuple[str, set[str]]:
+def verify_image(
+    image: bytes, key_names: list[str], anchor: Anchor | None = None, verify: dict[str, Any] | None = None
+) -> tuple[str, set[str]]:
     dev = MemoryDevice(len(image) // SECTOR, image)
-    v = Verifier(dev.read, dev.sector_count, Keyring([vector_key(n) for n in key_names]))
+    v = Verifier(
+        dev.read, dev.sector_count, Keyring([vector_key(n) for n in key_names]), origin=origin_policy(verify)
+    )
     rep = v.run(anchor)
     return rep.verdict, {f.kind.value for f in rep.findings}
 
@@ -555,6 +669,7 @@ def writer_vectors() -> list[dict[str, Any]]:
             "expect": {"verdict": "intact", "kinds": ["rotated_out"]},
         },
         *more_writer_vectors(),
+        *attested_writer_vectors(),
     ]
 
 
@@ -881,6 +996,211 @@ def more_writer_vectors() -> list[dict[str, Any]]:
                 ],
             },
             "expect": {"verdict": "intact", "kinds": ["no_shutdown"]},
+        },
+    ]
+
+
+def _attest(policy: int = SNP_POLICY) -> dict[str, Any]:
+    """A boot's report request, as written in the definitions below: generation replaces it
+    with the TEST-ONLY AMD-SP's answer, ``{report, certs}`` (README.md §3.1)."""
+    return {"measurement": _h(MEASUREMENT), "policy": policy}
+
+
+def attested_writer_vectors() -> list[dict[str, Any]]:
+    """Attested boots (spec §6.6, §8.9): each boot's SEV-SNP report, from the TEST-ONLY AMD-SP,
+    in the clear sections of its key frames, verified against the TEST-ONLY chain."""
+    per_service = {"layout": "per-service"}
+    return [
+        {
+            "name": "attested-boot",
+            "description": "one attested boot, two streams: every BOOT frame and the key-directory slot "
+            "carry the SNP_REPORT item (the report, then both regions' launch-grant digests) and an "
+            "SNP_CERT item (the TEST-ONLY VCEK); verified against the TEST-ONLY ASK and ARK with the "
+            "launch measurement expected: origin proven. Without a measurement to expect it is still "
+            "proven (MEASUREMENT is reported, not judged); against AMD's own ARKs (no trust_roots) the "
+            "chain does not verify",
+            "inputs": {
+                "sector_count": 192,
+                "volume_id": "e1" * 16,
+                "owners": ["owner"],
+                "streams": TWO,
+                "boots": [
+                    {
+                        "boot_secret": "e2" * 32,
+                        "policy": per_service,
+                        "attestation": _attest(),
+                        "ops": [
+                            _line(1_000, "SVSM starting"),
+                            _line(2_000, "VTPM: manufacturing new NV state", 2, service="vtpm"),
+                            {"op": "flush"},
+                            _line(3_000, "log attested: the SNP report binds this boot's keys"),
+                            {"op": "close"},
+                        ],
+                    }
+                ],
+            },
+            "verify": owner_verify(),
+            "expect": {"verdict": "intact", "kinds": [], "attested": [1]},
+            "also": [
+                {"verify": owner_verify([]), "verdict": "intact", "kinds": [], "attested": [1]},
+                {"verify": {}, "verdict": "violated", "kinds": ["attestation_invalid"], "attested": []},
+            ],
+        },
+        {
+            "name": "attested-perservice-grant",
+            "description": "an attested boot with debug ceiling always: the debug recipient is granted "
+            "vtpm at launch, so vtpm's BOOT frame carries its CHAIN_KEY envelope and the report commits "
+            "to it (vtpm's launch-grant digest). The owner reads everything, origin proven; the debug "
+            "key reads vtpm only (core is no_key: partial), and the origin of what it reads is proven "
+            "too: its chain key came from a launch grant the report commits to",
+            "inputs": {
+                "sector_count": 192,
+                "volume_id": "e3" * 16,
+                "owners": ["owner"],
+                "streams": TWO,
+                "boots": [
+                    {
+                        "boot_secret": "e4" * 32,
+                        "policy": {"debug_ceiling": "always", "debug_enabled": True, "layout": "per-service"},
+                        "grants_at_boot": {"2": ["debug"]},
+                        "attestation": _attest(),
+                        "ops": [
+                            _line(1_000, "SVSM starting"),
+                            _line(2_000, "VTPM: manufacturing new NV state", 2, service="vtpm"),
+                            {"op": "flush"},
+                            _line(3_000, "core is never granted"),
+                            _line(4_000, "VTPM: TPM2_Startup done", 2, service="vtpm"),
+                            {"op": "close"},
+                        ],
+                    }
+                ],
+            },
+            "verify": owner_verify(),
+            "expect": {"verdict": "intact", "kinds": [], "attested": [1]},
+            "also": [
+                {
+                    "key": ["debug"],
+                    "verdict": "partial",
+                    "kinds": ["no_key"],
+                    "records": ["VTPM: manufacturing new NV state", "VTPM: TPM2_Startup done"],
+                    "attested": [1],
+                },
+            ],
+        },
+        {
+            "name": "attested-later-grant",
+            "description": "as attested-perservice-grant, and the debug recipient is also granted core "
+            "mid-boot (a DEBUG_GRANT KEYS frame): the report commits to the launch grant of vtpm, not "
+            "to the later grant of core. Read with the debug key, the core records it reads come from "
+            "a chain key the report does not vouch for (a host that forges such a grant frame, sealed "
+            "to the debug key's public key, gives the same view), so boot 1's origin is not proven for "
+            "that key; the owner's view is proven",
+            "inputs": {
+                "sector_count": 192,
+                "volume_id": "ed" * 16,
+                "owners": ["owner"],
+                "streams": TWO,
+                "boots": [
+                    {
+                        "boot_secret": "ee" * 32,
+                        "policy": {"debug_ceiling": "always", "debug_enabled": True, "layout": "per-service"},
+                        "grants_at_boot": {"2": ["debug"]},
+                        "attestation": _attest(),
+                        "ops": [
+                            _line(1_000, "SVSM starting"),
+                            _line(2_000, "VTPM: manufacturing new NV state", 2, service="vtpm"),
+                            {"op": "flush"},
+                            {"op": "grant", "stream": 1, "recipient": "debug", "t_ns": 2_500},
+                            _line(3_000, "core after the later grant"),
+                            {"op": "close"},
+                        ],
+                    }
+                ],
+            },
+            "verify": owner_verify(),
+            "known_reader_defect": "the origin judge checks only the chain of the first frame carrying "
+            "the report (for the debug key, vtpm's BOOT frame, from a committed launch grant), not "
+            "every chain the key reads the boot with: core's chain, from the later grant, is taken as "
+            "attested too",
+            "reader_says": {"verdict": "partial", "kinds": ["no_key"], "attested": [1]},
+            "expect": {
+                "key": ["debug"],
+                "verdict": "partial",
+                "kinds": ["no_key"],
+                "records": ["VTPM: manufacturing new NV state", "core after the later grant"],
+                "attested": [],
+            },
+            "also": [{"verdict": "intact", "kinds": [], "attested": [1]}],
+        },
+        {
+            "name": "attested-debug-policy",
+            "description": "an attested boot whose report's guest policy has POLICY.DEBUG (bit 19) set: the "
+            "host could read and change the VM's memory, boot secret included, so the report proves "
+            "nothing of who wrote the boot (debug_policy, unproven)",
+            "inputs": {
+                "sector_count": 192,
+                "volume_id": "e5" * 16,
+                "owners": ["owner"],
+                "streams": ONE,
+                "boots": [
+                    {
+                        "boot_secret": "e6" * 32,
+                        "attestation": _attest(SNP_POLICY_DEBUG),
+                        "ops": _boot_ops_basic(),
+                    }
+                ],
+            },
+            "verify": owner_verify(),
+            "expect": {"verdict": "partial", "kinds": ["debug_policy"], "attested": []},
+        },
+        {
+            "name": "unattested-boot",
+            "description": "three boots, boots 1 and 3 attested; for boot 2 the host refused the report "
+            "request, and the writer wrote the boot unattested (no SNP_REPORT item): boot 2 is "
+            "unattested (unproven: the host may as well have written it with the owner's public key)",
+            "inputs": {
+                "sector_count": 192,
+                "volume_id": "e7" * 16,
+                "owners": ["owner"],
+                "streams": ONE,
+                "boots": [
+                    {
+                        "boot_secret": f"{0xE8 + b:02x}" * 32,
+                        **({"attestation": _attest()} if b != 1 else {}),
+                        "ops": [
+                            _line(1_000, f"boot {b + 1} starting"),
+                            _line(2_000, "shutting down"),
+                            {"op": "close"},
+                        ],
+                    }
+                    for b in range(3)
+                ],
+            },
+            "verify": owner_verify(),
+            "expect": {"verdict": "partial", "kinds": ["unattested"], "attested": [1, 3]},
+        },
+        {
+            "name": "attested-wraparound",
+            "description": "two owners (X25519 and MLKEM768-X25519) and an attested boot in a 32-sector "
+            "region: the owner envelopes and the evidence do not fit a 7-sector key-directory slot "
+            "together, so the slot holds the envelopes only; the ring wraps, and the WRAP_REKEY KEYS "
+            "frame that overwrites the BOOT frame carries the evidence: the only report left",
+            "inputs": {
+                "sector_count": 128,
+                "volume_id": "eb" * 16,
+                "owners": ["owner", "owner-pq"],
+                "streams": [{"stream": 1, "name": "all", "sectors": 32}],
+                "boots": [
+                    {
+                        "boot_secret": "ec" * 32,
+                        "attestation": _attest(),
+                        "ops": [*_filled(13, 600, 1000), {"op": "close"}],
+                    }
+                ],
+            },
+            "verify": owner_verify(),
+            "expect": {"verdict": "intact", "kinds": ["rotated_out"], "attested": [1]},
+            "also": [{"key": ["owner-pq"], "verdict": "intact", "kinds": ["rotated_out"], "attested": [1]}],
         },
     ]
 
@@ -1536,6 +1856,139 @@ def contract_reader_vectors() -> list[tuple[dict[str, Any], Mutation]]:
     ]
 
 
+# ---------------------------------------------------------------- forged and moved attestation
+#
+# A frame's clear section is AAD: changing a report in place breaks the frame's tag
+# (frame_corrupt). What the host can do is write a boot of its own, as the SVSM's writer
+# would: it holds the owner's PUBLIC key, picks its own boot secret, and puts in whatever
+# evidence it has (a report it read from a clear section, or a doctored one).
+
+
+def stolen_evidence(image: bytes, boot: int) -> Evidence:
+    """The report and certificates of ``boot``'s first BOOT frame, as anyone reads them
+    from its clear section (no key needed)."""
+    f = next(f for f in frames_of(image) if f.boot == boot and f.type == FrameType.BOOT)
+    _, clear, _ = _frame_bytes(bytearray(image), f.lba)
+    items = decode_clear_section(clear)
+    report = next(e.sealed for e in items if e.kind == EnvelopeKind.SNP_REPORT)
+    return Evidence(
+        report[:SNP_REPORT_LEN], tuple(e.sealed for e in items if e.kind == EnvelopeKind.SNP_CERT)
+    )
+
+
+def _host_boot(evidence: Callable[[bytes, Evidence], Evidence], stolen_from: bytes | None = None) -> Mutation:
+    """The host starts the next boot on the volume with svsmlog's own writer: owner's public
+    key, boot secret ``forgery.boot_secret``, HPKE outputs ``forgery.envelopes``, default boot
+    policy, the clock at 0; it appends one record to the first stream and shuts down. Its
+    report request is answered with ``evidence(report_data, boot 1's evidence)``, boot 1's
+    evidence read from ``stolen_from`` (default: the image itself)."""
+
+    def m(img: bytearray, ctx: dict[str, Any]) -> None:
+        stolen = stolen_evidence(stolen_from if stolen_from is not None else bytes(img), 1)
+        dev = MemoryDevice(len(img) // SECTOR, bytes(img))
+        vol = read_volume(bytes(img[:SECTOR]), len(img) // SECTOR)
+        streams = [StreamSpec(r.stream, r.name, r.sectors) for r in vol.superblock.regions]
+        w = LogWriter(
+            dev,
+            streams,
+            [vector_key("owner").public],
+            rng=_popper([bytes.fromhex(ctx["forgery"]["boot_secret"])]),
+            sealer=ctx["book"],
+            attester=lambda rd: evidence(rd, stolen),
+        )
+        w.append(streams[0].stream, Record(1_000, Level.INFO, "core", "svsm", "written by the host"))
+        w.close()
+        img[:] = dev.image()
+
+    return m
+
+
+def _with_report_data(rd: bytes, ev: Evidence) -> Evidence:
+    """The report with its REPORT_DATA made the host boot's commitment: its signature no
+    longer verifies."""
+    return Evidence(ev.report[:0x50] + rd + ev.report[0x90:], ev.certs)
+
+
+def attestation_reader_vectors(images: dict[str, bytes]) -> list[tuple[dict[str, Any], Mutation]]:
+    """Reader vectors of attested boots: a finding of every origin kind (spec §8.9)."""
+    verify = owner_verify()
+    return [
+        (
+            {
+                "name": "attestation-invalid",
+                "base": "attested-boot",
+                "mutation": "the host writes boot 2 itself (svsmlog's writer, owner's public key, its own "
+                "boot secret forgery.boot_secret; one record, clean shutdown); for its report it takes boot "
+                "1's report and VCEK certificate from boot 1's BOOT frame and sets the report's "
+                "REPORT_DATA (bytes 0x50..0x8F) to boot 2's commitment, so the report commits to boot 2 "
+                "but its signature does not verify",
+                "forgery": {"boot_secret": "f7" * 32},
+                "verify": verify,
+                "expect": {"verdict": "violated", "kinds": ["attestation_invalid"], "attested": [1]},
+            },
+            _host_boot(_with_report_data),
+        ),
+        (
+            {
+                "name": "attestation-replayed",
+                "base": "attested-boot",
+                "mutation": "the host writes boot 2 itself (svsmlog's writer, owner's public key, its own "
+                "boot secret forgery.boot_secret; one record, clean shutdown) and puts in boot 1's "
+                "genuine report and VCEK certificate, read from boot 1's BOOT frame: a valid report whose "
+                "REPORT_DATA is boot 1's commitment, not boot 2's",
+                "forgery": {"boot_secret": "f8" * 32},
+                "verify": verify,
+                "expect": {"verdict": "violated", "kinds": ["attestation_misplaced"], "attested": [1]},
+            },
+            _host_boot(lambda rd, ev: ev),
+        ),
+        (
+            {
+                "name": "attestation-other-volume",
+                "base": "basic-x25519",
+                "mutation": "the host writes boot 2 of this (unattested) volume itself (svsmlog's writer, "
+                "owner's public key, its own boot secret forgery.boot_secret; one record, clean shutdown) "
+                "and puts in the genuine report and VCEK certificate of boot 1 of writer vector "
+                "attested-boot, another volume: valid, but committed to that volume's boot",
+                "forgery": {"boot_secret": "f9" * 32},
+                "verify": verify,
+                "expect": {"verdict": "violated", "kinds": ["attestation_misplaced"], "attested": []},
+            },
+            _host_boot(lambda rd, ev: ev, images["attested-boot"]),
+        ),
+        (
+            {
+                "name": "measurement-unexpected",
+                "base": "attested-boot",
+                "mutation": "none; verified expecting another launch measurement than the report's (the "
+                "owner launched another SVSM build). Expecting both, it is one of them: intact",
+                "verify": owner_verify([OTHER_MEASUREMENT]),
+                "expect": {"verdict": "violated", "kinds": ["measurement_unexpected"], "attested": []},
+                "also": [
+                    {
+                        "verify": owner_verify([OTHER_MEASUREMENT, MEASUREMENT]),
+                        "verdict": "intact",
+                        "kinds": [],
+                        "attested": [1],
+                    }
+                ],
+            },
+            lambda img, ctx: None,
+        ),
+        (
+            {
+                "name": "attestation-required",
+                "base": "unattested-boot",
+                "mutation": "none; verified with require_attestation: boot 2, which carries no report, is "
+                "a violation, not an unproven boot",
+                "verify": owner_verify(require=True),
+                "expect": {"verdict": "violated", "kinds": ["attestation_missing"], "attested": [1, 3]},
+            },
+            lambda img, ctx: None,
+        ),
+    ]
+
+
 # ---------------------------------------------------------------- trace for implementers
 
 
@@ -1565,6 +2018,54 @@ def _body_json(ftype: int, pt: bytes) -> dict[str, Any] | None:
     return None
 
 
+def _attestation_trace(
+    vec: dict[str, Any], regions: list[RegionEntry], i: int, boot: int, r: Replay
+) -> dict[str, Any]:
+    """An attested boot's commitment (spec §6.6), from the vector's inputs alone: its
+    owner section (its BOOT_SECRET envelopes), every region's launch-grant digest, the
+    REPORT_DATA they give, and what the report says of the SVSM."""
+    inp = vec["inputs"]
+    b = inp["boots"][i]
+    if "attestation" not in b:
+        return {}
+    vid = bytes.fromhex(inp["volume_id"])
+    book = inp["envelopes"]
+
+    def envelope(kind: EnvelopeKind, name: str, stream: int) -> Envelope:
+        k = vector_key(name).public
+        sealed = book[f"{_h(k.key_id)}:{_h(envelope_info(kind, vid, boot, stream, 0))}"]
+        return Envelope(kind, k.kem_id, k.key_id, bytes.fromhex(sealed))
+
+    owner_section = encode_clear_section(
+        [envelope(EnvelopeKind.BOOT_SECRET, n, 0) for n in b.get("owners", inp["owners"])]
+    )
+    grants = b.get("grants_at_boot", {})
+    digests = [
+        launch_grant_digest(
+            encode_clear_section(
+                [envelope(EnvelopeKind.CHAIN_KEY, n, x.stream) for n in grants.get(str(x.stream), [])]
+            )
+        )
+        for x in regions
+    ]
+    report_data = boot_report_data(vid, boot, owner_section, digests)
+    if r.report_data[i] != report_data:
+        raise ValueError(
+            f"boot {boot}: the writer asked for REPORT_DATA {r.report_data[i]!r}, not {_h(report_data)}"
+        )
+    report = bytes.fromhex(b["attestation"]["report"])
+    return {
+        "attestation": {
+            "owner_section_sha256": _h(crypto.sha256(owner_section)),
+            "launch_grant_digests": [_h(d) for d in digests],
+            "report_data": _h(report_data),
+            "policy": int.from_bytes(report[0x08:0x10], "little"),
+            "vmpl": int.from_bytes(report[0x30:0x34], "little"),
+            "measurement": _h(report[0x90:0xC0]),
+        }
+    }
+
+
 def trace(vec: dict[str, Any], r: Replay) -> dict[str, Any]:
     """Every intermediate value of the final image (README.md, "trace")."""
     inp = vec["inputs"]
@@ -1580,7 +2081,8 @@ def trace(vec: dict[str, Any], r: Replay) -> dict[str, Any]:
                 for s in (*(x.stream for x in vol.superblock.regions), NO_STREAM)
             },
         }
-        for n, secret in secrets.items()
+        | _attestation_trace(vec, vol.superblock.regions, i, n, r)
+        for i, (n, secret) in enumerate(secrets.items())
     ]
     frames = []
     dev = MemoryDevice(len(r.image) // SECTOR, r.image)
@@ -1670,16 +2172,28 @@ def _write(out: Path, meta: dict[str, Any], image: bytes) -> None:
     (out / f"{meta['name']}.json").write_text(json.dumps(meta, indent=1) + "\n")
 
 
+def committed_vcek(out: Path) -> bytes | None:
+    """The TEST-ONLY VCEK certificate the committed vectors use (its signature is random:
+    regenerating keeps it), or None before there is one."""
+    for path in sorted(out.glob("*.json")):
+        for boot in _old(path).get("inputs", {}).get("boots", []):
+            certs = boot.get("attestation", {}).get("certs", [])
+            if certs:
+                return bytes.fromhex(certs[0])
+    return None
+
+
 def generate(out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     images: dict[str, bytes] = {}
     vecs: dict[str, dict[str, Any]] = {}
     secrets: dict[str, dict[int, bytes]] = {}
+    reports = ReportMaker(committed_vcek(out))
     for vec in writer_vectors():
         path = out / f"{vec['name']}.json"
         # keep the recorded envelopes: they are inputs
         vec["inputs"]["envelopes"] = _old(path).get("inputs", {}).get("envelopes", {})
-        r = replay_writer_vector(vec, record_envelopes=True)
+        r = replay_writer_vector(vec, record_envelopes=True, reports=reports)
         vec["keys"] = _keys_json()
         vec["anchors"] = _anchor_json(r.anchors)
         vec["trace"] = trace(vec, r)
@@ -1689,7 +2203,11 @@ def generate(out: Path) -> None:
         secrets[vec["name"]] = {
             n: bytes.fromhex(b["boot_secret"]) for n, b in zip(r.boots, vec["inputs"]["boots"], strict=True)
         }
-    for meta, mutate in [*reader_vectors(images), *contract_reader_vectors()]:
+    for meta, mutate in [
+        *reader_vectors(images),
+        *contract_reader_vectors(),
+        *attestation_reader_vectors(images),
+    ]:
         ctx: dict[str, Any] = {"secrets": secrets[meta["base"]]}
         if "forgery" in meta:
             old = _old(out / f"{meta['name']}.json").get("forgery", {}).get("envelopes", {})
@@ -1738,15 +2256,27 @@ def labels(vec: dict[str, Any]) -> list[dict[str, Any]]:
     return [vec["expect"], *vec.get("also", [])]
 
 
-def read_with(image: bytes, label: dict[str, Any], anchor: Anchor | None) -> tuple[Verifier, Any]:
+def read_with(
+    image: bytes, label: dict[str, Any], anchor: Anchor | None, verify: dict[str, Any] | None = None
+) -> tuple[Verifier, Report]:
+    """Verify as the label says: its keys, the anchor, and its ``verify`` block (or else the
+    vector's, ``verify``)."""
     dev = MemoryDevice(len(image) // SECTOR, image)
-    v = Verifier(dev.read, dev.sector_count, Keyring([vector_key(n) for n in label.get("key", ["owner"])]))
+    v = Verifier(
+        dev.read,
+        dev.sector_count,
+        Keyring([vector_key(n) for n in label.get("key", ["owner"])]),
+        origin=origin_policy(label.get("verify", verify)),
+    )
     return v, v.run(anchor)
 
 
-def label_mismatch(image: bytes, label: dict[str, Any], anchor: Anchor | None) -> str | None:
-    """What the reader says that the label does not (None: it agrees on everything)."""
-    v, rep = read_with(image, label, anchor)
+def label_mismatch(
+    image: bytes, label: dict[str, Any], anchor: Anchor | None, verify: dict[str, Any] | None = None
+) -> str | None:
+    """What the reader says that the label does not (None: it agrees on everything).
+    ``verify``: the vector's verify block, for a label without its own."""
+    v, rep = read_with(image, label, anchor, verify)
     kinds = {f.kind.value for f in rep.findings}
     if rep.verdict != label["verdict"] or kinds != set(label["kinds"]):
         said = f"{label['verdict']} {sorted(label['kinds'])}"
@@ -1757,6 +2287,9 @@ def label_mismatch(image: bytes, label: dict[str, Any], anchor: Anchor | None) -
             return f"no finding at {where}: {[(f.kind.value, f.stream, f.boot, f.seq) for f in rep.findings]}"
     if "records" in label and [r.record.message for r in v.records()] != label["records"]:
         return "the records differ"
+    if "attested" in label and rep.attested_boots() != sorted(label["attested"]):
+        said = sorted(label["attested"])
+        return f"reader proves the origin of boots {rep.attested_boots()}, label says {said}"
     return None
 
 
@@ -1767,16 +2300,16 @@ def vector_anchor(vec: dict[str, Any]) -> Anchor | None:
 def check_labels(vec: dict[str, Any], image: bytes) -> None:
     """Fail unless our reader gives every label of the vector; a vector marked
     ``known_reader_defect`` must instead get exactly ``reader_says`` for its ``expect``."""
-    anchor = vector_anchor(vec)
+    anchor, verify = vector_anchor(vec), vec.get("verify")
     for i, label in enumerate(labels(vec)):
         if i == 0 and "known_reader_defect" in vec:
-            if label_mismatch(image, label, anchor) is None:
+            if label_mismatch(image, label, anchor, verify) is None:
                 raise SystemExit(f"vector {vec['name']}: the reader now agrees; drop known_reader_defect")
-            said = label_mismatch(image, {**label, **vec["reader_says"], "at": []}, anchor)
+            said = label_mismatch(image, {**label, **vec["reader_says"], "at": []}, anchor, verify)
             if said is not None:
                 raise SystemExit(f"vector {vec['name']}: not even the known defect: {said}")
             continue
-        wrong = label_mismatch(image, label, anchor)
+        wrong = label_mismatch(image, label, anchor, verify)
         if wrong is not None:
             raise SystemExit(f"vector {vec['name']} {label.get('key', ['owner'])}: {wrong}")
 

@@ -30,9 +30,10 @@ OP_FIELDS = {
     "anchor": {"op"},
 }
 RECORD_FIELDS = {"t_ns", "level", "service", "component", "message", "target", "fields", "panic"}
-BOOT_FIELDS = {"boot_secret", "owners", "policy", "grants_at_boot", "tear", "ops"}
+BOOT_FIELDS = {"boot_secret", "owners", "policy", "grants_at_boot", "tear", "attestation", "ops"}
 POLICY_FIELDS = {"config_digest", "host_time_ns", "debug_ceiling", "debug_enabled", "layout", "min_level"}
-LABEL_FIELDS = {"verdict", "kinds", "key", "at", "records"}
+LABEL_FIELDS = {"verdict", "kinds", "key", "at", "records", "verify", "attested"}
+VERIFY_FIELDS = {"trust_roots", "measurements", "require_attestation"}
 
 
 def load(name: str) -> dict[str, Any]:
@@ -47,6 +48,7 @@ def image(vec: dict[str, Any]) -> bytes:
 
 def test_every_generated_vector_is_committed() -> None:
     made = {v["name"] for v in V.writer_vectors()} | {m["name"] for m, _ in V.contract_reader_vectors()}
+    made |= {m["name"] for m, _ in _reader_cases().values()}
     assert made <= set(ALL)
     assert {load(n)["base"] for n in READER} <= set(WRITER)
 
@@ -71,11 +73,14 @@ def test_writer_vector_uses_only_documented_fields(name: str) -> None:
             assert set(op) <= OP_FIELDS[op["op"]], op
             if op["op"] == "append":
                 assert set(op["record"]) <= RECORD_FIELDS
+        if "attestation" in boot:
+            assert set(boot["attestation"]) <= {"report", "certs"}
 
 
 def _reader_cases() -> dict[str, tuple[dict[str, Any], V.Mutation]]:
     images = {n: image(load(n)) for n in WRITER}
-    return {m["name"]: (m, f) for m, f in [*V.reader_vectors(images), *V.contract_reader_vectors()]}
+    cases = [*V.reader_vectors(images), *V.contract_reader_vectors(), *V.attestation_reader_vectors(images)]
+    return {m["name"]: (m, f) for m, f in cases}
 
 
 @pytest.mark.parametrize("name", [n for n in READER if not n.startswith("truncate-tail")])
@@ -92,6 +97,7 @@ def test_reader_vector_is_its_base_mutated(name: str) -> None:
     mutate(img, ctx)
     assert bytes(img) == image(vec)
     assert meta["expect"] == vec["expect"]
+    assert meta.get("verify") == vec.get("verify")
 
 
 def _labels(name: str) -> list[tuple[str, dict[str, Any], bool]]:
@@ -111,13 +117,16 @@ LABELS = [x for n in ALL for x in _labels(n)]
 def test_reader_gives_labelled_verdict(name: str, label: dict[str, Any], defect: bool) -> None:
     vec = load(name)
     assert set(label) <= LABEL_FIELDS
+    verify = vec.get("verify")
+    for block in (verify, label.get("verify")):
+        assert set(block or {}) <= VERIFY_FIELDS
     img, anchor = image(vec), V.vector_anchor(vec)
     if defect:
         # The label follows the rules; our reader is known to say otherwise (the report of the
         # vectors work names each case). It must say exactly that, until it is fixed.
-        assert V.label_mismatch(img, {**label, **vec["reader_says"], "at": []}, anchor) is None
+        assert V.label_mismatch(img, {**label, **vec["reader_says"], "at": []}, anchor, verify) is None
         pytest.xfail(vec["known_reader_defect"])
-    assert V.label_mismatch(img, label, anchor) is None
+    assert V.label_mismatch(img, label, anchor, verify) is None
 
 
 def test_every_kind_and_verdict_has_a_vector() -> None:
@@ -149,3 +158,31 @@ def test_a_torn_boot_start_takes_a_boot_number() -> None:
     assert replay.boots == [1, 2, 3]
     torn = [w for w in vec["trace"]["writes"] if w.get("torn")]
     assert [(w["boot"], w["index"]) for w in torn] == [(2, 1)]
+
+
+def test_an_attested_boot_uses_its_report_input() -> None:
+    """The report and certificates are inputs the writer puts in its clear sections as given;
+    a report of another REPORT_DATA than the one the writer computes is refused."""
+    vec = load("attested-boot")
+    att = vec["inputs"]["boots"][0]["attestation"]
+    cert = bytes.fromhex(att["certs"][0])
+    changed = copy.deepcopy(vec)
+    changed["inputs"]["boots"][0]["attestation"]["certs"][0] = (cert[:-1] + bytes([cert[-1] ^ 1])).hex()
+    assert V.replay_writer_vector(changed).image != image(vec)
+    report = bytes.fromhex(att["report"])
+    changed = copy.deepcopy(vec)
+    changed["inputs"]["boots"][0]["attestation"]["report"] = (report[:0x50] + bytes(64) + report[0x90:]).hex()
+    with pytest.raises(ValueError, match="REPORT_DATA"):
+        V.replay_writer_vector(changed)
+
+
+def test_attested_boots_trace_their_commitment() -> None:
+    """Every attested boot's trace names the REPORT_DATA its report carries."""
+    for name in WRITER:
+        vec = load(name)
+        for boot, traced in zip(vec["inputs"]["boots"], vec["trace"]["boots"], strict=True):
+            if "attestation" not in boot:
+                assert "attestation" not in traced
+                continue
+            report = bytes.fromhex(boot["attestation"]["report"])
+            assert traced["attestation"]["report_data"] == V.report_data_of(report).hex()

@@ -1,12 +1,17 @@
 """``python -m svsmlog.model.samples OUTDIR``: the demo images, reproducibly.
 
-Writes the TEST-ONLY keys, two launch configurations, six images with their ground truth
+Writes the TEST-ONLY keys, two launch configurations, the TEST-ONLY AMD chain
+(``TEST-ONLY-amd-chain.pem``: the model AMD-SP's ASK and ARK) and the launch measurement of
+``launch-per-service.toml`` (``measurement.hex``), seven images with their ground truth
 (``.truth.jsonl``) and anchors, and a README.md saying what each one is and what
-verification must conclude. Every image is verified while it is generated: if the reader
-disagrees with the expected verdict, generation fails.
+verification must conclude. ``vtpm-panic`` (the demo's image) and ``report-refused`` are
+attested: every boot carries an SEV-SNP report of the model's TEST-ONLY AMD-SP, but for
+boot 2 of ``report-refused``, whose report request the host refused. Every image is
+verified while it is generated, with that chain and measurement: if the reader disagrees
+with the expected verdict, generation fails.
 
-Same records, sequence numbers, truth files and README on every run; the image bytes
-differ (fresh boot secrets and HPKE randomness), so do the anchors' tags.
+Same records, sequence numbers, truth files, chain, measurement and README on every run;
+the image bytes differ (fresh boot secrets and HPKE randomness), so do the anchors' tags.
 """
 
 from __future__ import annotations
@@ -18,20 +23,25 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .. import crypto
 from ..anchor import Anchor
 from ..codec import FrameHeader, decode_frame_header
 from ..device import SECTOR, FileDevice, MemoryDevice, RecordingDevice
 from ..format import FRAME_HEADER_LEN, FRAME_MAGIC, FrameType
+from ..origin import OriginPolicy
 from ..report import Report
 from ..scan import Candidate, scan_region
 from ..volume import read_volume
 from .config import LaunchConfig
 from .scenarios import run
 from .simulate import SimulateOptions, SimulateResult, simulate
+from .svsm import launch_measurement
 from .testkeys import KEY_KINDS, TEST_KEY_PEM, key_file_names, sample_key
 from .truth import key, read_back, read_truth
 
 SIZE = "1M"
+CHAIN_PEM = "TEST-ONLY-amd-chain.pem"
+MEASUREMENT_HEX = "measurement.hex"
 PER_SERVICE_TOML = """\
 # Launch configuration of the demo samples (TEST-ONLY keys: never use them for real).
 [recipients]
@@ -92,11 +102,31 @@ def write_keys(out: Path) -> None:
         (out / pub).write_bytes(sample_key(name).public.to_pem())
 
 
-def _verify(img: Path, keys: list[str], anchor: Path | None = None) -> tuple[Report, list[dict[str, Any]]]:
+def write_attestation_files(out: Path, config: Path) -> OriginPolicy:
+    """The TEST-ONLY AMD chain (ASK, then ARK) and the launch measurement of ``config``, as
+    ``simulate --attest-out`` writes them; returns the owner's policy they give (what
+    ``--trust-root`` and ``--measurement`` give the command line)."""
+    from .amdsp import TestPlatform
+
+    chain = TestPlatform().chain_pems
+    measurement = launch_measurement(LaunchConfig.load(config))
+    (out / CHAIN_PEM).write_bytes(chain)
+    (out / MEASUREMENT_HEX).write_text(measurement.hex() + "\n")
+    certs = crypto.load_certificates(chain)
+    return OriginPolicy(
+        roots=tuple(c for c in certs if c.self_issued),
+        certs=tuple(c for c in certs if not c.self_issued),
+        measurements=frozenset({measurement}),
+    )
+
+
+def _verify(
+    img: Path, keys: list[str], anchor: Path | None = None, origin: OriginPolicy | None = None
+) -> tuple[Report, list[dict[str, Any]]]:
     dev = FileDevice(img)
     try:
         a = Anchor.from_json(anchor.read_text()) if anchor else None
-        return read_back(dev.read, dev.sector_count, [sample_key(k) for k in keys], a)
+        return read_back(dev.read, dev.sector_count, [sample_key(k) for k in keys], a, origin)
     finally:
         dev.close()
 
@@ -175,6 +205,7 @@ def generate(out: Path) -> list[Sample]:
     (out / "launch-per-service.toml").write_text(PER_SERVICE_TOML)
     (out / "launch-debug.toml").write_text(DEBUG_TOML)
     per_service, debug_cfg = out / "launch-per-service.toml", out / "launch-debug.toml"
+    origin = write_attestation_files(out, per_service)
     owners = [out / key_file_names("owner")[1], out / key_file_names("owner-pq")[1]]
     samples: list[Sample] = []
 
@@ -196,7 +227,7 @@ def generate(out: Path) -> list[Sample]:
     ) -> None:
         img = out / f"{s.name}.img"
         a = out / f"{s.name}.anchor.json"
-        rep, recs = _verify(img, keys, a if anchor and a.exists() else None)
+        rep, recs = _verify(img, keys, a if anchor and a.exists() else None, origin)
         s.report = rep
         if rep.verdict != verdict:
             raise RuntimeError(f"{s.name}: verdict {rep.verdict}, expected {verdict}: {_findings(rep)}")
@@ -227,12 +258,16 @@ def generate(out: Path) -> list[Sample]:
 
     s = Sample(
         "vtpm-panic",
-        "panic scenario: the vTPM panics mid-boot (per-service, seed 3); the panic "
+        "panic scenario: the vTPM panics mid-boot (per-service, seed 3, attested); the panic "
         "record and everything pending are flushed, then the boot stops",
-        "intact; the boot ends in 'panic'; the vtpm stream's last record carries the panic flag",
+        "intact; the boot ends in 'panic'; the vtpm stream's last record carries the panic flag; "
+        f"with `--trust-root {CHAIN_PEM}` and `--measurement` of `{MEASUREMENT_HEX}` the boot's origin "
+        "is proven (1 of 1 boot attested)",
     )
-    s.result = sim(s.name, config=per_service, scenario="panic", seed=3)
+    s.result = sim(s.name, config=per_service, scenario="panic", seed=3, attest=True)
     check(s, ["owner"], "intact")
+    if s.report is None or s.report.attested_boots() != [1]:
+        raise RuntimeError(f"vtpm-panic: the boot is not attested: {s.report and s.report.origin()}")
 
     s = Sample(
         "attestation-failure",
@@ -270,6 +305,21 @@ def generate(out: Path) -> list[Sample]:
     if not {"frame_corrupt", "frame_missing"} <= kinds:
         raise RuntimeError(f"tampered: unexpected findings {_findings(s.report)}")  # type: ignore[arg-type]
 
+    s = Sample(
+        "report-refused",
+        "report-refused scenario (per-service, seed 6, attested): three clean boots; the host "
+        "refuses boot 2's attestation-report request, so the SVSM writes that boot unattested "
+        "(and says so in a WARN record)",
+        "partial: boots 1 and 3 attested, boot 2 unattested (the host could have written it with "
+        "the owner's public key); with `--require-attestation` violated (attestation_missing)",
+    )
+    s.result = sim(s.name, config=per_service, scenario="report-refused", boots=3, seed=6, attest=True)
+    check(s, ["owner"], "partial")
+    if s.report is None or s.report.attested_boots() != [1, 3]:
+        raise RuntimeError(f"report-refused: wrong boots attested: {s.report and s.report.origin()}")
+    if {f.kind.value for f in s.report.findings} != {"unattested"}:
+        raise RuntimeError(f"report-refused: unexpected findings {_findings(s.report)}")
+
     (out / "README.md").write_text(readme(samples))
     return samples
 
@@ -290,6 +340,13 @@ def readme(samples: list[Sample]) -> str:
         "streams; min_level debug; debug ceiling never) and `launch-debug.toml` (min_level debug;",
         "debug ceiling debug-only for vtpm and console, recipient TEST-ONLY-debug.pub).",
         "",
+        "Attested images: `vtpm-panic.img` and `report-refused.img` carry, in each boot's key",
+        "frames, an SEV-SNP report of the model's TEST-ONLY AMD Secure Processor, committed to the",
+        f"boot's envelopes. `{CHAIN_PEM}` is its TEST-ONLY ASK and ARK (nothing of it is",
+        "AMD's: without `--trust-root` the reports are invalid, a violation) and",
+        f"`{MEASUREMENT_HEX}` the launch measurement of `launch-per-service.toml`, the SVSM the",
+        "owner launched.",
+        "",
         "Each image `NAME.img` comes with `NAME.truth.jsonl` (every record the writer reported",
         "durable, one JSON object per line: boot, stream, seq, service, component, level, t_ns,",
         "message) and `NAME.anchor.json` (the head commitment at the end of the run, or just before",
@@ -297,7 +354,10 @@ def readme(samples: list[Sample]) -> str:
         "",
         "    svsmlog verify samples/clean-multiboot.img --key samples/TEST-ONLY-owner.key "
         "--anchor samples/clean-multiboot.anchor.json",
-        "    svsmlog extract samples/vtpm-panic.img --key samples/TEST-ONLY-owner-pq.key",
+        "    svsmlog extract samples/vtpm-panic.img --key samples/TEST-ONLY-owner-pq.key "
+        f"--trust-root samples/{CHAIN_PEM} --measurement $(cat samples/{MEASUREMENT_HEX})",
+        "    svsmlog verify samples/report-refused.img --key samples/TEST-ONLY-owner.key "
+        f"--trust-root samples/{CHAIN_PEM} --measurement $(cat samples/{MEASUREMENT_HEX})",
         "    svsmlog verify samples/debug-mode.img --key samples/TEST-ONLY-debug.key",
         "",
         "| image | what it is | expected verdict |",
@@ -311,7 +371,8 @@ def readme(samples: list[Sample]) -> str:
         assert rep is not None
         lines.append(f"### {s.name}.img")
         lines.append("")
-        lines.append(f"- verdict (owner key, with the anchor): **{rep.verdict}**")
+        lines.append(f"- verdict (owner key, anchor, TEST-ONLY chain, measurement): **{rep.verdict}**")
+        lines.append(f"- origin: {rep.origin()}")
         lines.append(f"- endings: {_endings(rep)}")
         lines.append(f"- findings: {_findings(rep)}")
         for f in rep.findings:

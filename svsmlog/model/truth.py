@@ -15,6 +15,7 @@ from typing import Any
 
 from .. import crypto
 from ..anchor import Anchor
+from ..origin import OriginPolicy
 from ..records import LocatedRecord
 from ..report import Report
 from ..scan import ReadSectors
@@ -68,9 +69,11 @@ def read_back(
     sector_count: int,
     keys: list[crypto.PrivateKey],
     anchor: Anchor | None = None,
+    origin: OriginPolicy | None = None,
 ) -> tuple[Report, list[dict[str, Any]]]:
-    """Verify an image with ``keys`` and return the report and every record the reader
-    recovers, in truth form (the check the tests and the samples make)."""
-    v = Verifier(read, sector_count, Keyring(list(keys)))
+    """Verify an image with ``keys`` (and the owner's attestation expectations ``origin``)
+    and return the report and every record the reader recovers, in truth form (the check
+    the tests and the samples make)."""
+    v = Verifier(read, sector_count, Keyring(list(keys)), origin=origin)
     report = v.run(anchor)
     return report, [from_located(r) for r in v.records()]
