@@ -32,6 +32,7 @@ from .report import BootAttestation, BootSummary, Kind, Report
 
 if TYPE_CHECKING:
     from .crypto import Certificate
+    from .keyschedule import ReaderChain
     from .ordering import Entry
 
 
@@ -79,6 +80,7 @@ class _Boot:
     # key frames: (region index, region, entry)
     frames: list[tuple[int, RegionEntry, Entry]] = field(default_factory=list)
     located: tuple[int, RegionEntry, Entry] | None = None  # another frame, where a finding can point
+    chains: list[ReaderChain] = field(default_factory=list)  # every key its ok frames were read with
 
 
 class OriginJudge:
@@ -99,7 +101,10 @@ class OriginJudge:
         self.add = add
 
     def judge(
-        self, frames: list[tuple[int, RegionEntry, Entry]], others: dict[int, tuple[int, RegionEntry, Entry]]
+        self,
+        frames: list[tuple[int, RegionEntry, Entry]],
+        others: dict[int, tuple[int, RegionEntry, Entry]],
+        chains: dict[int, list[ReaderChain]] | None = None,
     ) -> None:
         """``frames``: every authenticated key frame (BOOT, KEYS, slot) as (region index,
         region, entry), the key directory with index -1; ``others``: for each boot, one of
@@ -109,6 +114,8 @@ class OriginJudge:
             boots.setdefault(e.boot, _Boot()).frames.append((i, region, e))
         for b, located in others.items():
             boots.setdefault(b, _Boot()).located = located
+        for b, used in (chains or {}).items():
+            boots.setdefault(b, _Boot()).chains = used
         results = {b: self._judge_boot(b, boots[b]) for b in sorted(boots)}
         attested_any = any(a.status == "attested" for a in results.values())
         self.report.origin_policy = {
@@ -257,21 +264,34 @@ class OriginJudge:
                 continue
             if not crypto.ct_equal(launch_grant_digest(section), grants[i]):
                 return f"the BOOT frame at sector {f.lba} holds launch grants the report does not commit to"
-        chain = e.chain
-        if chain is None:
+        # Every key the boot's frames were read with must be a committed one: a grantee may
+        # hold a launch grant of one stream and a later grant of another.
+        chains = list(b.chains) or ([e.chain] if e.chain is not None else [])
+        if not chains:
             return "no key of ours authenticated the frame carrying the report"
-        if chain.origin.startswith(b"S"):
-            for env in _decode(ev.owner_section):
-                key = self.ours.get(env.key_id)
-                if key is None or key.kem_id != env.kem_id:
-                    continue
-                pt = crypto.hpke_open(key, env.sealed, envelope_info(env.kind, self.vid, boot, 0, 0))
-                if pt is not None and chain.origin == b"S" + crypto.sha256(pt)[:8]:
-                    return None
-            return ("the report commits to envelopes that do not hold, for our key, the secret this "
-                    "boot's frames are sealed with")
-        # A grantee: its chain must come from a launch grant (seq 0 of a BOOT frame) the report
-        # commits to; a grant made later is not in the report.
+        later = False
+        for chain in chains:
+            if chain.origin.startswith(b"S"):
+                if not self._secret_committed(boot, chain, ev):
+                    return ("the report commits to envelopes that do not hold, for our key, the secret "
+                            "this boot's frames are sealed with")
+            elif not self._launch_granted(boot, chain, b):
+                later = True
+        return _LATER_GRANT if later else None
+
+    def _secret_committed(self, boot: int, chain: ReaderChain, ev: FrameEvidence) -> bool:
+        for env in _decode(ev.owner_section):
+            key = self.ours.get(env.key_id)
+            if key is None or key.kem_id != env.kem_id:
+                continue
+            pt = crypto.hpke_open(key, env.sealed, envelope_info(env.kind, self.vid, boot, 0, 0))
+            if pt is not None and chain.origin == b"S" + crypto.sha256(pt)[:8]:
+                return True
+        return False
+
+    def _launch_granted(self, boot: int, chain: ReaderChain, b: _Boot) -> bool:
+        """A grantee's chain comes from a launch grant (seq 0 of a BOOT frame) the report
+        commits to; a grant made later is not in the report."""
         for _, region, f in b.frames:
             if f.chain is not chain or f.type != FrameType.BOOT or f.seq != 0 or f.evidence is None:
                 continue
@@ -282,8 +302,8 @@ class OriginJudge:
                 info = envelope_info(env.kind, self.vid, boot, region.stream, 0)
                 pt = crypto.hpke_open(key, env.sealed, info)
                 if pt is not None and chain.origin == b"C" + crypto.sha256(pt)[:8]:
-                    return None
-        return _LATER_GRANT
+                    return True
+        return False
 
 
 _LATER_GRANT = "our key was granted after launch, and the report commits only to launch grants"

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import Path
@@ -1118,11 +1118,6 @@ def attested_writer_vectors() -> list[dict[str, Any]]:
                 ],
             },
             "verify": owner_verify(),
-            "known_reader_defect": "the origin judge checks only the chain of the first frame carrying "
-            "the report (for the debug key, vtpm's BOOT frame, from a committed launch grant), not "
-            "every chain the key reads the boot with: core's chain, from the later grant, is taken as "
-            "attested too",
-            "reader_says": {"verdict": "partial", "kinds": ["no_key"], "attested": [1]},
             "expect": {
                 "key": ["debug"],
                 "verdict": "partial",
@@ -2019,7 +2014,7 @@ def _body_json(ftype: int, pt: bytes) -> dict[str, Any] | None:
 
 
 def _attestation_trace(
-    vec: dict[str, Any], regions: list[RegionEntry], i: int, boot: int, r: Replay
+    vec: dict[str, Any], regions: Sequence[RegionEntry], i: int, boot: int, r: Replay
 ) -> dict[str, Any]:
     """An attested boot's commitment (spec §6.6), from the vector's inputs alone: its
     owner section (its BOOT_SECRET envelopes), every region's launch-grant digest, the
@@ -2288,8 +2283,8 @@ def label_mismatch(
     if "records" in label and [r.record.message for r in v.records()] != label["records"]:
         return "the records differ"
     if "attested" in label and rep.attested_boots() != sorted(label["attested"]):
-        said = sorted(label["attested"])
-        return f"reader proves the origin of boots {rep.attested_boots()}, label says {said}"
+        boots = sorted(label["attested"])
+        return f"reader proves the origin of boots {rep.attested_boots()}, label says {boots}"
     return None
 
 

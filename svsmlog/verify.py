@@ -528,8 +528,14 @@ class Verifier:
         regions = self.volume.superblock.regions
         keyed: list[tuple[int, RegionEntry, Entry]] = []
         first: dict[int, tuple[int, RegionEntry, Entry]] = {}
+        used: dict[int, dict[int, ReaderChain]] = {}  # boot -> every chain its frames were read with
         for i, r in [(-1, KEY_DIRECTORY), *enumerate(regions)]:
             for e in self._ok(r, orders):
+                if e.chain is not None:
+                    chains = used.get(e.boot)
+                    if chains is None:
+                        chains = used[e.boot] = {}
+                    chains.setdefault(id(e.chain), e.chain)
                 if e.type in (FrameType.BOOT, FrameType.KEYS):
                     keyed.append((i, r, e))
                 elif e.boot not in first:
@@ -542,7 +548,7 @@ class Verifier:
             self._origin,
             lambda kind, detail, region, e: self._add_at(kind, detail, region, e),
         )
-        judge.judge(keyed, first)
+        judge.judge(keyed, first, {b: list(c.values()) for b, c in used.items()})
 
     @staticmethod
     def _absence_excused(judge: RegionJudge, boot: int, head: Entry | None) -> str | None:
