@@ -21,7 +21,6 @@ it from ``on_wait``, called while it waits for the workers, after all of them we
 from __future__ import annotations
 
 import gc
-import multiprocessing
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -164,6 +163,8 @@ def map_forked(
     _task = task
     gc.freeze()  # the children's collector would otherwise touch (and copy) every inherited page
     try:
+        import multiprocessing  # only with workers: 2 ms of imports a small image does not need
+
         ctx = multiprocessing.get_context("fork")
         with ctx.Pool(min(jobs, n)) as pool:
             if on_wait is None:
