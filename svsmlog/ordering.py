@@ -71,7 +71,8 @@ class Run:
     (``FrameIndex.overlaps``): only then does the first copy of a key decide which frame
     is judged."""
 
-    __slots__ = ("_offs", "_tags", "count", "first_t", "head", "last_sectors", "last_t", "panic", "records")
+    __slots__ = ("_offs", "_tags", "count", "end", "first_t", "head", "last_sectors", "last_t", "last_tag",
+                 "next_seq", "panic", "records")
 
     status = "ok"
     type = _DATA
@@ -82,6 +83,9 @@ class Run:
         self._offs = array("I")  # sector offset from head.lba of frames 1.. (their lba)
         self._tags = bytearray()  # tags of frames 1..
         self.last_sectors = head.sectors
+        self.end = head.lba + head.sectors  # the sector after its last frame
+        self.last_tag = head.tag
+        self.next_seq = head.seq + 1
         self.records, self.panic = 0, False  # of frames 1..
         self.first_t: int | None = None  # of frames 1..: the smallest first_t, the largest last_t
         self.last_t: int | None = None
@@ -103,32 +107,26 @@ class Run:
         return self.head.lba
 
     @property
-    def end(self) -> int:
-        """The sector after its last frame."""
-        return self.head.lba + (self._offs[-1] if self._offs else 0) + self.last_sectors
-
-    @property
     def chain(self) -> ReaderChain | None:
         return self.head.chain
 
-    def _last_tag(self) -> bytes:
-        return bytes(self._tags[-TAG:]) if self._tags else self.head.tag
-
     def follows(self, e: Entry) -> bool:
         """Whether ``e`` continues this run (``boring(e)`` already holds)."""
-        head = self.head
         return (
-            e.boot == head.boot
-            and e.seq == head.seq + self.count
+            e.seq == self.next_seq
             and e.lba == self.end
-            and e.chain is head.chain
-            and e.prev_tag == self._last_tag()
+            and e.boot == self.head.boot
+            and e.chain is self.head.chain
+            and e.prev_tag == self.last_tag
         )
 
     def take(self, e: Entry) -> None:
         self._offs.append(e.lba - self.head.lba)
         self._tags += e.tag
+        self.last_tag = e.tag
         self.last_sectors = e.sectors
+        self.end = e.lba + e.sectors
+        self.next_seq += 1
         self.count += 1
         self.records += e.records
         self.panic |= e.panic
@@ -179,8 +177,8 @@ TAG = 16  # bytes of a frame's tag
 def boring(e: Entry) -> bool:
     """A frame a Run may hold: authenticated DATA with nothing else to keep."""
     return (
-        e.status == "ok"
-        and e.type == _DATA
+        e.type == _DATA
+        and e.status == "ok"
         and not e.malformed
         and e.boot_body is None
         and e.evidence is None
@@ -224,16 +222,12 @@ class FrameIndex:
         items = self.items
         if self.compact and items and boring(e):
             last = items[-1]
-            if isinstance(last, Run):
-                if last.follows(e):
-                    last.take(e)
-                    return
-            elif boring(last):
-                run = Run(last)
-                if run.follows(e):
-                    run.take(e)
+            run = last if isinstance(last, Run) else Run(last) if boring(last) else None
+            if run is not None and run.follows(e):
+                run.take(e)
+                if run is not last:
                     items[-1] = run
-                    return
+                return
         items.append(e)
 
     def __iter__(self) -> Iterator[Item]:

@@ -65,6 +65,16 @@ from .volume import KEY_DIR_SLOTS, KEY_DIRECTORY, Volume, key_dir_slot, read_vol
 __all__ = ["Keyring", "StreamKey", "Verifier", "VolumeError"]
 
 
+# The record pass reads a run's frames this many sectors at a time (one window per stream
+# is alive while records() merges the streams).
+RECORD_WINDOW_SECTORS = 128
+
+# Frame types as plain ints for the per-frame tests (an enum member is a class attribute
+# lookup each time).
+_KEY_FRAME_TYPES = frozenset({int(FrameType.BOOT), int(FrameType.KEYS)})
+_DATA_OR_END = (int(FrameType.DATA), int(FrameType.END))
+
+
 class VolumeError(Exception):
     """The image does not hold a readable svsmlog volume (bad superblock or geometry)."""
 
@@ -248,7 +258,7 @@ class Verifier:
             return entry
         c.accepted = True
         entry.status = "ok"
-        if h.type in (FrameType.BOOT, FrameType.KEYS):
+        if h.type in _KEY_FRAME_TYPES:
             try:
                 envelopes = decode_clear_section(c.clear)
             except DecodeError:
@@ -263,7 +273,13 @@ class Verifier:
 
     def _decode_body(self, region: RegionEntry, e: Entry, plaintext: bytes) -> None:
         try:
-            if e.type == FrameType.BOOT:
+            if e.type == _DATA_OR_END[0] or e.type == _DATA_OR_END[1]:  # most frames
+                if e.clear_len:
+                    raise DecodeError("a DATA or END frame carries a clear section")
+                summary = summarize_record_block(plaintext)
+                e.records, e.panic = summary.count, summary.panic
+                e.first_t, e.last_t = summary.first_t, summary.last_t
+            elif e.type == FrameType.BOOT:
                 e.boot_body = decode_boot_body(plaintext)
                 e.wrap_from = e.boot_body.wrap_from
                 self._check_superblock(region, e, e.boot_body.superblock_digest)
@@ -271,12 +287,6 @@ class Verifier:
                 keys_body = decode_keys_body(plaintext)
                 e.wrap_from = keys_body.wrap_from
                 self._check_superblock(region, e, keys_body.superblock_digest)
-            else:
-                if e.clear_len:
-                    raise DecodeError("a DATA or END frame carries a clear section")
-                summary = summarize_record_block(plaintext)
-                e.records, e.panic = summary.count, summary.panic
-                e.first_t, e.last_t = summary.first_t, summary.last_t
         except DecodeError as err:
             e.malformed = True
             self._add_at(
@@ -908,8 +918,14 @@ class Verifier:
                 continue
             verified = (e.boot, region.name) not in self._violated
             boot, name = e.boot, region.name
+            # A run's frames lie back to back: read them a window at a time, not one by one.
+            end = e.end if isinstance(e, Run) else e.lba + e.sectors
+            buf, w_lo, w_hi = b"", 0, 0
             for lba, sectors, seq in spans:
-                raw = self._read(lba, sectors)
+                if not (w_lo <= lba and lba + sectors <= w_hi):
+                    w_lo, w_hi = lba, max(lba + sectors, min(end, lba + RECORD_WINDOW_SECTORS))
+                    buf = self._read(w_lo, w_hi - w_lo)
+                raw = buf[(lba - w_lo) * SECTOR : (lba - w_lo + sectors) * SECTOR]
                 h = decode_frame_header(raw)
                 keys = chain.keys_at(seq)
                 assert keys is not None
