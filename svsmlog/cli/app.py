@@ -18,7 +18,6 @@ import traceback
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
@@ -572,6 +571,8 @@ def parse_wall_clock(text: str) -> int | None:
     every time svsmlog prints is UTC."""
     t = text.strip()
     if t.startswith("@"):
+        from decimal import Decimal, InvalidOperation  # only for --since/--until: 1 ms of imports
+
         try:
             return int(Decimal(t[1:]) * 1_000_000)
         except InvalidOperation:

@@ -15,7 +15,6 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
 from enum import IntEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
@@ -605,6 +604,8 @@ def parse_since_boot(text: str, option: str) -> int:
     if m is None:
         raise CliError(f"invalid {option} {text!r}: expected seconds since boot such as 12.5, "
                        "or a number with a unit: ns, us, ms, s, m, h (250ms, 3s, 2m)")
+    from decimal import Decimal, InvalidOperation  # only for --since/--until: 1 ms of imports
+
     try:
         value = Decimal(m.group(1))
     except InvalidOperation:  # pragma: no cover - the pattern admits only decimals

@@ -12,7 +12,6 @@ import shlex
 import shutil
 import subprocess
 import sys
-import tempfile
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
@@ -549,6 +548,8 @@ def _write_journal_file(path: Path, records: Iterable[LocatedRecord], bases: Map
     if path.exists():
         path.unlink()  # journal-remote appends to an existing file; -o DIR rewrites
     # stderr to a file: a pipe nobody reads while we write could fill and stall both sides.
+    import tempfile
+
     with tempfile.TemporaryFile() as errors:
         proc = subprocess.Popen([remote, f"--output={path}", "-"], stdin=subprocess.PIPE,
                                 stdout=subprocess.DEVNULL, stderr=errors)
