@@ -134,6 +134,46 @@ class Run:
             self.first_t = e.first_t if self.first_t is None else min(self.first_t, e.first_t)
             self.last_t = e.last_t if self.last_t is None else max(self.last_t, e.last_t or 0)
 
+    def extend(self, other: Run) -> None:
+        """Take the frames of ``other``, which continues this run (``follows(other.head)``)."""
+        self.take(other.head)
+        base = other.head.lba - self.head.lba
+        self._offs.extend(base + o for o in other._offs)
+        self._tags += other._tags
+        self.count += other.count - 1
+        self.last_sectors, self.end = other.last_sectors, other.end
+        self.last_tag, self.next_seq = other.last_tag, other.next_seq
+        self.records += other.records
+        self.panic |= other.panic
+        if other.first_t is not None:
+            self.first_t = other.first_t if self.first_t is None else min(self.first_t, other.first_t)
+            self.last_t = other.last_t if self.last_t is None else max(self.last_t, other.last_t or 0)
+
+    def pack(self) -> tuple[Any, ...]:
+        """Its fields, its head's as a tuple and no chain: what a worker hands back (parallel)."""
+        head = tuple(None if f == "chain" else getattr(self.head, f) for f in Entry.__slots__)
+        return (head, self._offs.tobytes(), bytes(self._tags), self.count, self.last_sectors, self.end,
+                self.last_tag, self.next_seq, self.records, self.panic, self.first_t, self.last_t)
+
+    @classmethod
+    def unpack(cls, packed: tuple[Any, ...], chain: ReaderChain | None) -> Run:
+        head, offs, tags, *rest = packed
+        e = Entry(*head)
+        e.chain = chain
+        run = cls(e)
+        run._offs.frombytes(offs)
+        run._tags += tags
+        (run.count, run.last_sectors, run.end, run.last_tag, run.next_seq, run.records, run.panic,
+         run.first_t, run.last_t) = rest
+        return run
+
+    @property
+    def largest(self) -> int:
+        """The most sectors any of its frames takes."""
+        offs = self._offs
+        inner = max((b - a for a, b in pairwise(offs)), default=0)
+        return max(self.head.sectors if not offs else offs[0], inner, self.last_sectors)
+
     def __len__(self) -> int:
         return self.count
 
@@ -229,6 +269,19 @@ class FrameIndex:
                     items[-1] = run
                 return
         items.append(e)
+
+    def append_run(self, run: Run) -> None:
+        """Frames a worker kept as a run, appended as ``append`` would each of them."""
+        items = self.items
+        if items:
+            last = items[-1]
+            into = last if isinstance(last, Run) else Run(last) if boring(last) else None
+            if into is not None and into.follows(run.head):
+                into.extend(run)
+                if into is not last:
+                    items[-1] = into
+                return
+        items.append(run)
 
     def __iter__(self) -> Iterator[Item]:
         return iter(self.items)

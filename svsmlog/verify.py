@@ -44,7 +44,18 @@ from .format import (
 from .frames import open_frame
 from .keyring import MAX_FAILED_ENVELOPES, KeyConflict, Keyring, StreamKey, harvest
 from .keyschedule import RatchetBudget, RatchetExhausted, ReaderChain
-from .ordering import Entry, FrameIndex, Frames, Item, RegionJudge, Run, frames_of, head_frame, last_frame
+from .ordering import (
+    Entry,
+    FrameIndex,
+    Frames,
+    Item,
+    RegionJudge,
+    Run,
+    boring,
+    frames_of,
+    head_frame,
+    last_frame,
+)
 from .origin import OriginJudge, OriginPolicy, frame_evidence
 from .parallel import (
     ChunkScan,
@@ -349,6 +360,20 @@ class Verifier:
         out = ChunkScan(lo, hi, end=hi)
         left = self._budget.left
         reported = self._superblock_reported
+        pending: Run | None = None  # boring frames, kept as the index would (ordering.Run)
+        pending_chain = -1
+
+        def flush() -> None:
+            if pending is None:
+                return
+            if pending.count == 1:
+                head = pending.head
+                out.events.append(ScanEvent(head.lba, head.sectors, True, entry_fields(head), pending_chain,
+                                            None, b"", None))
+            else:
+                out.events.append(ScanEvent(pending.lba, pending.end - pending.lba, True, None, pending_chain,
+                                            None, b"", None, pending.pack(), pending.largest))
+
         for c in scan_region(self._read, region, lo, hi):
             self.report.findings, self._ours, self._foreign = [], 0, {}
             self._superblock_reported = reported  # each candidate may raise it: the stitch keeps the first
@@ -363,11 +388,22 @@ class Verifier:
             at = None
             if self._superblock_reported and not reported:
                 at = next(i for i, f in enumerate(self.report.findings) if f.kind is Kind.SUPERBLOCK_MISMATCH)
-            fields = entry_fields(e) if e is not None else None
             findings = self.report.findings or None
-            out.events.append(ScanEvent(c.lba, sectors, accepted, fields, index, findings, counted, at))
             out.end = max(hi, c.lba + sectors if accepted else c.lba + 1)
             out.stopped |= isinstance(c, Malformed) and c.final
+            if (self._compact and e is not None and boring(e) and accepted and index >= 0 and findings is None
+                    and counted == b"" and at is None):
+                if pending is not None and index == pending_chain and pending.follows(e):
+                    pending.take(e)
+                else:
+                    flush()
+                    pending, pending_chain = Run(e), index
+                continue
+            flush()
+            pending = None
+            fields = entry_fields(e) if e is not None else None
+            out.events.append(ScanEvent(c.lba, sectors, accepted, fields, index, findings, counted, at))
+        flush()
         out.steps, out.exhausted = left - self._budget.left, self._exhausted
         return out
 
@@ -383,6 +419,12 @@ class Verifier:
                 self.report.findings.append(f)
                 if f.violation and f.boot is not None and f.stream is not None:
                     self._violated.add((f.boot, f.stream))
+            if ev.run is not None:
+                chain = self._chains[(ev.run[0][2], region.stream)][ev.chain_index]
+                run = Run.unpack(ev.run, chain)
+                self._ours += run.count
+                entries.append_run(run)
+                continue
             if ev.counted == b"":
                 self._ours += 1
             elif ev.counted is not None:
