@@ -119,7 +119,8 @@ def render_startup(rows: list[Row], runs: int) -> str:
         "#### Start-up",
         "",
         f"Wall clock of each command, median of {runs} (min–max), interleaved; the interpreter row is "
-        "`python -c pass` with the interpreter svsmlog runs on.",
+        "`python -c pass` with the interpreter svsmlog runs on. svsmlog's modules are byte-compiled "
+        "first, as an installed package is (`bench.compile_svsmlog`).",
         "",
         "| command | ms, median (min–max) | over the interpreter, ms | peak RSS MiB |",
         "|---|---|---|---|",

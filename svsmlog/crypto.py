@@ -13,12 +13,32 @@ import hmac
 import os
 import re
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from cryptography.exceptions import InvalidTag, UnsupportedAlgorithm
-from cryptography.hazmat.primitives import hashes, hpke, serialization
+from cryptography.hazmat.primitives import hashes, hpke
 from cryptography.hazmat.primitives.asymmetric import mlkem, x25519
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF, HKDFExpand
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives import serialization
+
+try:
+    # pyca's key loaders are these functions of its Rust binding, which
+    # ``cryptography.hazmat.primitives.serialization`` re-exports; importing that package
+    # also imports its SSH support and with it every asymmetric algorithm (6 ms, a twentieth
+    # of verifying a small image), so it is imported only to write keys and certificates.
+    # tests/test_crypto.py holds these the same objects as the package's.
+    from cryptography.hazmat.bindings._rust import openssl as _rust_openssl
+
+    _load_pem_private_key = _rust_openssl.keys.load_pem_private_key
+    _load_der_private_key = _rust_openssl.keys.load_der_private_key
+    _load_pem_public_key = _rust_openssl.keys.load_pem_public_key
+except (ImportError, AttributeError):  # pragma: no cover - another layout of pyca's internals
+    from cryptography.hazmat.primitives.serialization import load_der_private_key as _load_der_private_key
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key as _load_pem_private_key
+    from cryptography.hazmat.primitives.serialization import load_pem_public_key as _load_pem_public_key
 
 # HPKE KEM identifiers (RFC 9180 §7.1, draft-ietf-hpke-pq for the hybrid).
 KEM_X25519 = 0x0020
@@ -138,6 +158,8 @@ class PublicKey:
         return KEM_NAMES[self.kem_id]
 
     def to_pem(self) -> bytes:
+        from cryptography.hazmat.primitives import serialization
+
         spki = serialization.PublicFormat.SubjectPublicKeyInfo
         enc = serialization.Encoding.PEM
         if isinstance(self._key, hpke.MLKEM768X25519PublicKey):
@@ -158,6 +180,8 @@ class PrivateKey:
         return self.public.key_id
 
     def to_pem(self, passphrase: bytes | None = None) -> bytes:
+        from cryptography.hazmat.primitives import serialization
+
         alg: serialization.KeySerializationEncryption = (
             serialization.BestAvailableEncryption(passphrase) if passphrase else serialization.NoEncryption()
         )
@@ -240,7 +264,7 @@ def load_private_key(data: bytes, passphrase: bytes | None = None) -> PrivateKey
     A single DER PKCS#8 X25519 key (``openssl genpkey -outform DER``) is accepted too."""
     if len(data) <= MAX_KEY_FILE and data[:1] == b"\x30" and b"-----BEGIN" not in data:
         try:
-            der = serialization.load_der_private_key(data, passphrase)
+            der = _load_der_private_key(data, passphrase)
         except TypeError as e:
             raise KeyError_(
                 KeyError_.PASSPHRASE_REQUIRED, "the private key is encrypted: give a passphrase"
@@ -253,7 +277,7 @@ def load_private_key(data: bytes, passphrase: bytes | None = None) -> PrivateKey
         # A passphrase given for a key that is not encrypted is simply not needed.
         secret = passphrase if b"ENCRYPTED" in block else None
         try:
-            parts.append(serialization.load_pem_private_key(block, secret))
+            parts.append(_load_pem_private_key(block, secret))
         except TypeError as e:
             if passphrase is None:
                 raise KeyError_(
@@ -278,7 +302,7 @@ def load_public_key(data: bytes) -> PublicKey:
     parts: list[object] = []
     for block in blocks:
         try:
-            parts.append(serialization.load_pem_public_key(block))
+            parts.append(_load_pem_public_key(block))
         except (ValueError, UnsupportedAlgorithm) as e:
             raise KeyError_(KeyError_.MALFORMED, "not a readable public key") from e
     xs = [p for p in parts if isinstance(p, x25519.X25519PublicKey)]
@@ -324,7 +348,6 @@ def hpke_sealed_len(kem_id: int, plaintext_len: int) -> int:
 
 import datetime as _dt  # noqa: E402  (kept with the section it serves)
 import warnings  # noqa: E402
-from typing import TYPE_CHECKING  # noqa: E402
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -377,6 +400,8 @@ class Certificate:
         return sha256(self.der).hex()
 
     def pem(self) -> bytes:
+        from cryptography.hazmat.primitives import serialization
+
         return self._cert.public_bytes(serialization.Encoding.PEM)
 
 
@@ -396,6 +421,7 @@ def _key_type(cert: x509.Certificate) -> str:
 
 def _wrap_certificate(cert: x509.Certificate) -> Certificate:
     from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
     from cryptography.x509.oid import NameOID
 
     try:
@@ -504,6 +530,8 @@ class SigningKey:
     _key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey = field(repr=False)
 
     def private_pem(self) -> bytes:
+        from cryptography.hazmat.primitives import serialization
+
         return self._key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                        serialization.NoEncryption())
 
@@ -517,7 +545,7 @@ def generate_rsa_signing_key(bits: int = 4096) -> SigningKey:
 def load_signing_key(pem: bytes) -> SigningKey:
     from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-    key = serialization.load_pem_private_key(pem, None)
+    key = _load_pem_private_key(pem, None)
     if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
         raise KeyError_(KeyError_.UNSUPPORTED, "expected an RSA or EC private key")
     return SigningKey(key)

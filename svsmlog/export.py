@@ -28,15 +28,15 @@ import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import BinaryIO, TextIO
+from typing import TYPE_CHECKING, BinaryIO, TextIO
 from urllib.parse import quote
-
-from rich.cells import cell_len
-from rich.console import Console
-from rich.text import Text
 
 from .crashes import panic_detail
 from .records import FLAG_PANIC, Level, LocatedRecord, Record
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.text import Text
 
 FORMATS = ("text", "jsonl", "journal", "syslog", "timesketch")
 
@@ -525,6 +525,8 @@ def make_console(file: TextIO | None = None, *, force_plain: bool = False,
     plain = force_plain or _no_color_requested() or not (force_terminal or _is_tty(target))
     # color_system=None makes rich emit text only; force_terminal=False stops
     # FORCE_COLOR / TTY_COMPATIBLE from turning styling back on.
+    from rich.console import Console
+
     return Console(
         file=target,
         color_system=None if plain else "auto",
@@ -543,6 +545,8 @@ def _uptime(t_ns: int) -> str:
 
 
 def _text_line(located: LocatedRecord, *, show_stream: bool, wall_us: int | None = None) -> Text:
+    from rich.text import Text
+
     rec = located.record
     style = "bold red" if rec.panic else LEVEL_STYLE[rec.level]
     line = Text()
@@ -589,6 +593,8 @@ def write_text(
     :func:`write_text_plain`, the same text much faster. Boot separators and gap markers
     as there.
     """
+    from rich.text import Text
+
     count = 0
     for item in _annotated(records, separators=separators, gaps=gaps):
         if isinstance(item, str):
@@ -622,6 +628,8 @@ def text_line(located: LocatedRecord, *, show_stream: bool = True, wall_us: int 
     head += f"{_visible(rec.service)}/{_visible(rec.component)}: "
     message = _visible(rec.message, keep_newlines=True)
     if "\n" in message:
+        from rich.cells import cell_len
+
         indent = "\n" + " " * cell_len(head)
         message = indent.join(message.split("\n"))
     line = head + message

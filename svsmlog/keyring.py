@@ -210,9 +210,13 @@ def _key_frames(
         buf = read(lba, n)
         pos = buf.find(FRAME_MAGIC)
         while pos != -1:
-            magics[0] += pos % SECTOR == 0
+            inside = pos % SECTOR
             # only BOOT and KEYS frames carry envelopes: look at the type byte before decoding
-            if pos % SECTOR == 0 and buf[pos + 5 : pos + 6] in _KEY_TYPES:
+            if inside:
+                pos = buf.find(FRAME_MAGIC, pos - inside + SECTOR)
+                continue
+            magics[0] += 1
+            if buf[pos + 5 : pos + 6] in _KEY_TYPES:
                 try:
                     h: FrameHeader | None = decode_frame_header(buf, pos)
                 except DecodeError:
@@ -227,5 +231,5 @@ def _key_frames(
                         clear = read(at, need)[FRAME_HEADER_LEN:][: h.clear_len]
                     if len(clear) == h.clear_len:
                         yield at, h, clear
-            pos = buf.find(FRAME_MAGIC, pos - pos % SECTOR + SECTOR)
+            pos = buf.find(FRAME_MAGIC, pos + SECTOR)
         lba += n

@@ -3,11 +3,12 @@ frames and rotation, judged over the index of frames the scan found."""
 
 from __future__ import annotations
 
-from bisect import bisect_left
-from collections.abc import Callable
+from array import array
+from bisect import bisect_left, bisect_right
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from itertools import pairwise
-from typing import TYPE_CHECKING, Any
+from itertools import accumulate, islice, pairwise
+from typing import TYPE_CHECKING, Any, overload
 
 from . import crypto
 from .codec import BootBody, RegionEntry
@@ -52,6 +53,310 @@ class Entry:
         return (self.boot, self.seq)
 
 
+_DATA = FrameType.DATA
+
+
+class Run:
+    """Frames an honest log is made of, kept in about 20 bytes each instead of an Entry:
+    authenticated DATA frames of one boot, back to back in the region, each the next seq of
+    the one before, chaining to it (``prev_tag``) under the same chain, with nothing else
+    to say (no body to keep, not malformed). The first is kept as its Entry (``head``); of
+    the others, each one's sector offset from it and tag, and their records, panic and
+    times only as totals (what ``Verifier._summarise`` adds up).
+
+    Every check judges a run as it would judge its frames one by one (the links inside it
+    hold and raise nothing); ``frame(i)`` makes an Entry of frame i for the few that look
+    at one, with no record figures (``records`` 0, no times). A region whose runs share a
+    key with any other frame (a duplicate) is verified again with an Entry per frame
+    (``FrameIndex.overlaps``): only then does the first copy of a key decide which frame
+    is judged."""
+
+    __slots__ = ("_offs", "_tags", "count", "end", "first_t", "head", "last_sectors", "last_t", "last_tag",
+                 "next_seq", "panic", "records")
+
+    status = "ok"
+    type = _DATA
+
+    def __init__(self, head: Entry) -> None:
+        self.head = head
+        self.count = 1
+        self._offs = array("I")  # sector offset from head.lba of frames 1.. (their lba)
+        self._tags = bytearray()  # tags of frames 1..
+        self.last_sectors = head.sectors
+        self.end = head.lba + head.sectors  # the sector after its last frame
+        self.last_tag = head.tag
+        self.next_seq = head.seq + 1
+        self.records, self.panic = 0, False  # of frames 1..
+        self.first_t: int | None = None  # of frames 1..: the smallest first_t, the largest last_t
+        self.last_t: int | None = None
+
+    @property
+    def boot(self) -> int:
+        return self.head.boot
+
+    @property
+    def first_seq(self) -> int:
+        return self.head.seq
+
+    @property
+    def last_seq(self) -> int:
+        return self.head.seq + self.count - 1
+
+    @property
+    def lba(self) -> int:
+        return self.head.lba
+
+    @property
+    def chain(self) -> ReaderChain | None:
+        return self.head.chain
+
+    def follows(self, e: Entry) -> bool:
+        """Whether ``e`` continues this run (``boring(e)`` already holds)."""
+        return (
+            e.seq == self.next_seq
+            and e.lba == self.end
+            and e.boot == self.head.boot
+            and e.chain is self.head.chain
+            and e.prev_tag == self.last_tag
+        )
+
+    def take(self, e: Entry) -> None:
+        self._offs.append(e.lba - self.head.lba)
+        self._tags += e.tag
+        self.last_tag = e.tag
+        self.last_sectors = e.sectors
+        self.end = e.lba + e.sectors
+        self.next_seq += 1
+        self.count += 1
+        self.records += e.records
+        self.panic |= e.panic
+        if e.first_t is not None:
+            self.first_t = e.first_t if self.first_t is None else min(self.first_t, e.first_t)
+            self.last_t = e.last_t if self.last_t is None else max(self.last_t, e.last_t or 0)
+
+    def extend(self, other: Run) -> None:
+        """Take the frames of ``other``, which continues this run (``follows(other.head)``)."""
+        self.take(other.head)
+        base = other.head.lba - self.head.lba
+        self._offs.extend(base + o for o in other._offs)
+        self._tags += other._tags
+        self.count += other.count - 1
+        self.last_sectors, self.end = other.last_sectors, other.end
+        self.last_tag, self.next_seq = other.last_tag, other.next_seq
+        self.records += other.records
+        self.panic |= other.panic
+        if other.first_t is not None:
+            self.first_t = other.first_t if self.first_t is None else min(self.first_t, other.first_t)
+            self.last_t = other.last_t if self.last_t is None else max(self.last_t, other.last_t or 0)
+
+    def pack(self) -> tuple[Any, ...]:
+        """Its fields, its head's as a tuple and no chain: what a worker hands back (parallel)."""
+        head = tuple(None if f == "chain" else getattr(self.head, f) for f in Entry.__slots__)
+        return (head, self._offs.tobytes(), bytes(self._tags), self.count, self.last_sectors, self.end,
+                self.last_tag, self.next_seq, self.records, self.panic, self.first_t, self.last_t)
+
+    @classmethod
+    def unpack(cls, packed: tuple[Any, ...], chain: ReaderChain | None) -> Run:
+        head, offs, tags, *rest = packed
+        e = Entry(*head)
+        e.chain = chain
+        run = cls(e)
+        run._offs.frombytes(offs)
+        run._tags += tags
+        (run.count, run.last_sectors, run.end, run.last_tag, run.next_seq, run.records, run.panic,
+         run.first_t, run.last_t) = rest
+        return run
+
+    @property
+    def largest(self) -> int:
+        """The most sectors any of its frames takes."""
+        offs = self._offs
+        inner = max((b - a for a, b in pairwise(offs)), default=0)
+        return max(self.head.sectors if not offs else offs[0], inner, self.last_sectors)
+
+    def __len__(self) -> int:
+        return self.count
+
+    def frame(self, i: int) -> Entry:
+        if i < 0:
+            i += self.count
+        if i == 0:
+            return self.head
+        if not 0 < i < self.count:
+            raise IndexError(i)
+        h = self.head
+        offs = self._offs
+        sectors = offs[i] - offs[i - 1] if i < self.count - 1 else self.last_sectors
+        tag = bytes(self._tags[(i - 1) * TAG : i * TAG])
+        prev = h.tag if i == 1 else bytes(self._tags[(i - 2) * TAG : (i - 1) * TAG])
+        return Entry(h.lba + offs[i - 1], _DATA, h.boot, h.seq + i, sectors, tag, prev, "ok", h.chain)
+
+    @property
+    def last(self) -> Entry:
+        return self.frame(self.count - 1)
+
+    def frames(self) -> Iterator[Entry]:
+        for i in range(self.count):
+            yield self.frame(i)
+
+    def spans(self) -> Iterator[tuple[int, int, int]]:
+        """(lba, sectors, seq) of every frame, in order: what the record pass reads."""
+        h = self.head
+        lba = h.lba
+        offs = self._offs
+        for i in range(self.count - 1):
+            nxt = h.lba + offs[i]
+            yield lba, nxt - lba, h.seq + i
+            lba = nxt
+        yield lba, self.last_sectors, h.seq + self.count - 1
+
+
+TAG = 16  # bytes of a frame's tag
+
+
+def boring(e: Entry) -> bool:
+    """A frame a Run may hold: authenticated DATA with nothing else to keep."""
+    return (
+        e.type == _DATA
+        and e.status == "ok"
+        and not e.malformed
+        and e.boot_body is None
+        and e.evidence is None
+        and e.owner_clear_len is None
+        and not e.wrap_from
+        and not e.clear_len
+        and not e.leftover
+        and e.chain is not None
+        and len(e.tag) == TAG
+    )
+
+
+Item = Entry | Run
+
+
+def first_key(item: Item) -> tuple[int, int]:
+    return item.head.key if isinstance(item, Run) else item.key
+
+
+def last_frame(item: Item) -> Entry:
+    return item.last if isinstance(item, Run) else item
+
+
+def head_frame(item: Item) -> Entry:
+    return item.head if isinstance(item, Run) else item
+
+
+def item_end(item: Item) -> int:
+    return item.end if isinstance(item, Run) else item.lba + item.sectors
+
+
+class FrameIndex:
+    """A region's frames as the scan found them, in disk order: an Entry each, except that
+    consecutive frames an honest writer makes (``boring``) are merged into Runs."""
+
+    def __init__(self, compact: bool = True) -> None:
+        self.items: list[Item] = []
+        self.compact = compact
+
+    def append(self, e: Entry) -> None:
+        items = self.items
+        if self.compact and items and boring(e):
+            last = items[-1]
+            run = last if isinstance(last, Run) else Run(last) if boring(last) else None
+            if run is not None and run.follows(e):
+                run.take(e)
+                if run is not last:
+                    items[-1] = run
+                return
+        items.append(e)
+
+    def append_run(self, run: Run) -> None:
+        """Frames a worker kept as a run, appended as ``append`` would each of them."""
+        items = self.items
+        if items:
+            last = items[-1]
+            into = last if isinstance(last, Run) else Run(last) if boring(last) else None
+            if into is not None and into.follows(run.head):
+                into.extend(run)
+                if into is not last:
+                    items[-1] = into
+                return
+        items.append(run)
+
+    def __iter__(self) -> Iterator[Item]:
+        return iter(self.items)
+
+    def frame_count(self) -> int:
+        return sum(len(x) if isinstance(x, Run) else 1 for x in self.items)
+
+    def overlaps(self) -> bool:
+        """Whether a Run shares a key with another frame that may be judged (ok or no_key):
+        then which copy of a key is judged depends on frames a Run does not keep."""
+        ranges = sorted(
+            (x.boot, x.first_seq, x.last_seq, True) if isinstance(x, Run) else (x.boot, x.seq, x.seq, False)
+            for x in self.items
+            if x.status in ("ok", "no_key")
+        )
+        boot, reach, run_reach = None, -1, -1  # per boot: the largest seq of any range, of any run
+        for b, lo, hi, run in ranges:
+            if b != boot:
+                boot, reach, run_reach = b, -1, -1
+            if lo <= run_reach or (run and lo <= reach):
+                return True
+            reach = max(reach, hi)
+            if run:
+                run_reach = max(run_reach, hi)
+        return False
+
+
+class Frames(Sequence[Entry]):
+    """Items read as the frames they hold, for the checks that count frames by position."""
+
+    def __init__(self, items: list[Item]) -> None:
+        self.items = items
+        self._starts = list(accumulate((len(x) if isinstance(x, Run) else 1 for x in items), initial=0))
+
+    def __len__(self) -> int:
+        return self._starts[-1]
+
+    @overload
+    def __getitem__(self, i: int) -> Entry: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[Entry]: ...
+
+    def __getitem__(self, i: int | slice) -> Entry | list[Entry]:
+        if isinstance(i, slice):
+            return list(islice(self, *i.indices(len(self))))
+        n = len(self)
+        if i < 0:
+            i += n
+        if not 0 <= i < n:
+            raise IndexError(i)
+        k = bisect_right(self._starts, i) - 1
+        item = self.items[k]
+        return item.frame(i - self._starts[k]) if isinstance(item, Run) else item
+
+    def __iter__(self) -> Iterator[Entry]:
+        for x in self.items:
+            if isinstance(x, Run):
+                yield from x.frames()
+            else:
+                yield x
+
+    def start_of(self, k: int) -> int:
+        """The position of item k's first frame."""
+        return self._starts[k]
+
+
+def frames_of(items: Iterable[Item]) -> Iterator[Entry]:
+    for x in items:
+        if isinstance(x, Run):
+            yield from x.frames()
+        else:
+            yield x
+
+
 def _is_genesis(e: Entry) -> bool:
     """The first frame a region ever held: a BOOT frame that found nothing before it."""
     return e.seq == 0 and e.boot_body is not None and e.boot_body.prior is None
@@ -81,11 +386,17 @@ class RegionJudge:
         self.excused: tuple[tuple[int, int], tuple[int, int]] | None = None
         self.crash_head: Entry | None = None  # the head a crash while wrapping came after
         self.behind_unreadable = False  # the oldest readable frame follows frames we cannot read
+        self._runs: list[Run] = []  # the judged index's runs
 
-    def judge(self, entries: list[Entry]) -> list[Entry]:
-        """Order, chain, claims, rotation (spec §8.3). Returns the frames in log order."""
+    def judge(self, index: FrameIndex) -> list[Item]:
+        """Order, chain, claims, rotation (spec §8.3). Returns the frames in log order (Runs
+        for the frames they hold; none shares a key with another: ``FrameIndex.overlaps``)."""
         present: dict[tuple[int, int], Entry] = {}
-        for e in sorted((e for e in entries if e.status in ("ok", "no_key")), key=lambda e: e.lba):
+        runs: list[Run] = []
+        for e in sorted((e for e in index if e.status in ("ok", "no_key")), key=lambda e: e.lba):
+            if isinstance(e, Run):
+                runs.append(e)
+                continue
             if e.key in present:
                 other = present[e.key]
                 same = crypto.ct_equal(other.tag, e.tag)
@@ -99,28 +410,36 @@ class RegionJudge:
                 )
                 continue
             present[e.key] = e
-        order = [present[k] for k in sorted(present)]
-        self._check_torn(entries, present, order)
+        order: list[Item] = sorted([*present.values(), *runs], key=first_key)
+        self._runs = runs
+        self._check_torn(index, present, order)
         self._check_after_end(order)
         # Links are judged between frames we can read; an unreadable frame can neither
         # break the chain nor, being unauthenticated, stand in for a missing one (§8.3).
-        readable = [e for e in order if e.status == "ok"]
+        readable = Frames([e for e in order if e.status == "ok"])
         if readable:
-            cuts = [
-                i for i in range(1, len(readable)) if not self._link_ok(readable[i - 1], readable[i], present)
-            ]
+            # Between the frames of a run the link holds (``Run.follows``): only where one
+            # item meets the next is there anything to judge.
+            cuts = []
+            items = readable.items
+            for k in range(1, len(items)):
+                if not self._link_ok(last_frame(items[k - 1]), head_frame(items[k]), present):
+                    cuts.append(readable.start_of(k))
             self._check_rotation(readable, cuts, present, order)
             if self.history == "wrapped" and self.oldest is not None and not self.behind_unreadable:
                 for e in order:
-                    if e.status == "no_key" and e.key < self.oldest.key:
+                    if e.status == "no_key" and isinstance(e, Entry) and e.key < self.oldest.key:
                         e.leftover = True
         return order
 
-    def _check_after_end(self, order: list[Entry]) -> None:
+    def _check_after_end(self, order: list[Item]) -> None:
         """After its END frame a boot writes nothing more to the stream (spec §7.3): a frame
         of that boot with a larger seq was written by someone else."""
-        ends = {e.boot: e.seq for e in order if e.type == FrameType.END and e.status == "ok"}
-        for e in order:
+        ends = {e.boot: e.seq for e in order
+                if isinstance(e, Entry) and e.type == FrameType.END and e.status == "ok"}
+        if not ends:
+            return
+        for e in frames_of(x for x in order if x.boot in ends and _last_seq(x) > ends[x.boot]):
             end = ends.get(e.boot)
             if end is not None and e.seq > end:
                 self.add(
@@ -198,7 +517,7 @@ class RegionJudge:
         return True
 
     def _check_torn(
-        self, entries: list[Entry], present: dict[tuple[int, int], Entry], order: list[Entry]
+        self, entries: FrameIndex, present: dict[tuple[int, int], Entry], order: list[Item]
     ) -> None:
         """A torn frame is a crash if it carries the numbers the writer's next write would
         have (its header is unauthenticated: spec §8.4): the next seq of its boot here, or
@@ -208,15 +527,15 @@ class RegionJudge:
         last_seq: dict[int, int] = {}
         ended: set[int] = set()
         for p in order:
-            last_seq[p.boot] = max(last_seq.get(p.boot, -1), p.seq)
+            last_seq[p.boot] = max(last_seq.get(p.boot, -1), _last_seq(p))
             if p.type == FrameType.END and p.status == "ok":
                 ended.add(p.boot)  # the writer writes nothing more to this stream in boot b
-        keys = [p.key for p in order]
+        keys = [first_key(p) for p in order]
         # seq-0 frames with a boot record, by boot: the first later boot says what it found
-        starts = [p for p in order if p.seq == 0 and p.boot_body is not None]
+        starts = [p for p in order if isinstance(p, Entry) and p.seq == 0 and p.boot_body is not None]
         start_boots = [p.boot for p in starts]
         for e in entries:
-            if e.status != "torn":
+            if e.status != "torn" or isinstance(e, Run):
                 continue
             next_write = (
                 e.seq == last_seq.get(e.boot, -1) + 1
@@ -225,7 +544,7 @@ class RegionJudge:
                 and e.boot not in ended
             )
             i = bisect_left(keys, e.key)
-            pred = order[i - 1] if i else None
+            pred = _frame_before(order[i - 1], e.key) if i else None
             j = bisect_left(start_boots, e.boot + 1)
             later = starts[j] if j < len(starts) else None
             if next_write and self._where_next(e, pred) and self._boot_moved_on(later, e):
@@ -267,10 +586,10 @@ class RegionJudge:
 
     def _check_rotation(
         self,
-        readable: list[Entry],
+        readable: Frames,
         cuts: list[int],
         present: dict[tuple[int, int], Entry],
-        order: list[Entry],
+        order: list[Item],
     ) -> None:
         """The readable frames after the last cut reach the head unbroken. Missing history is
         rotation only if an authenticated wrap frame opens the newest lap, and then every cut
@@ -283,7 +602,8 @@ class RegionJudge:
         granted_from_here = oldest.chain is not None and oldest.seq == oldest.chain.base_seq > 0
         if suffix_start == 0 and (_is_genesis(oldest) or granted_from_here):
             return  # nothing missing, or nothing before it that we were ever meant to read
-        start_frame = next((e for e in present.values() if e.lba == self.region.start), None)
+        heads = [*present.values(), *(r.head for r in self._runs)]  # only a run's first frame can be there
+        start_frame = next((e for e in heads if e.lba == self.region.start), None)
         wrapped = start_frame is not None and start_frame.status == "ok" and start_frame.wrap_from > 0
         if suffix_start == 0 and self._follows_unreadable(oldest, present):
             # The history before it is here, just not ours to verify (reported no_key); an
@@ -327,7 +647,8 @@ class RegionJudge:
                 continue
             if dead_from is None or older.lba < dead_from:
                 self._report_gap(older, readable[i], "outside the wrap's dead zone")
-        for e in readable[:suffix_start]:
+        older_lap = readable.items[: bisect_right(readable._starts, suffix_start) - 1]
+        for e in frames_of(x for x in older_lap if dead_from is not None and last_frame(x).lba >= dead_from):
             if dead_from is not None and e.lba >= dead_from:
                 self.add(
                     Kind.STALE_REMNANT,
@@ -336,7 +657,7 @@ class RegionJudge:
                     seq=e.seq,
                     lba=e.lba,
                 )
-        leftovers = sum(1 for e in order if e.status == "no_key" and e.key < oldest.key)
+        leftovers = sum(1 for e in order if e.status == "no_key" and first_key(e) < oldest.key)
         self.add(
             Kind.ROTATED_OUT,
             f"history before boot {oldest.boot} seq {oldest.seq} was reclaimed by the ring"
@@ -357,7 +678,7 @@ class RegionJudge:
         seen = present.get((prior.boot, prior.seq))
         return seen is not None and seen.status == "no_key" and crypto.ct_equal(seen.tag, prior.tag)
 
-    def _crash_point(self, lap: list[Entry], order: list[Entry]) -> int | None:
+    def _crash_point(self, lap: list[Item], order: list[Item]) -> int | None:
         """The largest write that can have wrapped and torn, or None if no frame of the
         newest lap can have been the head when that crash came. The crash came after some
         frame f of the lap: the write after f did not fit in the room after f, and a crash
@@ -370,7 +691,9 @@ class RegionJudge:
         here = {e.boot for e in order}  # boots with any frame in this region
         newer = 1 << 32  # the smallest boot among the lap's frames after f
         best: int | None = None
-        for f in reversed(lap):
+        # Of a run's frames (one boot) only the last can count: the others are not of a
+        # smaller boot than the frame after them.
+        for f in map(last_frame, reversed(lap)):
             if f.boot < newer:
                 w = MAX_BOOT_SECTORS if f.type == FrameType.END else MAX_WRAP_SECTORS
                 room = end - (f.lba + f.sectors)
@@ -384,9 +707,9 @@ class RegionJudge:
 
     def _crash_while_wrapping(
         self,
-        readable: list[Entry],
+        readable: Frames,
         cuts: list[int],
-        order: list[Entry],
+        order: list[Item],
         start_frame: Entry | None,
     ) -> tuple[int | None, int | None] | None:
         """Whether a crash in the write that wrapped the ring explains what is missing, and
@@ -410,9 +733,10 @@ class RegionJudge:
         first = readable[s]  # the oldest survivor of the newest lap
         if any(e.lba < first.lba for e in order):
             return None  # the hole must be the region start, nothing before the lap's survivors
-        lap = [e for e in order if e.key >= first.key]
-        if any(b.lba != a.lba + a.sectors for a, b in pairwise(lap)):
-            return None  # the newest lap is written back to back
+        # first starts an item (a cut, or the first readable frame), so the lap is whole items
+        lap = [e for e in order if first_key(e) >= first.key]
+        if any(b.lba != item_end(a) for a, b in pairwise(lap)):
+            return None  # the newest lap is written back to back (inside a run it is)
         w_max = self._crash_point(lap, order)
         # The hole is the torn write's sectors, up to the end of the frame it tore into.
         if w_max is None or not 0 < first.lba - start < w_max + MAX_FRAME_SECTORS:
@@ -467,3 +791,15 @@ class RegionJudge:
             lba=y.lba,
         )
         self.violated_boots.add(y.boot)
+
+
+def _last_seq(item: Item) -> int:
+    return item.last_seq if isinstance(item, Run) else item.seq
+
+
+def _frame_before(item: Item, key: tuple[int, int]) -> Entry:
+    """The frame with the largest key below ``key``, given the item holding it (the last
+    item whose first key is below ``key``)."""
+    if isinstance(item, Run) and (item.boot, item.first_seq) < key <= (item.boot, item.last_seq):
+        return item.frame(key[1] - 1 - item.first_seq)
+    return last_frame(item)

@@ -21,7 +21,6 @@ it from ``on_wait``, called while it waits for the workers, after all of them we
 from __future__ import annotations
 
 import gc
-import multiprocessing
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -56,6 +55,11 @@ class ScanEvent(NamedTuple):
     findings: list[Finding] | None
     counted: bytes | None  # b"" for a frame of ours, a volume id for a foreign one, else None
     superblock_at: int | None  # index in findings of a superblock finding this candidate raised
+    # Frames of an honest log, back to back, that did nothing else than extend a run of the
+    # index (ordering.Run.pack; lba and sectors then span them all, entry is None): handed
+    # back in ~20 bytes a frame, not an event each.
+    run: tuple[Any, ...] | None = None
+    largest: int = 0  # with run: the most sectors one of its frames takes
 
 
 ENTRY_FIELDS = Entry.__slots__
@@ -126,9 +130,9 @@ def stitch(region: RegionEntry, chunks: list[ChunkScan]) -> list[ScanEvent] | No
             return None  # this chunk's scan jumped over the position the sequential scan stands on
         for ev in ch.events:
             if ev.lba < pos:
-                continue
+                continue  # (a run that crosses pos was refused above)
             if ev.sectors:
-                if budget < ev.sectors * SECTOR:
+                if budget < (ev.largest or ev.sectors) * SECTOR:  # a run: as each of its frames
                     return None  # the sequential scan stops here (spec §8.1)
                 if not ev.accepted:
                     budget -= ev.sectors * SECTOR
@@ -164,6 +168,8 @@ def map_forked(
     _task = task
     gc.freeze()  # the children's collector would otherwise touch (and copy) every inherited page
     try:
+        import multiprocessing  # only with workers: 2 ms of imports a small image does not need
+
         ctx = multiprocessing.get_context("fork")
         with ctx.Pool(min(jobs, n)) as pool:
             if on_wait is None:

@@ -1,7 +1,8 @@
 """The verifying reader (spec §8): image -> volume -> frames -> records + report.
 
 Three passes, each streaming over the regions with memory bounded by the number of
-frames (an index entry per frame, never the data):
+frames (an index entry per frame, never the data; about 20 bytes a frame of an honest
+log, whose consecutive frames the index keeps as runs: ordering.Run):
 
 1. key harvest: open every envelope addressed to one of our keys;
 2. verification: scan each region, authenticate every frame (one AEAD call), decode
@@ -12,7 +13,7 @@ frames (an index entry per frame, never the data):
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import suppress
 from itertools import groupby
 
@@ -45,7 +46,18 @@ from .format import (
 from .frames import open_frame
 from .keyring import MAX_FAILED_ENVELOPES, KeyConflict, Keyring, StreamKey, harvest
 from .keyschedule import RatchetBudget, RatchetExhausted, ReaderChain
-from .ordering import Entry, RegionJudge
+from .ordering import (
+    Entry,
+    FrameIndex,
+    Frames,
+    Item,
+    RegionJudge,
+    Run,
+    boring,
+    frames_of,
+    head_frame,
+    last_frame,
+)
 from .origin import OriginJudge, OriginPolicy, frame_evidence
 from .parallel import (
     ChunkScan,
@@ -58,12 +70,22 @@ from .parallel import (
     stitch,
 )
 from .records import LocatedRecord
-from .report import Kind, Report
+from .report import Kind, Report, StreamSpan
 from .scan import Candidate, Malformed, ReadSectors, scan_region
 from .volume import KEY_DIR_SLOTS, KEY_DIRECTORY, Volume, key_dir_slot, read_volume
 
 # The reader's public surface: keys come from keyring.py, the rest is here.
 __all__ = ["Keyring", "StreamKey", "Verifier", "VolumeError"]
+
+
+# The record pass reads a run's frames this many sectors at a time (one window per stream
+# is alive while records() merges the streams).
+RECORD_WINDOW_SECTORS = 128
+
+# Frame types as plain ints for the per-frame tests (an enum member is a class attribute
+# lookup each time).
+_KEY_FRAME_TYPES = frozenset({int(FrameType.BOOT), int(FrameType.KEYS)})
+_DATA_OR_END = (int(FrameType.DATA), int(FrameType.END))
 
 
 class VolumeError(Exception):
@@ -97,17 +119,26 @@ class Verifier:
         except DecodeError as e:
             raise VolumeError(str(e)) from None
         self.keyring = keyring
+        self._sector_count = sector_count
+        # The index keeps consecutive frames of an honest log as Runs (ordering.Run), so that
+        # memory does not grow with frames; a region where that would change what is judged
+        # (a run shares a key with another frame) makes run() start again without them.
+        self._compact = True
+        self._start()
+
+    def _start(self) -> None:
+        """The state run() builds up, as before anything was read but the superblock."""
         self.report = Report(self.volume.volume_id)
         self._chains: dict[tuple[int, int], list[ReaderChain]] = {}
         self._unopened: set[int] = set()  # key frames whose envelope for our key fails (§8.2)
-        self._entries: dict[int, list[Entry]] = {}
+        self._entries: dict[int, Frames] = {}  # verified frames of each stream, in log order
         self._violated: set[tuple[int, str]] = set()
         self._done = False
         self._torn_slots: list[Entry] = []
         self._slots: dict[int, Entry] = {}  # accepted key-directory slots, by boot
         self._slot_headers: set[int] = set()  # boots with any slot header in place (corrupt ones too)
         self._conflicts: list[KeyConflict] = []
-        self._budget = RatchetBudget.for_volume(sector_count)
+        self._budget = RatchetBudget.for_volume(self._sector_count)
         self._ours = 0  # frames carrying our volume id
         self._foreign: dict[bytes, int] = {}  # frames carrying another volume id, by id
         self._superblock_reported = False
@@ -240,7 +271,7 @@ class Verifier:
             return entry
         c.accepted = True
         entry.status = "ok"
-        if h.type in (FrameType.BOOT, FrameType.KEYS):
+        if h.type in _KEY_FRAME_TYPES:
             try:
                 envelopes = decode_clear_section(c.clear)
             except DecodeError:
@@ -255,7 +286,13 @@ class Verifier:
 
     def _decode_body(self, region: RegionEntry, e: Entry, plaintext: bytes) -> None:
         try:
-            if e.type == FrameType.BOOT:
+            if e.type == _DATA_OR_END[0] or e.type == _DATA_OR_END[1]:  # most frames
+                if e.clear_len:
+                    raise DecodeError("a DATA or END frame carries a clear section")
+                summary = summarize_record_block(plaintext)
+                e.records, e.panic = summary.count, summary.panic
+                e.first_t, e.last_t = summary.first_t, summary.last_t
+            elif e.type == FrameType.BOOT:
                 e.boot_body = decode_boot_body(plaintext)
                 e.wrap_from = e.boot_body.wrap_from
                 self._check_superblock(region, e, e.boot_body.superblock_digest)
@@ -263,12 +300,6 @@ class Verifier:
                 keys_body = decode_keys_body(plaintext)
                 e.wrap_from = keys_body.wrap_from
                 self._check_superblock(region, e, keys_body.superblock_digest)
-            else:
-                if e.clear_len:
-                    raise DecodeError("a DATA or END frame carries a clear section")
-                summary = summarize_record_block(plaintext)
-                e.records, e.panic = summary.count, summary.panic
-                e.first_t, e.last_t = summary.first_t, summary.last_t
         except DecodeError as err:
             e.malformed = True
             self._add_at(
@@ -278,8 +309,8 @@ class Verifier:
                 e,
             )
 
-    def _scan(self, region: RegionEntry) -> list[Entry]:
-        entries = []
+    def _scan(self, region: RegionEntry) -> FrameIndex:
+        entries = FrameIndex(self._compact)
         for c in scan_region(self._read, region):
             e = self._visit(region, c)
             if e is not None:
@@ -296,7 +327,7 @@ class Verifier:
             return None
         return self._verify_candidate(region, c)
 
-    def _scan_regions(self, jobs: int) -> dict[int, list[Entry]]:
+    def _scan_regions(self, jobs: int) -> dict[int, FrameIndex]:
         regions = self.volume.superblock.regions
         big = may_run_in_parallel(self.volume, jobs) and frames_large_enough(self.volume, self._frame_sectors)
         if big and self._progress is None:
@@ -331,6 +362,20 @@ class Verifier:
         out = ChunkScan(lo, hi, end=hi)
         left = self._budget.left
         reported = self._superblock_reported
+        pending: Run | None = None  # boring frames, kept as the index would (ordering.Run)
+        pending_chain = -1
+
+        def flush() -> None:
+            if pending is None:
+                return
+            if pending.count == 1:
+                head = pending.head
+                out.events.append(ScanEvent(head.lba, head.sectors, True, entry_fields(head), pending_chain,
+                                            None, b"", None))
+            else:
+                out.events.append(ScanEvent(pending.lba, pending.end - pending.lba, True, None, pending_chain,
+                                            None, b"", None, pending.pack(), pending.largest))
+
         for c in scan_region(self._read, region, lo, hi):
             self.report.findings, self._ours, self._foreign = [], 0, {}
             self._superblock_reported = reported  # each candidate may raise it: the stitch keeps the first
@@ -345,17 +390,28 @@ class Verifier:
             at = None
             if self._superblock_reported and not reported:
                 at = next(i for i, f in enumerate(self.report.findings) if f.kind is Kind.SUPERBLOCK_MISMATCH)
-            fields = entry_fields(e) if e is not None else None
             findings = self.report.findings or None
-            out.events.append(ScanEvent(c.lba, sectors, accepted, fields, index, findings, counted, at))
             out.end = max(hi, c.lba + sectors if accepted else c.lba + 1)
             out.stopped |= isinstance(c, Malformed) and c.final
+            if (self._compact and e is not None and boring(e) and accepted and index >= 0 and findings is None
+                    and counted == b"" and at is None):
+                if pending is not None and index == pending_chain and pending.follows(e):
+                    pending.take(e)
+                else:
+                    flush()
+                    pending, pending_chain = Run(e), index
+                continue
+            flush()
+            pending = None
+            fields = entry_fields(e) if e is not None else None
+            out.events.append(ScanEvent(c.lba, sectors, accepted, fields, index, findings, counted, at))
+        flush()
         out.steps, out.exhausted = left - self._budget.left, self._exhausted
         return out
 
-    def _replay(self, region: RegionEntry, events: list[ScanEvent]) -> list[Entry]:
+    def _replay(self, region: RegionEntry, events: list[ScanEvent]) -> FrameIndex:
         """Put a region's stitched events back as if this process had scanned it."""
-        entries = []
+        entries = FrameIndex(self._compact)
         for ev in events:
             for k, f in enumerate(ev.findings or ()):
                 if k == ev.superblock_at:
@@ -365,6 +421,12 @@ class Verifier:
                 self.report.findings.append(f)
                 if f.violation and f.boot is not None and f.stream is not None:
                     self._violated.add((f.boot, f.stream))
+            if ev.run is not None:
+                chain = self._chains[(ev.run[0][2], region.stream)][ev.chain_index]
+                run = Run.unpack(ev.run, chain)
+                self._ours += run.count
+                entries.append_run(run)
+                continue
             if ev.counted == b"":
                 self._ours += 1
             elif ev.counted is not None:
@@ -404,7 +466,7 @@ class Verifier:
             if e is not None:
                 self._slot_headers.add(e.boot)
 
-    def _judge_torn_slots(self, orders: dict[int, list[Entry]]) -> None:
+    def _judge_torn_slots(self, orders: dict[int, list[Item]]) -> None:
         """A slot is written once a boot's BOOT frames are (spec §7.2): torn, it is a crash
         only if the boot wrote nothing after it (no DATA, KEYS or END frame anywhere);
         otherwise it was changed afterwards."""
@@ -432,7 +494,7 @@ class Verifier:
 
     # ------------------------------------------------------------------ pass 2: across regions
 
-    def _check_keys(self, orders: dict[int, list[Entry]]) -> None:
+    def _check_keys(self, orders: dict[int, list[Item]]) -> None:
         """One boot, one boot secret (spec §8.2): every frame of a boot authenticates under the
         chains of a single boot secret, or, holding only chain keys, of a single chain per
         stream. Boot numbers are never reused, so a second key that authenticates frames of
@@ -448,7 +510,16 @@ class Verifier:
                 lba=k.lba,
             )
         regions = (KEY_DIRECTORY, *self.volume.superblock.regions)
-        frames = [(r, e) for r in regions for e in self._ok(r, orders)]
+        origins: dict[tuple[int, int | None], set[bytes]] = {}
+        for r in regions:
+            for item in self._ok(r, orders):
+                if item.chain is not None:
+                    origin = item.chain.origin
+                    scope = (item.boot, None) if origin.startswith(b"S") else (item.boot, r.stream)
+                    origins.setdefault(scope, set()).add(origin)
+        if all(len(o) == 1 for o in origins.values()):
+            return  # every frame of a scope under one key: nothing below can differ
+        frames = [(r, e) for r in regions for e in frames_of(self._ok(r, orders))]
         first: dict[tuple[int, int | None], tuple[bytes, Entry]] = {}
         for region, e in sorted(frames, key=lambda re: re[1].key):
             if e.chain is None:
@@ -466,12 +537,12 @@ class Verifier:
                 )
                 first[scope] = (e.chain.origin, e)  # report each switch of key once
 
-    def _ok(self, region: RegionEntry, orders: dict[int, list[Entry]]) -> list[Entry]:
+    def _ok(self, region: RegionEntry, orders: dict[int, list[Item]]) -> list[Item]:
         if region is KEY_DIRECTORY:
             return [e for e in self._slots.values() if e.status == "ok"]
         return [e for e in orders.get(region.stream, []) if e.status == "ok"]
 
-    def _check_obligations(self, orders: dict[int, list[Entry]], judges: dict[int, RegionJudge]) -> None:
+    def _check_obligations(self, orders: dict[int, list[Item]], judges: dict[int, RegionJudge]) -> None:
         """What an honest writer must have written (spec §8.7). A boot writes its BOOT frame
         to every region in superblock order, then its key-directory slot, and only then
         anything else; so an authenticated frame of a boot proves that some of those writes
@@ -495,7 +566,7 @@ class Verifier:
         seen_past: set[int] = set()
         for r in regions:
             for e in self._ok(r, orders):
-                prior = e.boot_body.prior if e.boot_body is not None else None
+                prior = e.boot_body.prior if isinstance(e, Entry) and e.boot_body is not None else None
                 if prior is not None and prior.seq > 0:
                     seen_past.add(prior.boot)
         for b in past_boot:
@@ -504,7 +575,7 @@ class Verifier:
             judge = judges[r.stream]
             here = {e.boot for e in orders.get(r.stream, [])}  # present: ok or no_key
             readable = [e for e in orders.get(r.stream, []) if e.status == "ok"]
-            head = readable[-1] if readable else None
+            head = last_frame(readable[-1]) if readable else None
             for b in sorted(x for x, last in reached.items() if last >= i and x not in here):
                 why = self._absence_excused(judge, b, head)
                 if why is None:
@@ -521,7 +592,7 @@ class Verifier:
                     )
         self._check_slots(orders, past_boot | seen_past)
 
-    def _check_origin(self, orders: dict[int, list[Entry]]) -> None:
+    def _check_origin(self, orders: dict[int, list[Item]]) -> None:
         """Which boots their SEV-SNP evidence proves the genuine SVSM wrote (spec §8.9). Only
         key frames carry evidence; other frames only say which boots there are (one each,
         so nothing here grows per frame)."""
@@ -536,10 +607,10 @@ class Verifier:
                     if chains is None:
                         chains = used[e.boot] = {}
                     chains.setdefault(id(e.chain), e.chain)
-                if e.type in (FrameType.BOOT, FrameType.KEYS):
+                if isinstance(e, Entry) and e.type in (FrameType.BOOT, FrameType.KEYS):
                     keyed.append((i, r, e))
                 elif e.boot not in first:
-                    first[e.boot] = (i, r, e)
+                    first[e.boot] = (i, r, head_frame(e))
         judge = OriginJudge(
             self.report,
             self.volume.volume_id,
@@ -564,7 +635,7 @@ class Verifier:
             return "in the hole of a crash while wrapping"
         return None
 
-    def _check_slots(self, orders: dict[int, list[Entry]], past_boot: set[int]) -> None:
+    def _check_slots(self, orders: dict[int, list[Item]], past_boot: set[int]) -> None:
         """A boot that went past its start wrote its key-directory slot, unless its owner
         envelopes did not fit one, or a boot eight (or a multiple) later has taken the slot."""
         booted: set[int] = {e.boot for order in orders.values() for e in order if e.status == "ok"}
@@ -572,7 +643,7 @@ class Verifier:
         fits: dict[int, bool] = {}
         for order in orders.values():
             for e in order:
-                if e.owner_clear_len is not None:
+                if isinstance(e, Entry) and e.owner_clear_len is not None:
                     need = frame_sectors(e.owner_clear_len, KEYS_BODY_LEN + TAG_LEN)
                     fits[e.boot] = need <= KEY_DIR_SLOT_SECTORS
         for e in self._slots.values():
@@ -627,9 +698,10 @@ class Verifier:
 
     # ------------------------------------------------------------------ summary
 
-    def _summarise(self, region: RegionEntry, order: list[Entry]) -> None:
-        for e in order:
-            span = self.report.span(e.boot, region.name)
+    def _summarise(self, region: RegionEntry, order: list[Item]) -> None:
+        for item in order:
+            span = self.report.span(item.boot, region.name)
+            e = head_frame(item)
             if e.status == "no_key":
                 span.unreadable_frames += 1
                 continue
@@ -646,10 +718,12 @@ class Verifier:
                 )
             if e.boot_body is not None:
                 self._summarise_boot(region, e)
+            if isinstance(item, Run):  # its first frame above; the others' totals at once
+                self._summarise_run(span, item)
         unread: dict[int, list[Entry]] = {}
-        for e in order:
-            if e.status == "no_key" and not e.leftover:
-                unread.setdefault(e.boot, []).append(e)
+        for x in order:
+            if isinstance(x, Entry) and x.status == "no_key" and not x.leftover:
+                unread.setdefault(x.boot, []).append(x)
         for b, frames in sorted(unread.items()):
             self._add(
                 Kind.NO_KEY,
@@ -676,6 +750,21 @@ class Verifier:
         for b, name in self._violated:
             if name == region.name:
                 self.report.span(b, name).violated = True
+
+    @staticmethod
+    def _summarise_run(span: StreamSpan, run: Run) -> None:
+        """What _summarise adds for each frame of ``run`` after its first (all DATA), at once."""
+        first_seq = run.first_seq + 1
+        span.frames += run.count - 1
+        span.first_seq = first_seq if span.first_seq is None else min(span.first_seq, first_seq)
+        span.last_seq = run.last_seq if span.last_seq is None else max(span.last_seq, run.last_seq)
+        span.records += run.records
+        span.panic |= run.panic
+        if run.first_t is not None:
+            span.first_t_ns = run.first_t if span.first_t_ns is None else min(span.first_t_ns, run.first_t)
+            span.last_t_ns = (
+                run.last_t if span.last_t_ns is None else max(span.last_t_ns or 0, run.last_t or 0)
+            )
 
     def _check_volume_id(self) -> None:
         """Frames of one other volume and none of ours: the superblock's volume id was changed
@@ -717,7 +806,7 @@ class Verifier:
 
     # ------------------------------------------------------------------ anchor
 
-    def _check_anchor(self, anchor: Anchor | ReportAnchor, orders: dict[int, list[Entry]]) -> None:
+    def _check_anchor(self, anchor: Anchor | ReportAnchor, orders: dict[int, list[Item]]) -> None:
         """Spec §8.5. An anchor report is judged first (§6.5): only a valid one whose preimage
         the log holds goes on to the heads."""
         self.report.anchor_checked = True
@@ -731,7 +820,7 @@ class Verifier:
         self._check_heads(anchor, orders)
         self._attest(anchor)
 
-    def _check_heads(self, anchor: Anchor, orders: dict[int, list[Entry]]) -> None:
+    def _check_heads(self, anchor: Anchor, orders: dict[int, list[Item]]) -> None:
         if anchor.volume_id != self.volume.volume_id:
             self._add(Kind.ANCHOR_MISMATCH, "the anchor is for another volume", None)
             return
@@ -746,8 +835,8 @@ class Verifier:
                 )
                 continue
             order = orders.get(h.stream, [])
-            found = next((e for e in order if e.key == (h.boot, h.seq)), None)
-            readable = [e for e in order if e.status == "ok"]
+            found = _find(order, (h.boot, h.seq))
+            readable = [last_frame(e) for e in order if e.status == "ok"][-1:]
             newest = (
                 f"the newest frame here is boot {readable[-1].boot} seq {readable[-1].seq}"
                 if readable
@@ -794,7 +883,7 @@ class Verifier:
                     region,
                 )
 
-    def _anchor_from_report(self, ra: ReportAnchor, orders: dict[int, list[Entry]]) -> Anchor | None:
+    def _anchor_from_report(self, ra: ReportAnchor, orders: dict[int, list[Item]]) -> Anchor | None:
         """Check an anchor report as a boot's report is checked (the AMD chain, VMPL0, the
         measurements the owner expects), then find its preimage: the ``log anchor issued``
         record whose heads hash to REPORT_DATA[0:32]. The SVSM makes that record durable
@@ -816,7 +905,8 @@ class Verifier:
         }
         self.report.anchor_source = src
         regions = (KEY_DIRECTORY, *self.volume.superblock.regions)
-        carried = [e.evidence for r in regions for e in self._ok(r, orders) if e.evidence is not None]
+        carried = [e.evidence for r in regions for e in self._ok(r, orders)
+                   if isinstance(e, Entry) and e.evidence is not None]
         for ev in carried:
             if crypto.ct_equal(ev.report[0x50:0x90], rep.report_data):
                 raise AnchorError(
@@ -867,7 +957,8 @@ class Verifier:
                 1
                 for region in self.volume.superblock.regions
                 for e in orders.get(region.stream, [])
-                if e.status == "no_key" and not e.leftover and e.type in (FrameType.DATA, FrameType.END)
+                if isinstance(e, Entry) and e.status == "no_key" and not e.leftover
+                and e.type in (FrameType.DATA, FrameType.END)
             )
             if unread:
                 self._add(
@@ -917,13 +1008,14 @@ class Verifier:
                 chain.budget = budget
         runs: list[tuple[int, int, RegionEntry, list[Entry]]] = []
         for i, region in enumerate(self.volume.superblock.regions):
-            for boot, group in groupby(self._entries.get(region.stream, []), key=lambda e: e.boot):
+            frames = frames_of(self._entries.get(region.stream, []))  # a run's frames one by one
+            for boot, group in groupby(frames, key=lambda e: e.boot):
                 runs.append((boot, i, region, list(group)))
         runs.sort(key=lambda r: (-r[0], r[1]))
         try:
             for _, _, region, entries in runs:
                 for e in entries:
-                    if e.type not in (FrameType.DATA, FrameType.END) or not e.records or e.chain is None:
+                    if e.type not in (FrameType.DATA, FrameType.END) or e.malformed or e.chain is None:
                         continue
                     raw = self._read(e.lba, e.sectors)
                     try:
@@ -986,8 +1078,12 @@ class Verifier:
             conflicts=self._conflicts,
         )
         self._check_directory()
-        orders: dict[int, list[Entry]] = {}
+        orders: dict[int, list[Item]] = {}
         scanned = self._scan_regions(jobs)
+        if self._compact and any(index.overlaps() for index in scanned.values()):
+            self._compact = False  # a frame shares a key with one a run holds: an Entry each
+            self._start()
+            return self.run(anchor, jobs=jobs)
         # The newest boot any complete frame names: a torn frame can only be the next write.
         newest_boot = max(
             (e.boot for entries in scanned.values() for e in entries if e.status in ("ok", "no_key")),
@@ -1005,7 +1101,7 @@ class Verifier:
             self._violated |= {(boot, region.name) for boot in judge.violated_boots}
             orders[region.stream] = order
             judges[region.stream] = judge
-            self._entries[region.stream] = [e for e in order if e.status == "ok"]
+            self._entries[region.stream] = Frames([e for e in order if e.status == "ok"])
         self._judge_torn_slots(orders)
         self._check_keys(orders)
         self._check_obligations(orders, judges)
@@ -1029,21 +1125,37 @@ class Verifier:
         """Verified records of one stream in log order (boot, seq)."""
         self.run()
         region = self.volume.region(stream)
-        for e in self._entries.get(stream, []):
-            if e.type not in (FrameType.DATA, FrameType.END) or e.chain is None or e.malformed:
+        frames = self._entries.get(stream)
+        for e in frames.items if frames is not None else ():
+            if isinstance(e, Run):
+                spans: Iterable[tuple[int, int, int]] = e.spans()
+            elif e.type not in (FrameType.DATA, FrameType.END) or e.malformed:
                 continue
-            raw = self._read(e.lba, e.sectors)
-            h = decode_frame_header(raw)
-            keys = e.chain.keys_at(e.seq)
-            assert keys is not None
-            ct = raw[FRAME_HEADER_LEN + h.clear_len : h.body_len]
-            pt = open_frame(raw, raw[FRAME_HEADER_LEN : FRAME_HEADER_LEN + h.clear_len], ct, *keys)
-            if pt is None:  # the image changed under us between passes
-                raise VolumeError(f"frame at sector {e.lba} changed while reading")
+            else:
+                spans = ((e.lba, e.sectors, e.seq),)
+            chain = e.chain
+            if chain is None:
+                continue
             verified = (e.boot, region.name) not in self._violated
-            boot, name, seq, off = e.boot, region.name, e.seq, self._off(e.lba)
-            for r in decode_record_block(pt):
-                yield LocatedRecord(boot, name, seq, off, r, verified)
+            boot, name = e.boot, region.name
+            # A run's frames lie back to back: read them a window at a time, not one by one.
+            end = e.end if isinstance(e, Run) else e.lba + e.sectors
+            buf, w_lo, w_hi = b"", 0, 0
+            for lba, sectors, seq in spans:
+                if not (w_lo <= lba and lba + sectors <= w_hi):
+                    w_lo, w_hi = lba, max(lba + sectors, min(end, lba + RECORD_WINDOW_SECTORS))
+                    buf = self._read(w_lo, w_hi - w_lo)
+                raw = buf[(lba - w_lo) * SECTOR : (lba - w_lo + sectors) * SECTOR]
+                h = decode_frame_header(raw)
+                keys = chain.keys_at(seq)
+                assert keys is not None
+                ct = raw[FRAME_HEADER_LEN + h.clear_len : h.body_len]
+                pt = open_frame(raw, raw[FRAME_HEADER_LEN : FRAME_HEADER_LEN + h.clear_len], ct, *keys)
+                if pt is None:  # the image changed under us between passes
+                    raise VolumeError(f"frame at sector {lba} changed while reading")
+                off = self._off(lba)
+                for r in decode_record_block(pt):
+                    yield LocatedRecord(boot, name, seq, off, r, verified)
 
     def records(self) -> Iterator[LocatedRecord]:
         """Verified records of every stream, merged by (boot, time since boot)."""
@@ -1057,6 +1169,17 @@ class Verifier:
             if ck is not None:
                 return ck
         return None
+
+
+def _find(order: list[Item], key: tuple[int, int]) -> Entry | None:
+    """The frame of ``key`` in a region's log order, if there."""
+    for item in order:
+        if isinstance(item, Run):
+            if (item.boot, item.first_seq) <= key <= (item.boot, item.last_seq):
+                return item.frame(key[1] - item.first_seq)
+        elif item.key == key:
+            return item
+    return None
 
 
 def _owner_clear_len(envelopes: list[Envelope]) -> int | None:

@@ -918,7 +918,8 @@ def test_console_script_in_a_closed_pipe(images: Images) -> None:
     p.stdout.close()
     err = p.stderr.read()
     p.wait(timeout=60)
-    assert err == b""
+    # nothing but the one-line notes (the origin of unattested boots): no traceback, no error
+    assert all(line.startswith(b"svsmlog: note: ") for line in err.splitlines()), err
     assert p.returncode in (0, 141)
 
 

@@ -20,15 +20,16 @@ ROOT = Path(__file__).resolve().parent.parent
 HEAVY = ("typer", "rich", "click", "construct", "cryptography")
 
 
-def imported_by(*args: str) -> tuple[set[str], subprocess.CompletedProcess[str]]:
-    """Top-level modules a fresh interpreter imports running ``args`` (``-X importtime``)."""
+def imported_by(*args: str, full: bool = False) -> tuple[set[str], subprocess.CompletedProcess[str]]:
+    """Top-level modules (every module with ``full``) a fresh interpreter imports running
+    ``args`` (``-X importtime``)."""
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     r = subprocess.run([sys.executable, "-X", "importtime", *args], capture_output=True, text=True, env=env)
     names = set()
     for line in r.stderr.splitlines():
         m = re.match(r"import time:\s+\d+ \|\s+\d+ \|\s*(\S+)", line)
         if m:
-            names.add(m.group(1).split(".")[0])
+            names.add(m.group(1) if full else m.group(1).split(".")[0])
     return names, r
 
 
@@ -76,3 +77,90 @@ def test_app_stays_the_typer_app_after_the_submodule_is_imported() -> None:
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                        env=dict(os.environ, PYTHONPATH=str(ROOT)))
     assert r.returncode == 0, r.stderr[-2000:]
+
+
+SAMPLE = ROOT / "samples" / "clean-multiboot.img"  # unattested: no attestation checks to import
+SAMPLE_KEY = ROOT / "samples" / "TEST-ONLY-owner.key"
+# What the reading commands do not need, on their paths into a file or a pipe: rich (the
+# reports are written by svsmlog.cli.tables), construct, the model, the attestation checks
+# of a boot without a report, process pools for a small image, pyca's serialization package
+# (its SSH support), and the other commands' modules.
+NOT_ON_THE_READING_PATH = ("rich", "construct", "svsmlog.model", "svsmlog.attestation", "svsmlog.export",
+                           "svsmlog.crashes", "svsmlog.fleet", "svsmlog.cli.info", "svsmlog.cli.keygen",
+                           "multiprocessing", "cryptography.hazmat.primitives.serialization",
+                           "cryptography.x509")
+
+
+@pytest.mark.parametrize("args", [["verify", str(SAMPLE), "--key", str(SAMPLE_KEY)],
+                                  ["verify", str(SAMPLE), "--key", str(SAMPLE_KEY), "--json"],
+                                  ["info", str(SAMPLE)]])
+def test_reading_a_small_image_imports_only_what_it_needs(args: list[str]) -> None:
+    os.chmod(SAMPLE_KEY, 0o600)
+    names, r = imported_by("-m", "svsmlog.cli", *args, full=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    unneeded = NOT_ON_THE_READING_PATH if args[0] == "verify" else tuple(
+        n for n in NOT_ON_THE_READING_PATH if n != "svsmlog.cli.info")
+    found = {n for n in names for u in unneeded if n == u or n.startswith(u + ".")}
+    assert not found, sorted(found)
+
+
+def test_extract_jsonl_imports_no_rich() -> None:
+    os.chmod(SAMPLE_KEY, 0o600)
+    args = ["extract", str(SAMPLE), "--key", str(SAMPLE_KEY), "-f", "jsonl"]
+    names, r = imported_by("-m", "svsmlog.cli", *args, full=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "svsmlog.export" in names
+    assert not {n for n in names if n.split(".")[0] in ("rich", "construct")}
+
+
+def test_one_command_app_keeps_help_and_errors() -> None:
+    """main builds only the command named on the line: its help and usage errors are those
+    of the whole app's."""
+    code = ("import sys; import svsmlog.cli.app as _; m = sys.modules['svsmlog.cli.app']; "
+            "m._app_for = lambda argv: m.app; sys.argv[0] = 'svsmlog'; sys.exit(m.main())")
+    env = dict(os.environ, PYTHONPATH=str(ROOT), COLUMNS="100")
+    for args in (["verify", "--help"], ["extract", "--help"], ["attest", "--help"], ["export-key", "--help"],
+                 ["--debug", "info", "--help"], ["--color", "never", "crashes", "--help"], ["verify"],
+                 ["verify", "x.img", "--bogus"], ["extract", "x.img", "-f", "bogus"], ["--help"], ["verfy"],
+                 ["--color=never", "keygen", "--help"]):
+        one = subprocess.run([sys.executable, "-m", "svsmlog.cli", *args], capture_output=True, text=True,
+                             env=env)
+        whole = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env)
+        assert (one.returncode, one.stdout, one.stderr) == (whole.returncode, whole.stdout, whole.stderr), \
+            args
+
+
+def test_app_for_picks_the_named_command() -> None:
+    import svsmlog.cli.app  # noqa: F401
+
+    m = sys.modules["svsmlog.cli.app"]
+
+    def names(argv: list[str]) -> list[str] | None:
+        a = m._app_for(argv)
+        return None if a is m.app else [m._command_name(c) for c in a.registered_commands]
+
+    assert names(["verify", "x.img"]) == ["verify"]
+    assert names(["--debug", "--color", "never", "export-key", "x"]) == ["export-key"]
+    assert names(["--color=always", "info"]) == ["info"]
+    for whole in ([], ["--help", "verify"], ["--version"], ["--color"], ["--color", "verify"], ["nope"],
+                  ["--debug=1", "verify"]):
+        assert names(whole) is None, whole
+
+
+def test_format_choices_are_exports_formats() -> None:
+    """Checked here, not by importing svsmlog.export with the app."""
+    import svsmlog.cli.app  # noqa: F401
+    from svsmlog.export import FORMATS
+
+    m = sys.modules["svsmlog.cli.app"]
+    assert tuple(f.value for f in m.Format) == FORMATS
+
+
+def test_crypto_key_loaders_are_pycas() -> None:
+    from cryptography.hazmat.primitives import serialization
+
+    from svsmlog import crypto
+
+    assert crypto._load_pem_private_key is serialization.load_pem_private_key
+    assert crypto._load_der_private_key is serialization.load_der_private_key
+    assert crypto._load_pem_public_key is serialization.load_pem_public_key

@@ -7,6 +7,7 @@ traceback. ``main`` also turns typer's usage errors into that one line (exit 2).
 
 from __future__ import annotations
 
+import copy
 import functools
 import inspect
 import json
@@ -17,7 +18,6 @@ import traceback
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
@@ -26,13 +26,10 @@ import typer
 
 from ..codec import DecodeError
 from ..crypto import KEM_NAMES
-from ..export import FORMATS
 from ..records import Level
 from ..source import ImageError
 from ..verify import VolumeError
 from . import attest as attest_cmd
-from . import info as info_cmd
-from . import keygen as keygen_cmd
 from . import reading
 from . import simulate as simulate_cmd
 from .common import CliError, Exit, OriginArgs, is_tty, open_volume, parse_since_boot, report_console
@@ -309,6 +306,8 @@ def keygen(
       openssl genpkey -algorithm X25519 -out owner.key
       openssl pkey -in owner.key -pubout -out owner.pub
     """
+    from . import keygen as keygen_cmd
+
     print(keygen_cmd.keygen(out, kem.value, passphrase_file, force))
     return Exit.INTACT
 
@@ -340,6 +339,8 @@ def info(
       svsmlog info disk.img --json | jq '.frames[] | select(.stream == "vtpm")'
       svsmlog info images/ --json
     """
+    from . import info as info_cmd
+
     many = reading.many_images(image)
     if many is not None:
         return reading.info_many(many, partition, offset, as_json, jobs)
@@ -407,7 +408,6 @@ class Format(StrEnum):
     timesketch = "timesketch"
 
 
-assert tuple(f.value for f in Format) == tuple(FORMATS)
 
 @command()
 def extract(
@@ -574,6 +574,8 @@ def parse_wall_clock(text: str) -> int | None:
     every time svsmlog prints is UTC."""
     t = text.strip()
     if t.startswith("@"):
+        from decimal import Decimal, InvalidOperation  # only for --since/--until: 1 ms of imports
+
         try:
             return int(Decimal(t[1:]) * 1_000_000)
         except InvalidOperation:
@@ -813,13 +815,51 @@ def _show_completion(argv: list[str]) -> int | None:
     return Exit.INTACT
 
 
+# Root options that may come before the command, and whether each takes a value.
+_ROOT_OPTIONS = {"--debug": False, "--color": True}
+
+
+def _app_for(argv: list[str]) -> typer.Typer:
+    """The app to build for this command line: ``app`` with only the command it names.
+
+    typer turns every registered command's signature into click parameters before it
+    parses anything (about 30 ms for the eleven commands, more than verifying a small
+    image); the one command run needs only its own. The group, its callback (``--debug``,
+    ``--color``) and the command are the same objects, so its help, usage lines and errors
+    are the same. Anything else (no command, ``--help`` before it, an unknown name, shell
+    completion) gets the whole app."""
+    if any(k.startswith("_SVSMLOG_COMPLETE") for k in os.environ):
+        return app
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        name, eq, _ = arg.partition("=")
+        if name not in _ROOT_OPTIONS or (eq and not _ROOT_OPTIONS[name]):
+            break
+        i += 1 if eq or not _ROOT_OPTIONS[name] else 2
+    if i >= len(argv):
+        return app
+    chosen = [c for c in app.registered_commands if _command_name(c) == argv[i]]
+    if len(chosen) != 1:
+        return app
+    single = copy.copy(app)
+    single.registered_commands = chosen
+    return single
+
+
+def _command_name(info: Any) -> str:
+    if info.name:
+        return str(info.name)
+    return typer.main.get_command_name(info.callback.__name__)
+
+
 def main(argv: list[str] | None = None) -> int:
     """The console script: usage errors too become one line and exit status 2."""
     _State.debug = False
     shown = _show_completion(sys.argv[1:] if argv is None else argv)
     if shown is not None:
         return shown
-    command = typer.main.get_command(app)
+    command = typer.main.get_command(_app_for(sys.argv[1:] if argv is None else argv))
     try:
         code = command.main(args=argv, prog_name="svsmlog", standalone_mode=False)
     except click.exceptions.NoArgsIsHelpError as e:

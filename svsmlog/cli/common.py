@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import getpass
 import json
-import multiprocessing
 import os
 import re
 import select
@@ -16,13 +15,9 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
 from enum import IntEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
-
-from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
+from typing import TYPE_CHECKING, Any, TextIO
 
 from .. import crypto
 from ..anchor import Anchor, AnchorError, ReportAnchor
@@ -32,8 +27,12 @@ from ..device import SECTOR
 from ..source import ImageError, VolumeSource, open_image
 from ..verify import Keyring, StreamKey
 from ..volume import Volume, read_volume
+from .tables import ReportConsole
 
 if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import Progress, TaskID
+
     from ..origin import OriginPolicy
 
 STREAM_KEY_FORMAT = "svsmlog-stream-key-v1"
@@ -85,19 +84,28 @@ def pipe_safe(console: Console) -> Console:
     return console
 
 
-def report_console(file: TextIO | None = None) -> Console:
+def _rich_console(**options: Any) -> Console:
+    from rich.console import Console
+
+    return pipe_safe(Console(**options))
+
+
+def report_console(file: TextIO | None = None) -> ReportConsole:
     """A console for reports and tables. Styled only on a terminal without NO_COLOR; never
-    interprets markup, because stream names and details come from the untrusted image."""
+    interprets markup, because stream names and details come from the untrusted image.
+    Unstyled, it writes ``tables``' panels and tables without rich when it can."""
     target = file if file is not None else sys.stdout
     forced = bool(os.environ.get("FORCE_COLOR"))  # FORCE_COLOR styles into a pipe; NO_COLOR wins
     styled = (is_tty(target) or forced) and not os.environ.get("NO_COLOR")
     common: dict[str, object] = {"file": target, "markup": False, "emoji": False, "highlight": False}
     if styled:
-        return pipe_safe(Console(force_terminal=True if forced else None, **common))  # type: ignore[arg-type]
+        return ReportConsole(target, styled=True, width=None, make_rich=_rich_console,
+                             rich_options={"force_terminal": True if forced else None, **common})
     # Wide enough that tables in a file or a pipe do not wrap at 80 columns.
     width = int(os.environ["COLUMNS"]) if os.environ.get("COLUMNS", "").isdigit() else 160
-    plain = Console(color_system=None, force_terminal=False, no_color=True, width=width, **common)  # type: ignore[arg-type]
-    return pipe_safe(plain)
+    return ReportConsole(target, styled=False, width=width, make_rich=_rich_console,
+                         rich_options={"color_system": None, "force_terminal": False, "no_color": True,
+                                       "width": width, **common})
 
 
 # --------------------------------------------------------------------------- small input files
@@ -461,9 +469,16 @@ class ReadProgress:
         self._pipe: tuple[int, int] | None = None
         self._inbox = b""  # the parent's: a part of a range not read whole from the pipe yet
         self._outbox = b""  # a worker's: ranges the full pipe did not take yet
-        if console is None and is_tty(sys.stderr) and multiprocessing.parent_process() is None:
-            console = Console(stderr=True)
+        if console is None and is_tty(sys.stderr):
+            import multiprocessing  # only for a bar: 2 ms of imports
+
+            if multiprocessing.parent_process() is None:
+                from rich.console import Console
+
+                console = Console(stderr=True)
         if console is not None:
+            from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+
             self._progress = Progress(
                 TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
                 TimeRemainingColumn(), console=console, transient=True, auto_refresh=False,
@@ -593,6 +608,8 @@ def parse_since_boot(text: str, option: str) -> int:
     if m is None:
         raise CliError(f"invalid {option} {text!r}: expected seconds since boot such as 12.5, "
                        "or a number with a unit: ns, us, ms, s, m, h (250ms, 3s, 2m)")
+    from decimal import Decimal, InvalidOperation  # only for --since/--until: 1 ms of imports
+
     try:
         value = Decimal(m.group(1))
     except InvalidOperation:  # pragma: no cover - the pattern admits only decimals

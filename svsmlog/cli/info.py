@@ -10,11 +10,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from rich import box
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
-
 from ..codec import DecodeError, RegionEntry, decode_clear_section
 from ..crypto import KEM_NAMES
 from ..device import SECTOR
@@ -22,6 +17,7 @@ from ..format import EnvelopeKind, FrameType
 from ..scan import Candidate, ReadSectors, scan_region
 from ..volume import KEY_DIRECTORY
 from .common import Image, ReadProgress, region_extents
+from .tables import ReportConsole, Table, Text
 
 
 @dataclass
@@ -203,7 +199,7 @@ def _fmt_bytes(n: int) -> str:
     return f"{value:.1f} {unit}"
 
 
-def render(console: Console, info: VolumeInfo, *, list_frames: bool) -> None:
+def render(console: ReportConsole, info: VolumeInfo, *, list_frames: bool) -> None:
     sb = info.image.volume.superblock
     console.print(Text(f"image      {info.image.name} ({info.image.describe()})"))
     console.print(Text(f"volume     {sb.volume_id.hex()}, {sb.total_sectors} sectors "
@@ -221,7 +217,7 @@ def render(console: Console, info: VolumeInfo, *, list_frames: bool) -> None:
 
 
 def _streams_table(streams: list[StreamInfo]) -> Table:
-    t = Table(title="Streams (regions), after the key directory", title_justify="left", box=box.SIMPLE_HEAD)
+    t = Table(title="Streams (regions), after the key directory", title_justify="left")
     for col in ("stream", "id", "offset", "size", "frames", "torn", "other", "used", "boots", "head"):
         t.add_column(col)
     for s in streams:
@@ -242,8 +238,7 @@ def _span(boots: list[int]) -> str:
 
 
 def _recipients_table(recipients: list[Recipient]) -> Table:
-    t = Table(title="Recipients (key ids the envelopes are sealed to)", title_justify="left",
-              box=box.SIMPLE_HEAD)
+    t = Table(title="Recipients (key ids the envelopes are sealed to)", title_justify="left")
     for col in ("key id", "kem", "opens", "boots"):
         t.add_column(col)
     for r in recipients:
@@ -253,7 +248,7 @@ def _recipients_table(recipients: list[Recipient]) -> Table:
 
 
 def _frames_table(frames: list[FrameInfo]) -> Table:
-    t = Table(title="Frames", title_justify="left", box=box.SIMPLE_HEAD)
+    t = Table(title="Frames", title_justify="left")
     for col in ("offset", "length", "stream", "boot", "seq", "type", "status"):
         t.add_column(col)
     for f in frames:

@@ -12,19 +12,12 @@ import shlex
 import shutil
 import subprocess
 import sys
-import tempfile
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, TextIO, cast
 
-from rich import box
-from rich.table import Table
-from rich.text import Text
-
-from .. import export
-from ..crashes import summarize
 from ..records import Level, LocatedRecord
 from ..report import Kind, Report
 from ..verify import StreamKey
@@ -47,7 +40,7 @@ from .render import render_report, summary_panel
 from .verification import Verification, verify_image
 
 if TYPE_CHECKING:
-    from .. import fleet
+    from .. import export, fleet
 
 
 def _fleet():  # type: ignore[no-untyped-def]
@@ -55,6 +48,13 @@ def _fleet():  # type: ignore[no-untyped-def]
     from .. import fleet
 
     return fleet
+
+
+def _severity(level: Level) -> int:
+    from ..export import SEVERITY  # svsmlog.export only where records are written or filtered
+
+    return SEVERITY[level]
+
 
 # File name extensions of ``extract -o DIR``.
 EXTENSIONS = {"text": "txt", "jsonl": "jsonl", "journal": "journal", "syslog": "log", "timesketch": "jsonl"}
@@ -147,6 +147,10 @@ def verify_many(paths: list[Path], partition: int | None, offset: int | None, ke
             doc = {"image": d["image"], "exit_code": d["exit_code"], **(r.report or {"error": r.error})}
             out.write(json.dumps(doc, ensure_ascii=False) + "\n")
     else:
+        from rich import box
+        from rich.table import Table
+        from rich.text import Text
+
         table = Table(title=f"{len(results)} image(s)", title_justify="left", box=box.SIMPLE_HEAD)
         for col in ("image", "verdict", "boots", "records", "violations", "unproven", "notices", "panics"):
             table.add_column(col, justify="left" if col in ("image", "verdict") else "right")
@@ -177,6 +181,10 @@ def info_many(paths: list[Path], partition: int | None, offset: int | None, as_j
             doc = {"image": r.image, **(info if isinstance(info, dict) else {"error": r.error})}
             out.write(json.dumps(doc, ensure_ascii=False) + "\n")
     else:
+        from rich import box
+        from rich.table import Table
+        from rich.text import Text
+
         table = Table(title=f"{len(results)} image(s), unauthenticated", title_justify="left",
                       box=box.SIMPLE_HEAD)
         for col in ("image", "volume", "streams", "boots"):
@@ -319,7 +327,7 @@ class RecordFilter:
             and (not self.services or r.service in self.services)
             and (self.level is None or r.level <= self.level)
             and (self.priority is None
-                 or self.priority[0] <= export.SEVERITY[r.level] <= self.priority[1])
+                 or self.priority[0] <= _severity(r.level) <= self.priority[1])
             and (self.since_ns is None or r.t_ns >= self.since_ns)
             and (self.until_ns is None or r.t_ns <= self.until_ns)
         ):
@@ -380,6 +388,8 @@ def _realtime_bases(v: Verification, output: Output) -> Mapping[int, int] | None
 
 def gaps(report: Report) -> list[export.Gap]:
     """Where the report says frames are missing, for the text view's markers."""
+    from .. import export
+
     return [
         export.Gap(f.boot, f.stream, f.seq, f.kind.value)
         for f in report.findings
@@ -402,6 +412,8 @@ def _project(obj: dict[str, object], names: tuple[str, ...]) -> dict[str, object
 
 def _write_projected(records: Iterable[LocatedRecord], out: TextIO, output: Output,
                      bases: Mapping[int, int] | None) -> int:
+    from .. import export
+
     count = 0
     for lr in records:
         if output.fmt == "timesketch":
@@ -424,6 +436,8 @@ def _wall(lr: LocatedRecord, bases: Mapping[int, int] | None) -> int | None:
 def _write_lines(fmt: str, records: Iterable[LocatedRecord], out: TextIO, bases: Mapping[int, int] | None,
                  output: Output, report: Report | None = None) -> int:
     """The text-stream formats; ``text`` here is the plain view (files and pipes)."""
+    from .. import export
+
     if output.output_fields and fmt in ("jsonl", "timesketch"):
         return _write_projected(records, out, output, bases)
     if fmt == "jsonl":
@@ -456,6 +470,8 @@ def _journal_fields(output: Output) -> frozenset[str] | None:
 
 
 def _to_stdout(v: Verification, records: Iterable[LocatedRecord], output: Output) -> int:
+    from .. import export
+
     bases = _realtime_bases(v, output)
     styled = is_tty(sys.stdout) or (bool(os.environ.get("FORCE_COLOR")) and not os.environ.get("NO_COLOR"))
     if output.fmt == "text" and (output.pager or styled):
@@ -483,6 +499,8 @@ def pager_command() -> list[str] | None:
 def _to_terminal(v: Verification, records: Iterable[LocatedRecord], output: Output,
                  bases: Mapping[int, int] | None) -> int:
     """Styled text for a person, through the pager when asked."""
+    from .. import export
+
     cmd = pager_command() if output.pager else None
     proc = None
     target: TextIO = sys.stdout
@@ -534,11 +552,15 @@ def _write_journal_file(path: Path, records: Iterable[LocatedRecord], bases: Map
                         output: Output) -> int:
     """A real journal file (``journalctl --file``), made by systemd-journal-remote from the
     export stream: the export format in a file named *.journal would only look like one."""
+    from .. import export
+
     remote = journal_remote()
     assert remote is not None  # checked before anything was written (extract)
     if path.exists():
         path.unlink()  # journal-remote appends to an existing file; -o DIR rewrites
     # stderr to a file: a pipe nobody reads while we write could fill and stall both sides.
+    import tempfile
+
     with tempfile.TemporaryFile() as errors:
         proc = subprocess.Popen([remote, f"--output={path}", "-"], stdin=subprocess.PIPE,
                                 stdout=subprocess.DEVNULL, stderr=errors)
@@ -722,6 +744,8 @@ def _why_no_chain_key(v: Verification, boot: int, name: str) -> CliError:
 
 
 def _host_iso(ns: int | None) -> str:
+    from .. import export
+
     return export._rfc3339_us(ns // 1000) if ns else "-"
 
 
@@ -749,6 +773,9 @@ def list_boots(image_path: Path, partition: int | None, keys: KeyArgs, jobs: int
 
 def crashes(image_path: Path, partition: int | None, keys: KeyArgs, lines: int, as_json: bool,
             jobs: int | None, offset: int | None) -> Exit:
+    from .. import export
+    from ..crashes import summarize
+
     with open_volume(image_path, partition, offset) as image:
         v = verify_image(image, keys.keys, keys.stream_keys, keys.passphrase_file, None, jobs, keys.origin)
         if v.nothing_opened():

@@ -1,7 +1,8 @@
 """Human-readable verification reports (``verify``, and the summary panel of ``extract``).
 
 Everything shown here may come from the untrusted image (stream names, details quoting
-it): it is passed to rich as plain ``Text``/str on a console without markup.
+it): it is passed to rich as plain ``Text``/str on a console without markup. Built from
+``tables``' stand-ins for rich's classes, which unstyled output prints without rich.
 """
 
 from __future__ import annotations
@@ -9,14 +10,9 @@ from __future__ import annotations
 from collections import Counter
 from datetime import UTC, datetime
 
-from rich import box
-from rich.console import Console, Group
-from rich.panel import Panel
-from rich.table import Table
-from rich.text import Text
-
 from ..report import BootSummary, Ending, Finding, Kind, Report, Severity, StreamSpan
 from .common import Image, format_ns
+from .tables import Panel, ReportConsole, Table, Text
 
 _ENDING_STYLE = {
     Ending.CLEAN: "green",
@@ -98,8 +94,7 @@ def _anchor_line(report: Report) -> str:
 
 def summary_panel(image: Image, report: Report) -> Panel:
     style = {"intact": "green", "partial": "yellow", "unverifiable": "yellow"}.get(report.verdict, "red")
-    return Panel(Group(*summary_lines(image, report)), title="svsmlog verification", title_align="left",
-                 border_style=style, expand=False)
+    return Panel(summary_lines(image, report), title="svsmlog verification", border_style=style)
 
 
 def _host_time(ns: int | None) -> str:
@@ -112,7 +107,7 @@ def _host_time(ns: int | None) -> str:
 
 
 def boots_table(report: Report) -> Table:
-    t = Table(title="Boots", title_justify="left", box=box.SIMPLE_HEAD)
+    t = Table(title="Boots", title_justify="left")
     for col in ("boot", "ending", "attested by", "measurement", "SNP debug", "anchored",
                 "host time (untrusted)", "debug grants", "layout", "config digest"):
         t.add_column(col)
@@ -179,7 +174,7 @@ def _span_state(span: StreamSpan) -> Text:
 
 
 def streams_table(report: Report) -> Table:
-    t = Table(title="Verified ranges (per boot and stream)", title_justify="left", box=box.SIMPLE_HEAD)
+    t = Table(title="Verified ranges (per boot and stream)", title_justify="left")
     for col in ("boot", "stream", "seq", "frames", "records", "time since boot", "state"):
         t.add_column(col)
     for b in sorted(report.boots):
@@ -197,7 +192,7 @@ def _cell(value: object) -> str:
 
 
 def findings_table(findings: list[Finding]) -> Table:
-    t = Table(title="Findings", title_justify="left", box=box.SIMPLE_HEAD)
+    t = Table(title="Findings", title_justify="left")
     for col in ("kind", "severity", "boot", "stream", "seq", "offset", "detail"):
         t.add_column(col, overflow="fold")
     for f in findings:
@@ -221,7 +216,7 @@ def rotated_lines(report: Report) -> list[Text]:
     return out
 
 
-def render_report(console: Console, image: Image, report: Report) -> None:
+def render_report(console: ReportConsole, image: Image, report: Report) -> None:
     console.print(summary_panel(image, report))
     if report.boots:
         console.print(boots_table(report))
