@@ -13,12 +13,15 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import cache
+from typing import Any
 
 from .. import crypto
 from ..anchor import Anchor
 from ..codec import DecodeError, RegionEntry, decode_frame_header
 from ..device import SECTOR, MemoryDevice, RecordingDevice, Write
 from ..format import FRAME_MAGIC, NO_STREAM, TAG_LEN, FrameType, Layout
+from ..model.amdsp import TestPlatform
+from ..origin import OriginPolicy
 from ..records import FLAG_PANIC, Level, LocatedRecord, Record
 from ..report import Report
 from ..verify import Keyring, Verifier, VolumeError
@@ -109,6 +112,8 @@ class Run:
     durable: list[tuple[RecordKey, int]]  # each durable record and the write (0-based) that carried it
     anchor: Anchor | None = None  # taken by the writer after its last write
     wrapped: bool = False
+    attest: AttestTruth | None = None  # attested boots: what the owner verifies them with
+
 
     # derived ---------------------------------------------------------------------
     def __post_init__(self) -> None:
@@ -167,6 +172,48 @@ class Run:
         ]
 
 
+@dataclass(frozen=True)
+class AttestTruth:
+    """How the owner verifies an attested run (``--trust-root`` the TEST-ONLY ARK, ``--cert``
+    its ASK, ``--measurement`` the genuine build's), and the platform's side of the truth:
+    every report a chip the owner's root trusts signed, with that chip's VCEK (the chips' own
+    record, not the log's)."""
+
+    policy: OriginPolicy  # require off; ``policy_for`` turns it on
+    issued: dict[bytes, bytes]  # report -> DER of the VCEK that signed it
+
+    def policy_for(self, require: bool) -> OriginPolicy:
+        return OriginPolicy(self.policy.roots, self.policy.certs, self.policy.measurements, require)
+
+
+@dataclass
+class IssuingPlatform(TestPlatform):
+    """The TEST-ONLY chip, keeping its own record of every report it signed: the platform's
+    side of the ground truth (which reports a chip the owner's root trusts made)."""
+
+    __test__ = False
+    issued: dict[bytes, bytes] = field(default_factory=dict, repr=False)
+
+    def report(self, report_data: bytes, **kw: Any) -> bytes:
+        r = super().report(report_data, **kw)
+        self.issued[r] = self.vcek_der
+        return r
+
+
+@cache
+def issuing_chip() -> IssuingPlatform:
+    """The TEST-ONLY chip every attested campaign run uses (one per process: its VCEK
+    certificate costs an RSA-4096 signature)."""
+    return IssuingPlatform()
+
+
+def attest_truth(chip: IssuingPlatform, measurement: bytes) -> AttestTruth:
+    """The owner verifies with the TEST-ONLY ARK as root, its ASK, the genuine measurement."""
+    roots = tuple(crypto.load_certificates(chip.ark_pem))
+    ask = tuple(crypto.load_certificates(chip.chain_pems)[:1])
+    return AttestTruth(OriginPolicy(roots, ask, frozenset({measurement})), chip.issued)
+
+
 def owners_public(run: Run) -> list[crypto.PublicKey]:
     return [k.public for k in run.owners]
 
@@ -191,11 +238,16 @@ class Verified:
 
 
 def verify_bytes(
-    image: bytes, keys: Iterable[crypto.PrivateKey], anchor: Anchor | None = None, *, records: bool = True
+    image: bytes,
+    keys: Iterable[crypto.PrivateKey],
+    anchor: Anchor | None = None,
+    *,
+    records: bool = True,
+    origin: OriginPolicy | None = None,
 ) -> Verified:
     dev = MemoryDevice(len(image) // SECTOR, image)
     try:
-        v = Verifier(dev.read, dev.sector_count, Keyring(list(keys)))
+        v = Verifier(dev.read, dev.sector_count, Keyring(list(keys)), origin=origin)
     except VolumeError as e:
         return Verified(None, Counter(), 0, str(e))
     report = v.run(anchor)
@@ -301,10 +353,13 @@ def model_run(
     sectors: dict[str, int] | None = None,
     owners: tuple[str, ...] = ("owner",),
     steady_s: float | None = None,
+    attest: bool = False,
 ) -> Run:
     """A run of the SVSM model (svsmlog.model): realistic services, flush policy, panics,
-    debug grants. Durability comes from the model's own ``DurableRecord.write``."""
+    debug grants. Durability comes from the model's own ``DurableRecord.write``. With
+    ``attest``, every boot is attested by the TEST-ONLY chip (``issuing_chip``)."""
     from ..model.scenarios import get_scenario, run
+    from ..model.svsm import SnpPlatform, launch_measurement
 
     sc, _ = get_scenario(scenario)
     cfg = sc.default_config([campaign_key(n).public for n in owners], layout, campaign_key("debug").public)
@@ -312,7 +367,9 @@ def model_run(
         cfg = cfg.replace(sectors=sectors)
     n = cfg.volume_sectors()
     dev = RecordingDevice(MemoryDevice(n))
-    log = run(scenario, dev, cfg, boots=boots, seed=seed, steady_s=steady_s)
+    chip = issuing_chip() if attest else None
+    snp = SnpPlatform(chip) if chip is not None else None
+    log = run(scenario, dev, cfg, boots=boots, seed=seed, steady_s=steady_s, snp=snp)
     durable = [(record_key(d.boot, d.stream, d.seq, d.record), d.write - 1) for d in log.durable]
     r = Run(
         f"model:{scenario}:{layout.name.lower()}",
@@ -323,6 +380,7 @@ def model_run(
         list(dev.writes),
         durable,
         log.anchor,
+        attest=attest_truth(chip, launch_measurement(cfg)) if chip is not None else None,
     )
     _check_durable_mapping(r)
     r.wrapped = _wrapped(r)

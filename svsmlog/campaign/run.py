@@ -21,6 +21,9 @@ from ..format import Layout
 from ..volume import StreamSpec
 from .common import Run, campaign_key, model_run, writer_run
 from .crash import CrashFigures, crash_campaign
+from .forgery import ATTESTED_BASES, attested_tamper, forgery_campaign, forgery_specs
+from .forgery import CLASSES as FORGERY_CLASSES
+from .forgery import PREFIX as FORGERY_PREFIX
 from .hostile import (
     GENERATORS,
     Hostile,
@@ -32,7 +35,7 @@ from .hostile import (
     run_in_process,
     run_subprocess,
 )
-from .tamper import KNOWN_DEFECTS, TamperFigures, tamper_bases, tamper_campaign
+from .tamper import KNOWN_DEFECTS, TamperFigures, merge_tamper, tamper_bases, tamper_campaign
 
 PER_SERVICE = ("boot", "core", "attest", "vtpm", "apic", "uefi", "console")
 SMALL = {n: 32 for n in PER_SERVICE}
@@ -177,49 +180,38 @@ def _tamper_job(args: tuple[str, int]) -> TamperFigures:
     return tamper_campaign([bases[index]], other, dense=size_name == "full")
 
 
-def run_tamper(size: Size) -> TamperFigures:
+def _forgery_job(args: tuple[str, str, int]) -> TamperFigures:
+    size_name, what, index = args
+    if what == "tamper":
+        return attested_tamper(size_name, index)
+    specs, other = forgery_specs(size_name)
+    return forgery_campaign([specs[index]], other, every=size_name == "full")
+
+
+def _forgery_jobs(size: Size) -> list[tuple[str, str, int]]:
+    return [(size.name, "programs", i) for i in range(len(forgery_specs(size.name)[0]))] + [
+        (size.name, "tamper", i) for i in range(len(ATTESTED_BASES))
+    ]
+
+
+def run_forgery(size: Size) -> TamperFigures:
+    """Attested boots (svsmlog/campaign/forgery.py): the host's forgeries at every boot
+    position, and the tamper classes over attested bases."""
+    return merge_tamper([_forgery_job(j) for j in _forgery_jobs(size)])
+
+
+def run_tamper(size: Size, *, forgery: bool = False) -> TamperFigures:
+    """The tamper campaign; with ``forgery``, the forgery classes of attested boots too."""
     if size.jobs > 1:
         n = len(tamper_bases(size.name)[0])
         with ProcessPoolExecutor(size.jobs) as ex:
-            parts = list(ex.map(_tamper_job, [(size.name, i) for i in range(n)]))
-        return merge_tamper(parts)
+            # the big tamper bases first; the shorter attested jobs then fill the gaps
+            parts = ex.map(_tamper_job, [(size.name, i) for i in range(n)])
+            forged = ex.map(_forgery_job, _forgery_jobs(size) if forgery else [])
+            return merge_tamper(list(parts) + list(forged))
     bases, other = tamper_bases(size.name)
-    return tamper_campaign(bases, other, dense=size.tamper_dense)
-
-
-def merge_tamper(parts: list[TamperFigures]) -> TamperFigures:
-    out = TamperFigures()
-    for p in parts:
-        out.bases += p.bases
-        out.forged_verified_records += p.forged_verified_records
-        out.seconds += p.seconds
-        for cls, r in p.rows.items():
-            t = out.row(cls)
-            for f in (
-                "cases",
-                "claimed",
-                "detected",
-                "located",
-                "missed",
-                "harmless",
-                "harmless_ok",
-                "harmless_flagged",
-                "unproven",
-                "unproven_ok",
-                "unproven_intact",
-                "limits",
-                "limits_flagged",
-                "false_violations",
-                "anchor_cases",
-                "anchor_caught",
-                "collateral",
-                "collateral_checked",
-            ):
-                setattr(t, f, getattr(t, f) + getattr(r, f))
-            for k, v in r.known.items():
-                t.known[k] = t.known.get(k, 0) + v
-            t.examples += r.examples[: max(0, 6 - len(t.examples))]
-    return out
+    fig = tamper_campaign(bases, other, dense=size.tamper_dense)
+    return merge_tamper([fig, run_forgery(size)]) if forgery else fig
 
 
 @dataclass
@@ -351,7 +343,9 @@ def tamper_table(fig: TamperFigures) -> str:
     head = (
         "| class | cases | claimed | detected | located | missed | unproven | unproven reported intact "
         "| false violations | harmless as specified | not claimed (limit) | limit caught by the anchor "
-        "| untouched frames' records lost | known defects |\n|" + "---|" * 14 + "\n"
+        "| untouched frames' records lost | origin findings not as predicted | known defects |\n|"
+        + "---|" * 15
+        + "\n"
     )
     rows = []
     keys = (
@@ -370,6 +364,8 @@ def tamper_table(fig: TamperFigures) -> str:
         "a",
         "col",
         "cc",
+        "ow",
+        "oc",
     )
     tot = dict.fromkeys(keys, 0)
     for r in sorted(fig.rows.values(), key=_class_order):
@@ -381,10 +377,11 @@ def tamper_table(fig: TamperFigures) -> str:
         )
         unp = f"{r.unproven}" if r.unproven else ""
         col = f"**{r.collateral}** of {r.collateral_checked}" if r.collateral_checked else ""
+        origin = f"**{r.origin_wrong}** of {r.origin_checked}" if r.origin_checked else ""
         rows.append(
             f"| {r.cls} | {_n(r.cases)} | {_n(r.claimed)} | {_n(r.detected)} | {_n(r.located)} "
             f"| **{r.missed}** | {unp} | **{r.unproven_intact}** | **{r.false_violations}** | {harmless} "
-            f"| {lim} | {anchor} | {col} | {known} |"
+            f"| {lim} | {anchor} | {col} | {origin} | {known} |"
         )
         vals = (
             r.cases,
@@ -402,6 +399,8 @@ def tamper_table(fig: TamperFigures) -> str:
             r.anchor_cases,
             r.collateral,
             r.collateral_checked,
+            r.origin_wrong,
+            r.origin_checked,
         )
         for k, v in zip(keys, vals, strict=True):
             tot[k] += v
@@ -409,12 +408,15 @@ def tamper_table(fig: TamperFigures) -> str:
         f"| **all** | **{_n(tot['cases'])}** | {_n(tot['claimed'])} | {_n(tot['detected'])} "
         f"| {_n(tot['located'])} | **{tot['missed']}** | {_n(tot['unp'])} | **{tot['unp_intact']}** "
         f"| **{tot['false']}** | {tot['ok']}/{tot['harmless']} | {tot['lim']} "
-        f"| {tot['ac']}/{tot['a']} | **{tot['col']}** of {_n(tot['cc'])} | |"
+        f"| {tot['ac']}/{tot['a']} | **{tot['col']}** of {_n(tot['cc'])} "
+        f"| **{tot['ow']}** of {_n(tot['oc'])} | |"
     )
     return head + "\n".join(rows) + "\n"
 
 
 def _class_order(r) -> tuple[int, str]:  # type: ignore[no-untyped-def]
+    if r.cls.startswith(FORGERY_PREFIX):  # after the others, in the order of forgery.CLASSES
+        return (100 + FORGERY_CLASSES.index(r.cls[len(FORGERY_PREFIX) :]), r.cls)
     order = ["superblock", "key-directory", "BOOT", "DATA", "END", "KEYS", "commit", "padding"]
     for i, p in enumerate(order):
         if r.cls.startswith(p):
@@ -529,22 +531,39 @@ def render(
             "frame or structure by byte offset or (stream, boot, seq), or is one the rules predict; "
             "*unproven*: the rules give no violation but something unproven (a `no_key` frame, a crash "
             "while wrapping, a torn slot of a later boot): the verdict must not be intact; *false "
-            "violations*: a `frame_missing` for an absence O1 excuses; "
+            "violations*: a `frame_missing` for an absence O1 excuses, and in the `attested:` rows any "
+            "violation where the rules give none; "
             "*harmless as specified*: commit digest and padding changes leave the verdict intact and "
-            "the same records verified (§4.3); *untouched frames' records lost*: cases where a record of "
+            "the same records verified (§4.3), as do untouched attested volumes; *untouched frames' "
+            "records lost*: cases where a record of "
             "a frame the change did not touch is no longer output, verified or not (§9); *not "
             "claimed*: a stated limit (the newest tail of a boot in a stream that nothing later names, "
             "the whole image rolled back, oldest history of a wrapped region, keys destroyed where what "
             "is left is older than a proven rotation, a boot forged by the host); "
             "*limit caught by the anchor*: the limits §10 says an anchor taken later "
-            "detects, checked with the writer's anchor from the end of the run. Base images: "
+            "detects, checked with the writer's anchor from the end of the run; *origin findings not "
+            "as predicted*: attested volumes, cases whose origin findings (kind, boot) differ from those "
+            "the origin rules predict. Base images: "
             + ", ".join(tamper.bases)
             + ".\n",
+            "The `attested:` rows are the forgery campaign (`svsmlog/campaign/forgery.py`): volumes of "
+            "the SVSM model on a TEST-ONLY SEV-SNP platform, every boot attested, in which the boot at "
+            "one position (first, middle, newest; every position at full size) is replaced by one act of "
+            "the host (`svsmlog/model/host.py`: the owner's public key, the image bytes, reports seen in "
+            "any image, the guest OS's reports), the genuine boots after it carrying on; each image "
+            "verified with the TEST-ONLY ARK and ASK and the genuine build's measurement, without and "
+            "with `--require-attestation`. The outcome is derived, not listed per class: the origin "
+            "rules (`OriginRules` in `svsmlog/campaign/tamper.py`) hold what each boot's authenticated "
+            "key frames carry, as written, against what an honest attested writer must have written "
+            "(a report a trusted chip signed at VMPL0, whose REPORT_DATA commits to the volume, the "
+            "boot, its envelopes and launch grants, of the expected build, without the debug policy).\n",
             tamper_table(tamper),
-            f"Forged later boots (the host runs the writer with the owner's public key): verdict intact, "
+            f"Forged later boots on volumes without attestation (the host runs the writer with the "
+            f"owner's public key): verdict intact, "
             f"{tamper.forged_verified_records} forged records output as verified: as §10 states, only an "
             "anchor of a later boot or of the forged boot's number tells a real boot from one the host made "
-            "(the forged boots after a rollback are in the row above, caught by the anchor).\n",
+            "(the forged boots after a rollback are in the row above, caught by the anchor). On attested "
+            "volumes the `attested:` rows show every such boot reported.\n",
         ]
     if hostile:
         out += [
@@ -599,7 +618,7 @@ def main(argv: list[str] | None = None) -> int:
         seconds["crash"] = time.perf_counter() - t
     if "tamper" in only:
         t = time.perf_counter()
-        tamper = run_tamper(size)
+        tamper = run_tamper(size, forgery=True)
         seconds["tamper"] = time.perf_counter() - t
     if "hostile" in only:
         with tempfile.TemporaryDirectory() as d:
