@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from .. import crypto
-from .common import CliError, Exit, read_small_file
+from .common import CliError, Exit, load_certificate_files, read_small_file
 
 if TYPE_CHECKING:
     from ..attestation import Verification
@@ -41,13 +41,7 @@ Vmpl0Opt = Annotated[bool, typer.Option("--require-vmpl0", help="Invalid unless 
 
 
 def _certificates(paths: list[Path], what: str) -> list[crypto.Certificate]:
-    out: list[crypto.Certificate] = []
-    for path in paths:
-        try:
-            out += crypto.load_certificates(read_small_file(path, what))
-        except crypto.CertificateError as e:
-            raise CliError(f"{path}: {e}") from None
-    return out
+    return load_certificate_files(paths, what)
 
 
 def attest(

@@ -298,22 +298,24 @@ class OriginArgs:
 MEASUREMENT_LEN = 48
 
 
+def load_certificate_files(paths: tuple[Path, ...] | list[Path], what: str) -> list[crypto.Certificate]:
+    """Every certificate in the files (PEM, PEM bundles or DER); exit 2 on an unreadable one."""
+    out: list[crypto.Certificate] = []
+    for path in paths:
+        try:
+            out += crypto.load_certificates(read_small_file(path, what))
+        except crypto.CertificateError as e:
+            raise CliError(f"{path}: {e}") from None
+    return out
+
+
 def load_origin_policy(args: OriginArgs) -> OriginPolicy:
     """The owner's expectations of each boot's attestation report. Certificates in a
     --trust-root file that are not self-issued (an ASK beside its ARK) are taken as
     intermediates: they prove nothing unless they chain to a root."""
     from ..origin import OriginPolicy
 
-    def certificates(paths: tuple[Path, ...], what: str) -> list[crypto.Certificate]:
-        out: list[crypto.Certificate] = []
-        for path in paths:
-            try:
-                out += crypto.load_certificates(read_small_file(path, what))
-            except crypto.CertificateError as e:
-                raise CliError(f"{path}: {e}") from None
-        return out
-
-    given = certificates(args.trust_roots, "trust root")
+    given = load_certificate_files(args.trust_roots, "trust root")
     roots = tuple(c for c in given if c.self_issued)
     if args.trust_roots and not roots:
         raise CliError("--trust-root: no self-signed certificate (an ARK) in "
@@ -334,7 +336,7 @@ def load_origin_policy(args: OriginArgs) -> OriginPolicy:
                        "some SVSM ran on an AMD chip, and the host can launch an SVSM of its own")
     return OriginPolicy(
         roots=roots or None,
-        certs=tuple(certificates(args.certs, "certificate")) + tuple(c for c in given if not c.self_issued),
+        certs=(*load_certificate_files(args.certs, "certificate"), *(c for c in given if not c.self_issued)),
         measurements=frozenset(measurements),
         require=args.require,
     )
