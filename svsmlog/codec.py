@@ -12,7 +12,7 @@ import struct
 import sys
 from array import array
 from bisect import bisect_left
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from itertools import accumulate
 from typing import Any, NamedTuple, NoReturn
@@ -222,6 +222,14 @@ class Envelope:
     kem_id: int
     key_id: bytes
     sealed: bytes
+
+
+ITEM_HEADER_LEN = _ENV.size  # kind, kem_id, key_id, sealed_len: 21 bytes (spec §4.4)
+
+
+def clear_section_len(sealed_lens: Iterable[int]) -> int:
+    """Bytes of a clear section holding items of these sealed lengths (without building it)."""
+    return 2 + sum(ITEM_HEADER_LEN + n for n in sealed_lens)
 
 
 def encode_clear_section(envelopes: list[Envelope]) -> bytes:

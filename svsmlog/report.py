@@ -158,7 +158,7 @@ class BootAttestation:
         return self.status == "attested" and not self.debug
 
     def as_json(self) -> dict[str, object]:
-        return {k: v for k, v in self.__dict__.items()}
+        return dict(self.__dict__)
 
 
 @dataclass

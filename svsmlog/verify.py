@@ -23,12 +23,12 @@ from .codec import (
     DecodeError,
     Envelope,
     RegionEntry,
+    clear_section_len,
     decode_boot_body,
     decode_clear_section,
     decode_frame_header,
     decode_keys_body,
     decode_record_block,
-    encode_clear_section,
     summarize_record_block,
 )
 from .device import SECTOR
@@ -1185,5 +1185,5 @@ def _find(order: list[Item], key: tuple[int, int]) -> Entry | None:
 def _owner_clear_len(envelopes: list[Envelope]) -> int | None:
     """Bytes a key-directory slot's clear section takes: the BOOT_SECRET envelopes of a BOOT
     frame's (authenticated) clear section, as the writer puts them in the slot (spec §4.7)."""
-    owners = [e for e in envelopes if e.kind == EnvelopeKind.BOOT_SECRET]
-    return len(encode_clear_section(owners)) if owners else None
+    owners = [len(e.sealed) for e in envelopes if e.kind == EnvelopeKind.BOOT_SECRET]
+    return clear_section_len(owners) if owners else None

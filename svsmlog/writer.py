@@ -24,6 +24,7 @@ from .codec import (
     PriorHead,
     RecordBlockBuilder,
     RegionEntry,
+    clear_section_len,
     encode_boot_body,
     encode_clear_section,
     encode_keys_body,
@@ -114,7 +115,7 @@ class _Stream:
 
 
 def _chain_envelope_len(keys: list[crypto.PublicKey]) -> int:
-    return sum(23 + crypto.hpke_sealed_len(k.kem_id, 32) for k in keys)
+    return clear_section_len(crypto.hpke_sealed_len(k.kem_id, 32) for k in keys) - 2
 
 
 class LogWriter:
@@ -295,7 +296,7 @@ class LogWriter:
         return st
 
     def _keys_frame_sectors(self, st: _Stream) -> int:
-        clear = 2 + sum(23 + len(e.sealed) for e in self._owner_envelopes + self._evidence_items)
+        clear = clear_section_len(len(e.sealed) for e in self._owner_envelopes + self._evidence_items)
         clear += _chain_envelope_len(st.grantees)
         return frame_sectors(clear, KEYS_BODY_LEN + TAG_LEN)
 
