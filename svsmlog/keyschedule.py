@@ -142,6 +142,17 @@ class ReaderChain:
             self._cur_out = step(self._cur_key)
         return self._cur_out
 
+    def checkpoints(self) -> dict[int, bytes]:
+        """The chain keys it keeps (every CHECKPOINT_EVERY-th seq it stepped past, and its base)."""
+        return dict(self._checkpoints)
+
+    def add_checkpoints(self, checkpoints: dict[int, bytes]) -> None:
+        """Take the checkpoints another copy of this chain made (a forked worker's): reading
+        from deep in the chain then starts near there, not at its base."""
+        for seq, key in checkpoints.items():
+            if seq >= self.base_seq:
+                self._checkpoints.setdefault(seq, key)
+
     def chain_key_at(self, seq: int) -> bytes | None:
         """The chain key of frame ``seq`` (to export a stream key from that point)."""
         if self.keys_at(seq) is None:

@@ -121,18 +121,23 @@ class Run:
         )
 
     def take(self, e: Entry) -> None:
-        self._offs.append(e.lba - self.head.lba)
-        self._tags += e.tag
-        self.last_tag = e.tag
-        self.last_sectors = e.sectors
-        self.end = e.lba + e.sectors
+        self.take_frame(e.lba, e.sectors, e.tag, e.records, e.panic, e.first_t, e.last_t)
+
+    def take_frame(self, lba: int, sectors: int, tag: bytes, records: int, panic: bool,
+                   first_t: int | None, last_t: int | None) -> None:
+        """``take`` of a frame given by its fields: the verifier's fast lane makes no Entry."""
+        self._offs.append(lba - self.head.lba)
+        self._tags += tag
+        self.last_tag = tag
+        self.last_sectors = sectors
+        self.end = lba + sectors
         self.next_seq += 1
         self.count += 1
-        self.records += e.records
-        self.panic |= e.panic
-        if e.first_t is not None:
-            self.first_t = e.first_t if self.first_t is None else min(self.first_t, e.first_t)
-            self.last_t = e.last_t if self.last_t is None else max(self.last_t, e.last_t or 0)
+        self.records += records
+        self.panic |= panic
+        if first_t is not None:
+            self.first_t = first_t if self.first_t is None else min(self.first_t, first_t)
+            self.last_t = last_t if self.last_t is None else max(self.last_t, last_t or 0)
 
     def extend(self, other: Run) -> None:
         """Take the frames of ``other``, which continues this run (``follows(other.head)``)."""
@@ -199,16 +204,20 @@ class Run:
         for i in range(self.count):
             yield self.frame(i)
 
-    def spans(self) -> Iterator[tuple[int, int, int]]:
-        """(lba, sectors, seq) of every frame, in order: what the record pass reads."""
+    def spans(self, lo: int = 0, hi: int | None = None) -> Iterator[tuple[int, int, int]]:
+        """(lba, sectors, seq) of frames lo..hi-1 (every frame by default), in order: what the
+        record pass reads."""
         h = self.head
-        lba = h.lba
         offs = self._offs
-        for i in range(self.count - 1):
+        last = self.count - 1
+        hi = self.count if hi is None else hi
+        lba = h.lba if lo == 0 else h.lba + offs[lo - 1]
+        for i in range(lo, min(hi, last)):
             nxt = h.lba + offs[i]
             yield lba, nxt - lba, h.seq + i
             lba = nxt
-        yield lba, self.last_sectors, h.seq + self.count - 1
+        if hi > last >= lo:
+            yield lba, self.last_sectors, h.seq + last
 
 
 TAG = 16  # bytes of a frame's tag

@@ -284,6 +284,49 @@ class Verifier:
         self._decode_body(region, entry, plaintext)
         return entry
 
+    def _extends(self, region: RegionEntry, c: Candidate, run: Run) -> bool:
+        """The fast lane of an honest log: whether ``c`` is the next frame of ``run`` (the
+        next DATA frame of its boot, right after it, chaining to it, under its chain, which
+        is the only one the boot's stream has), authenticated and well formed; then taken
+        into the run and accepted. Exactly what ``_verify_candidate`` and
+        ``FrameIndex.append`` would do with it, without an Entry; anything else (a failure
+        included) is left to them, which redo it from the start (tests/test_index.py)."""
+        h = c.header
+        if not (
+            h.seq == run.next_seq
+            and c.lba == run.end
+            and h.type == _DATA_OR_END[0]
+            and not h.clear_len
+            and h.boot == run.head.boot
+            and h.lba == c.lba
+            and h.stream == region.stream
+            and h.prev_tag == run.last_tag
+            and h.volume_id == self.volume.volume_id
+        ):
+            return False
+        chain = run.head.chain
+        chains = self._chains.get((h.boot, h.stream))
+        if chain is None or chains is None or len(chains) != 1 or chains[0] is not chain:
+            return False
+        try:
+            keys = chain.keys_at(h.seq)  # raising, it raises again on the slow path, spending nothing
+        except RatchetExhausted:
+            return False
+        if keys is None:
+            return False
+        raw = c.raw
+        plaintext = open_frame(raw, b"", raw[FRAME_HEADER_LEN:], *keys)
+        if plaintext is None:
+            return False
+        try:
+            summary = summarize_record_block(plaintext)
+        except DecodeError:
+            return False
+        c.accepted = True
+        run.take_frame(c.lba, h.sectors, raw[-TAG_LEN:], summary.count, summary.panic, summary.first_t,
+                       summary.last_t)
+        return True
+
     def _decode_body(self, region: RegionEntry, e: Entry, plaintext: bytes) -> None:
         try:
             if e.type == _DATA_OR_END[0] or e.type == _DATA_OR_END[1]:  # most frames
@@ -311,10 +354,15 @@ class Verifier:
 
     def _scan(self, region: RegionEntry) -> FrameIndex:
         entries = FrameIndex(self._compact)
+        items = entries.items
         for c in scan_region(self._read, region):
-            e = self._visit(region, c)
-            if e is not None:
-                entries.append(e)
+            last = items[-1] if items else None
+            if type(last) is Run and type(c) is Candidate and self._extends(region, c, last):
+                self._ours += 1
+            else:
+                e = self._visit(region, c)
+                if e is not None:
+                    entries.append(e)
             if self._progress is not None:
                 self._progress(c.lba)
         return entries
@@ -348,6 +396,9 @@ class Verifier:
             if not any(s.exhausted for s in scans) and steps <= self._budget.left and None not in stitched:
                 self._budget.left -= steps
                 self.scanned_in_parallel = True
+                for (i, _), scan in zip(pieces, scans, strict=True):
+                    for (boot, k), points in scan.checkpoints.items():
+                        self._chains[(boot, regions[i].stream)][k].add_checkpoints(points)
                 return {
                     r.stream: self._replay(r, ev)
                     for r, ev in zip(regions, stitched, strict=True)
@@ -377,6 +428,9 @@ class Verifier:
                                             None, b"", None, pending.pack(), pending.largest))
 
         for c in scan_region(self._read, region, lo, hi):
+            if pending is not None and type(c) is Candidate and self._extends(region, c, pending):
+                out.end = max(hi, c.lba + c.header.sectors)
+                continue
             self.report.findings, self._ours, self._foreign = [], 0, {}
             self._superblock_reported = reported  # each candidate may raise it: the stitch keeps the first
             e = self._visit(region, c)
@@ -407,6 +461,12 @@ class Verifier:
             out.events.append(ScanEvent(c.lba, sectors, accepted, fields, index, findings, counted, at))
         flush()
         out.steps, out.exhausted = left - self._budget.left, self._exhausted
+        out.checkpoints = {
+            (boot, i): chain.checkpoints()
+            for (boot, stream), chains in self._chains.items()
+            if stream == region.stream
+            for i, chain in enumerate(chains)
+        }
         return out
 
     def _replay(self, region: RegionEntry, events: list[ScanEvent]) -> FrameIndex:
@@ -1123,39 +1183,58 @@ class Verifier:
 
     def stream_records(self, stream: int) -> Iterator[LocatedRecord]:
         """Verified records of one stream in log order (boot, seq)."""
+        for item in self.record_items(stream):
+            yield from self.item_records(stream, item)
+
+    def record_items(self, stream: int) -> list[Item]:
+        """The items (frames and runs) of a stream that ``item_records`` reads, in log order."""
         self.run()
-        region = self.volume.region(stream)
         frames = self._entries.get(stream)
-        for e in frames.items if frames is not None else ():
-            if isinstance(e, Run):
-                spans: Iterable[tuple[int, int, int]] = e.spans()
-            elif e.type not in (FrameType.DATA, FrameType.END) or e.malformed:
-                continue
-            else:
-                spans = ((e.lba, e.sectors, e.seq),)
-            chain = e.chain
-            if chain is None:
-                continue
-            verified = (e.boot, region.name) not in self._violated
-            boot, name = e.boot, region.name
-            # A run's frames lie back to back: read them a window at a time, not one by one.
-            end = e.end if isinstance(e, Run) else e.lba + e.sectors
-            buf, w_lo, w_hi = b"", 0, 0
-            for lba, sectors, seq in spans:
-                if not (w_lo <= lba and lba + sectors <= w_hi):
-                    w_lo, w_hi = lba, max(lba + sectors, min(end, lba + RECORD_WINDOW_SECTORS))
-                    buf = self._read(w_lo, w_hi - w_lo)
-                raw = buf[(lba - w_lo) * SECTOR : (lba - w_lo + sectors) * SECTOR]
-                h = decode_frame_header(raw)
-                keys = chain.keys_at(seq)
-                assert keys is not None
-                ct = raw[FRAME_HEADER_LEN + h.clear_len : h.body_len]
-                pt = open_frame(raw, raw[FRAME_HEADER_LEN : FRAME_HEADER_LEN + h.clear_len], ct, *keys)
-                if pt is None:  # the image changed under us between passes
-                    raise VolumeError(f"frame at sector {lba} changed while reading")
-                off = self._off(lba)
-                for r in decode_record_block(pt):
-                    yield LocatedRecord(boot, name, seq, off, r, verified)
+        return [
+            e for e in (frames.items if frames is not None else ())
+            if e.chain is not None
+            and (isinstance(e, Run) or (e.type in (FrameType.DATA, FrameType.END) and not e.malformed))
+        ]
+
+    def item_records(
+        self, stream: int, e: Item, lo: int = 0, hi: int | None = None
+    ) -> Iterator[LocatedRecord]:
+        """The records of frames lo..hi-1 of one item of ``record_items`` (all by default)."""
+        name = self.volume.region(stream).name
+        verified = (e.boot, name) not in self._violated
+        boot = e.boot
+        for seq, off, plaintext in self.item_blocks(e, lo, hi):
+            for r in decode_record_block(plaintext):
+                yield LocatedRecord(boot, name, seq, off, r, verified)
+
+    def item_blocks(self, e: Item, lo: int = 0, hi: int | None = None) -> Iterator[tuple[int, int, bytes]]:
+        """(seq, byte offset, record block) of frames lo..hi-1 of an item of ``record_items``:
+        each frame read again and opened (the pass-2 result is not kept: memory)."""
+        spans: Iterable[tuple[int, int, int]] = (
+            e.spans(lo, hi) if isinstance(e, Run) else ((e.lba, e.sectors, e.seq),)[lo:hi]
+        )
+        chain = e.chain
+        assert chain is not None
+        # A run's frames lie back to back: read them a window at a time, not one by one.
+        end = e.end if isinstance(e, Run) else e.lba + e.sectors
+        buf, w_lo, w_hi = b"", 0, 0
+        for lba, sectors, seq in spans:
+            if not (w_lo <= lba and lba + sectors <= w_hi):
+                w_lo, w_hi = lba, max(lba + sectors, min(end, lba + RECORD_WINDOW_SECTORS))
+                buf = self._read(w_lo, w_hi - w_lo)
+            raw = buf[(lba - w_lo) * SECTOR : (lba - w_lo + sectors) * SECTOR]
+            h = decode_frame_header(raw)
+            keys = chain.keys_at(seq)
+            assert keys is not None
+            ct = raw[FRAME_HEADER_LEN + h.clear_len : h.body_len]
+            pt = open_frame(raw, raw[FRAME_HEADER_LEN : FRAME_HEADER_LEN + h.clear_len], ct, *keys)
+            if pt is None:  # the image changed under us between passes
+                raise VolumeError(f"frame at sector {lba} changed while reading")
+            yield seq, self._off(lba), pt
+
+    def stream_verified(self, stream: int, boot: int) -> bool:
+        """Whether the records of ``boot`` in ``stream`` are verified (no violation there)."""
+        return (boot, self.volume.region(stream).name) not in self._violated
 
     def records(self) -> Iterator[LocatedRecord]:
         """Verified records of every stream, merged by (boot, time since boot)."""
