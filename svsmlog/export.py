@@ -28,6 +28,7 @@ import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from itertools import islice
 from typing import TYPE_CHECKING, BinaryIO, TextIO
 from urllib.parse import quote
 
@@ -141,12 +142,21 @@ def write_jsonl(records: Iterable[LocatedRecord], out: TextIO, *,
     ensure_ascii=False, separators=(",", ":"))`` (tests/test_export.py holds them equal);
     return the count. With ``realtime_base_us`` a record of a boot with a known base also
     gets ``"host_time_untrusted": "<RFC 3339 UTC>"`` (the name says what it is worth).
-
-    Built by hand, from pieces that repeat (a frame's boot, stream and
-    seq; a record's service, component and level), and written in batches: json.dumps of
-    a dict per record was most of the time extract spent (benchmarks/README.md)."""
+    Written in batches of 1024 lines: bounded lag and memory."""
     count = 0
-    batch: list[str] = []  # written every 1024 lines: bounded lag and memory
+    for batch in batched(jsonl_lines(records, realtime_base_us=realtime_base_us), 1024):
+        _write_jsonl_batch(batch, out)
+        count += len(batch)
+    return count
+
+
+def jsonl_lines(records: Iterable[LocatedRecord], *,
+                realtime_base_us: Mapping[int, int] | None = None) -> Iterator[str]:
+    """The lines of ``write_jsonl``, one per record, each ending in a newline.
+
+    Built by hand, from pieces that repeat (a frame's boot, stream and seq; a record's
+    service, component and level): json.dumps of a dict per record was most of the time
+    extract spent (benchmarks/README.md)."""
     frame: tuple[int, str, int] | None = None
     prefix = ""
     middles: dict[tuple[str, str, int], str] = {}
@@ -170,13 +180,14 @@ def write_jsonl(records: Iterable[LocatedRecord], out: TextIO, *,
             wall = _wallclock_us(located, realtime_base_us)
             if wall is not None:
                 line += f',"host_time_untrusted":"{_rfc3339_us(wall)}"'
-        batch.append(line + "}\n")
-        count += 1
-        if len(batch) >= 1024:
-            _write_jsonl_batch(batch, out)
-            batch = []
-    _write_jsonl_batch(batch, out)
-    return count
+        yield line + "}\n"
+
+
+def batched(lines: Iterable[str], n: int) -> Iterator[list[str]]:
+    """Lists of up to ``n`` lines (itertools.batched is Python 3.12's)."""
+    it = iter(lines)
+    while batch := list(islice(it, n)):
+        yield batch
 
 
 def _write_jsonl_batch(lines: list[str], out: TextIO) -> None:
@@ -472,12 +483,19 @@ def write_syslog(
     recovery: use ``jsonl`` or ``journal`` for that.  Record fields go into a second
     SD-ELEMENT ``fields@32473`` with names cut to SD-NAME rules.
     """
-    host = _printusascii(hostname, 255)
     count = 0
-    for located in records:
-        out.write(_syslog_line(located, host, realtime_base_us))
+    for line in syslog_lines(records, hostname=hostname, realtime_base_us=realtime_base_us):
+        out.write(line)
         count += 1
     return count
+
+
+def syslog_lines(records: Iterable[LocatedRecord], *, hostname: str = "svsm",
+                 realtime_base_us: Mapping[int, int] | None = None) -> Iterator[str]:
+    """The lines of ``write_syslog``, one per record."""
+    host = _printusascii(hostname, 255)
+    for located in records:
+        yield _syslog_line(located, host, realtime_base_us)
 
 
 # --------------------------------------------------------------------------- text
@@ -750,9 +768,16 @@ def write_timesketch(records: Iterable[LocatedRecord], out: TextIO, *,
                      realtime_base_us: Mapping[int, int] | None = None) -> int:
     """Timesketch-ready JSON lines (``timesketch_importer`` or the web upload take them)."""
     count = 0
+    for line in timesketch_lines(records, realtime_base_us=realtime_base_us):
+        out.write(line)
+        count += 1
+    return count
+
+
+def timesketch_lines(records: Iterable[LocatedRecord], *,
+                     realtime_base_us: Mapping[int, int] | None = None) -> Iterator[str]:
+    """The lines of ``write_timesketch``, one per record."""
     for located in records:
         obj = timesketch_object(located, _wallclock_us(located, realtime_base_us))
         # ASCII escapes: a lone surrogate in a message must not stop the export half-way.
-        out.write(json.dumps(obj, ensure_ascii=True, separators=(",", ":")) + "\n")
-        count += 1
-    return count
+        yield json.dumps(obj, ensure_ascii=True, separators=(",", ":")) + "\n"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import heapq
 import itertools
 import json
@@ -13,7 +14,7 @@ import shutil
 import subprocess
 import sys
 from collections import deque
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, TextIO, cast
@@ -458,6 +459,49 @@ def _merged(v: Verification, stream_ids: list[int]) -> Iterator[LocatedRecord]:
     return heapq.merge(*iters, key=lambda lr: (lr.boot, lr.record.t_ns))
 
 
+def _line_format(output: Output, bases: Mapping[int, int] | None) -> Callable[
+        [Iterable[LocatedRecord]], Iterator[str]] | None:
+    """The formats whose every record is one line that depends on that record alone."""
+    from .. import export
+
+    if output.output_fields:
+        return None
+    if output.fmt == "jsonl":
+        return functools.partial(export.jsonl_lines, realtime_base_us=bases)
+    if output.fmt == "syslog":
+        return functools.partial(export.syslog_lines, realtime_base_us=bases)
+    if output.fmt == "timesketch":
+        return functools.partial(export.timesketch_lines, realtime_base_us=bases)
+    return None
+
+
+def _in_parallel(v: Verification, stream_ids: list[int], keep: RecordFilter, output: Output, seen: _Seen,
+                 jobs: int | None) -> bool:
+    """Extract to stdout with the record pass in forked workers (svsmlog.recordpass), where
+    the output is the same: a one-line-per-record format, no -n or -r, enough records to pay
+    for the workers. Whether it did."""
+    from .. import export, recordpass
+    from ..parallel import default_jobs
+
+    jobs = jobs or default_jobs()
+    fmt = _line_format(output, _realtime_bases(v, output))
+    if (fmt is None or jobs < 2 or output.lines is not None or output.reverse
+            or recordpass.total_records(v.verifier, stream_ids) < recordpass.MIN_RECORDS):
+        return False
+    from ..blocklines import JsonlBlocks
+
+    out = _utf8_stdout()
+    chosen = keep if keep.selects else None
+    blocks = functools.partial(JsonlBlocks, realtime_base_us=_realtime_bases(v, output)) \
+        if output.fmt == "jsonl" else None
+    for text in recordpass.lines(v.verifier, stream_ids, fmt, chosen, jobs, seen.services, blocks):
+        try:
+            out.write(text)
+        except UnicodeEncodeError:  # as write_jsonl does: line by line, escaping where needed
+            export._write_jsonl_batch(text.splitlines(keepends=True), out)
+    return True
+
+
 def _utf8_stdout() -> TextIO:
     out = sys.stdout
     if (out.encoding or "").lower().replace("-", "") != "utf8" and hasattr(out, "reconfigure"):
@@ -672,7 +716,7 @@ def extract(image_path: Path, partition: int | None, keys: KeyArgs, streams: lis
         seen = _Seen()
         if output.out_dir is not None:
             _to_dir(v, stream_ids, keep, output)
-        else:
+        elif not _in_parallel(v, stream_ids, keep, output, seen, jobs):
             merged: Iterable[LocatedRecord] = _merged(v, stream_ids)
             if keep.services:
                 merged = seen.watch(merged)

@@ -1,0 +1,137 @@
+"""The record pass in forked workers (svsmlog.recordpass) writes exactly what one process
+writes: on every vector and sample image (clean, tampered, torn, wrapped, multi-key,
+per-service and aggregated), in every line format, for every stream alone and all of them
+merged, with and without a filter, with pieces of every size from 1 to 9 records (so runs
+are cut at every frame). And the plan puts every frame in exactly one piece."""
+
+from __future__ import annotations
+
+import heapq
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from svsmlog import crypto, export, recordpass
+from svsmlog.device import SECTOR, MemoryDevice
+from svsmlog.ordering import Run
+from svsmlog.records import Level, LocatedRecord
+from svsmlog.vectors import KEY_SEEDS, vector_key
+from svsmlog.verify import Keyring, Verifier
+
+ROOT = Path(__file__).resolve().parent.parent
+IMAGES = sorted((ROOT / "formats" / "vectors").glob("*.img")) + sorted((ROOT / "samples").glob("*.img"))
+KEYS = [vector_key(n) for n in KEY_SEEDS] + [
+    crypto.load_private_key(p.read_bytes()) for p in sorted((ROOT / "samples").glob("TEST-ONLY-*.key"))
+]
+FORMATS = {
+    "jsonl": (export.jsonl_lines, export.write_jsonl),
+    "syslog": (export.syslog_lines, export.write_syslog),
+    "timesketch": (export.timesketch_lines, export.write_timesketch),
+}
+
+
+def verifier(image: bytes) -> Verifier:
+    dev = MemoryDevice(len(image) // SECTOR, image)
+    v = Verifier(dev.read, dev.sector_count, Keyring(KEYS))
+    v.run()
+    return v
+
+
+def sequential(v: Verifier, streams: list[int], fmt: str, keep: recordpass.RecordKeep) -> str:
+    iters = [v.stream_records(s) for s in streams]
+    merged = iters[0] if len(iters) == 1 else heapq.merge(*iters, key=lambda lr: (lr.boot, lr.record.t_ns))
+    out = io.StringIO()
+    FORMATS[fmt][1](filter(keep, merged) if keep else merged, out)
+    return out.getvalue()
+
+
+def in_workers(v: Verifier, streams: list[int], fmt: str, keep: recordpass.RecordKeep,
+               seen: set[str] | None = None) -> str:
+    return "".join(recordpass.lines(v, streams, FORMATS[fmt][0], keep, 2, seen))
+
+
+def not_debug(lr: LocatedRecord) -> bool:
+    return lr.record.level is not Level.DEBUG
+
+
+@pytest.fixture(autouse=True)
+def small_pieces(monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> int:
+    size = getattr(request, "param", 3)
+    monkeypatch.setattr(recordpass, "PIECE_RECORDS", size)
+    return size
+
+
+@pytest.mark.parametrize("path", IMAGES, ids=lambda p: p.name)
+def test_every_image_every_stream(path: Path) -> None:
+    v = verifier(path.read_bytes())
+    streams = [r.stream for r in v.volume.superblock.regions]
+    for chosen in [streams, *([s] for s in streams), list(reversed(streams))]:
+        seen: set[str] = set()
+        assert in_workers(v, chosen, "jsonl", None, seen) == sequential(v, chosen, "jsonl", None)
+        assert seen == {lr.record.service for s in chosen for lr in v.stream_records(s)}
+
+
+@pytest.mark.parametrize("fmt", sorted(FORMATS))
+@pytest.mark.parametrize("name", ["multiboot-perservice", "wraparound", "tampered", "vtpm-panic"])
+def test_every_format_and_a_filter(name: str, fmt: str) -> None:
+    paths = [p for p in IMAGES if p.stem == name]
+    assert paths, name
+    v = verifier(paths[0].read_bytes())
+    streams = [r.stream for r in v.volume.superblock.regions]
+    for keep in (None, not_debug):
+        assert in_workers(v, streams, fmt, keep) == sequential(v, streams, fmt, keep)
+
+
+@pytest.mark.parametrize("small_pieces", range(1, 10), indirect=True)
+@pytest.mark.parametrize("name", ["wraparound", "multiboot-perservice", "torn-tail"])
+def test_every_piece_size(name: str, small_pieces: int) -> None:
+    v = verifier((ROOT / "formats" / "vectors" / f"{name}.img").read_bytes())
+    streams = [r.stream for r in v.volume.superblock.regions]
+    assert in_workers(v, streams, "jsonl", None) == sequential(v, streams, "jsonl", None)
+
+
+def test_records_of_a_violated_boot_stay_marked() -> None:
+    v = verifier((ROOT / "samples" / "tampered.img").read_bytes())
+    streams = [r.stream for r in v.volume.superblock.regions]
+    lines = [json.loads(x) for x in in_workers(v, streams, "jsonl", None).splitlines()]
+    assert any(x.get("verified") is False for x in lines)
+    assert lines == [json.loads(x) for x in sequential(v, streams, "jsonl", None).splitlines()]
+
+
+@settings(max_examples=40, deadline=None)
+@given(size=st.integers(1, 200))
+def test_the_plan_holds_every_frame_once(size: int) -> None:
+    v = verifier((ROOT / "formats" / "vectors" / "wraparound.img").read_bytes())
+    streams = [r.stream for r in v.volume.superblock.regions]
+    items, pieces = recordpass.plan(v, streams, size)
+    for k, stream_items in enumerate(items):
+        covered = [(idx, f) for p in pieces if p.stream_index == k for idx, lo, hi in p.parts
+                   for f in range(lo, hi)]
+        every = [(idx, f) for idx, it in enumerate(stream_items)
+                 for f in range(it.count if isinstance(it, Run) else 1)]
+        assert covered == every  # each frame once, in log order
+
+
+def test_extract_jobs_2_writes_what_jobs_1_writes(tmp_path: Path) -> None:
+    """The command itself, with the record pass's threshold lowered (a small sample)."""
+    img, key = ROOT / "samples" / "clean-multiboot.img", ROOT / "samples" / "TEST-ONLY-owner.key"
+    script = ("import sys; from svsmlog import recordpass; recordpass.MIN_RECORDS = 0; "
+              "recordpass.PIECE_RECORDS = 5; real = recordpass.lines\n"
+              "def lines(*a):\n    print('in workers', file=sys.stderr); return real(*a)\n"
+              "recordpass.lines = lines; from svsmlog.cli import main; sys.exit(main())")
+    outs = []
+    for jobs in ("1", "2"):
+        args = [sys.executable, "-c", script, "extract", str(img), "--key", str(key),
+                "-f", "jsonl", "-j", jobs, "--level", "info"]
+        run = subprocess.run(args, capture_output=True, text=True, env={**os.environ, "NO_COLOR": "1"})
+        assert run.returncode == 0, run.stderr
+        outs.append(run.stdout)
+        assert ("in workers" in run.stderr) == (jobs == "2")
+    assert outs[0] == outs[1] and outs[0].count("\n") > 10
