@@ -30,7 +30,6 @@ from .ordering import Item, Run
 if TYPE_CHECKING:
     from multiprocessing.pool import AsyncResult, Pool
 
-    from .blocklines import JsonlBlocks
     from .records import LocatedRecord
     from .verify import Verifier
 
@@ -39,7 +38,6 @@ WINDOW_PER_JOB = 3  # pieces handed out per worker and not yet written
 MIN_RECORDS = 20_000  # below this, forking workers costs more than it saves (benchmarks/README.md)
 
 LineFormat = Callable[[Iterable["LocatedRecord"]], Iterator[str]]
-BlockFormat = Callable[[str], "JsonlBlocks"]  # a stream's name -> its block formatter
 RecordKeep = Callable[["LocatedRecord"], bool] | None
 
 
@@ -114,29 +112,6 @@ def _run(i: int) -> Any:
     return _work(i)
 
 
-def _piece_blocks(verifier: Verifier, items: list[list[Item]], piece: Piece, blocks: BlockFormat,
-                  merged: bool) -> tuple[Any, ...]:
-    """In a worker, every record kept: the piece's lines made from each frame's record block
-    (svsmlog.blocklines), with their merge keys when merged."""
-    stream_items = items[piece.stream_index]
-    fmt = blocks(verifier.volume.region(piece.stream).name)
-    lines: list[str] = []
-    boots, times = array("Q"), array("Q")
-    for idx, lo, hi in piece.parts:
-        item = stream_items[idx]
-        boot = item.boot
-        verified = verifier.stream_verified(piece.stream, boot)
-        for seq, _, plaintext in verifier.item_blocks(item, lo, hi):
-            block_lines, block_times = fmt.lines(plaintext, boot, seq, verified)
-            lines += block_lines
-            if merged:
-                times.extend(block_times)
-                boots.extend([boot] * len(block_times))
-    if not merged:
-        return "".join(lines), len(lines), set()
-    return lines, boots, times, set()
-
-
 def _piece_lines(verifier: Verifier, items: list[list[Item]], piece: Piece, fmt: LineFormat,
                  keep: RecordKeep, merged: bool) -> tuple[Any, ...]:
     """In a worker: the piece's kept records as lines, with their merge keys when merged,
@@ -187,21 +162,16 @@ class _Window:
 
 
 def lines(verifier: Verifier, streams: list[int], fmt: LineFormat, keep: RecordKeep, jobs: int,
-          services_seen: set[str] | None = None, blocks: BlockFormat | None = None) -> Iterator[str]:
+          services_seen: set[str] | None = None) -> Iterator[str]:
     """The lines of ``fmt(records)``, ``records`` being the kept records of ``streams`` as
     extract reads them (one stream's in log order; several merged like Verifier.records),
-    made by ``jobs`` forked workers. Yields batches of lines (strings of whole lines).
-    ``blocks`` makes the same lines from record blocks (blocklines.JsonlBlocks for jsonl):
-    used where every record is kept."""
+    made by ``jobs`` forked workers. Yields batches of lines (strings of whole lines)."""
     global _work
     import multiprocessing
 
     items, pieces = plan(verifier, streams, PIECE_RECORDS)
     merged = len(streams) > 1
-    if blocks is not None and keep is None:
-        _work = lambda i: _piece_blocks(verifier, items, pieces[i], blocks, merged)  # noqa: E731
-    else:
-        _work = lambda i: _piece_lines(verifier, items, pieces[i], fmt, keep, merged)  # noqa: E731
+    _work = lambda i: _piece_lines(verifier, items, pieces[i], fmt, keep, merged)  # noqa: E731
     order = sorted(range(len(pieces)), key=lambda i: (pieces[i].start, pieces[i].stream_index, i))
     by_stream: list[list[int]] = [[] for _ in streams]
     for i, p in enumerate(pieces):

@@ -488,13 +488,10 @@ def _in_parallel(v: Verification, stream_ids: list[int], keep: RecordFilter, out
     if (fmt is None or jobs < 2 or output.lines is not None or output.reverse
             or recordpass.total_records(v.verifier, stream_ids) < recordpass.MIN_RECORDS):
         return False
-    from ..blocklines import JsonlBlocks
 
     out = _utf8_stdout()
     chosen = keep if keep.selects else None
-    blocks = functools.partial(JsonlBlocks, realtime_base_us=_realtime_bases(v, output)) \
-        if output.fmt == "jsonl" else None
-    for text in recordpass.lines(v.verifier, stream_ids, fmt, chosen, jobs, seen.services, blocks):
+    for text in recordpass.lines(v.verifier, stream_ids, fmt, chosen, jobs, seen.services):
         try:
             out.write(text)
         except UnicodeEncodeError:  # as write_jsonl does: line by line, escaping where needed
