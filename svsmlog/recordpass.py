@@ -34,10 +34,11 @@ if TYPE_CHECKING:
     from .records import LocatedRecord
     from .verify import Verifier
 
-# Records a piece holds, about: a worker's unit of work. Merged streams take half: the merge
-# holds a piece of every stream at once besides the window, and at 1M per-service records
-# (-j2) 8192 let peak RSS grow 1.29x over 100k where 4096 grows 1.22x for the same time
-# (8.8 s); one stream keeps 8192, measured 10 % faster than 4096 (benchmarks/README.md).
+# Records a piece holds, about: a worker's unit of work. Merged streams take a quarter: the
+# merge holds a piece of every stream at once besides the window. Peak RSS of extract -j2,
+# per-service/default, 100k -> 1M records (and the 1M time): pieces of 8192 62 -> 82 MiB
+# (1.32x, 4.92 s), 4096 51 -> 62 MiB (1.22x, 5.15 s), 2048 45 -> 53 MiB (1.18x, 4.99 s), 1024
+# 42 -> 49 MiB (5.62 s). One stream keeps 8192: 10 % faster than 4096 at 1M, 1.1x in RSS.
 PIECE_RECORDS = 8192
 WINDOW_PER_JOB = 3  # pieces handed out per worker and not yet written
 MIN_RECORDS = 20_000  # below this, forking workers costs more than it saves (benchmarks/README.md)
@@ -175,7 +176,7 @@ def lines(verifier: Verifier, streams: list[int], fmt: LineFormat, keep: RecordK
     import multiprocessing
 
     merged = len(streams) > 1
-    items, pieces = plan(verifier, streams, max(1, PIECE_RECORDS // 2) if merged else PIECE_RECORDS)
+    items, pieces = plan(verifier, streams, max(1, PIECE_RECORDS // 4) if merged else PIECE_RECORDS)
     _work = lambda i: _piece_lines(verifier, items, pieces[i], fmt, keep, merged)  # noqa: E731
     order = sorted(range(len(pieces)), key=lambda i: (pieces[i].start, pieces[i].stream_index, i))
     by_stream: list[list[int]] = [[] for _ in streams]
