@@ -138,3 +138,22 @@ def test_reports_of_the_samples_are_the_same_with_rich_forced() -> None:
                 theirs = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
                                         env=env)
                 assert (ours.returncode, ours.stdout) == (theirs.returncode, theirs.stdout), (args, columns)
+
+
+def test_the_one_cell_characters_are_one_cell_and_written_as_rich_writes_them() -> None:
+    """The Boots table of an attested boot ("Milan VCEK 87fc56a7… TCB 4/0/22/213") is
+    written without rich, and as rich would write it."""
+    from rich.cells import cell_len
+
+    from svsmlog.cli.tables import _ONE_CELL
+
+    for c in _ONE_CELL:
+        assert cell_len(c) == 1 and c.isprintable()
+    t = Table(title="Boots", title_justify="left")
+    for name in ("boot", "attested by", "measurement"):
+        t.add_column(name)
+    t.add_row("1", "Milan VCEK 87fc56a7… TCB 4/0/22/213", Text("c0b70703746c4ecd… expected"))
+    t.add_row("2", "§ 8.1", "5 µs")
+    plain = render_plain(t, 200)
+    assert plain is not None and "87fc56a7…" in plain
+    assert plain == by_rich(t, 200)

@@ -101,8 +101,9 @@ def report_console(file: TextIO | None = None) -> ReportConsole:
     if styled:
         return ReportConsole(target, styled=True, width=None, make_rich=_rich_console,
                              rich_options={"force_terminal": True if forced else None, **common})
-    # Wide enough that tables in a file or a pipe do not wrap at 80 columns.
-    width = int(os.environ["COLUMNS"]) if os.environ.get("COLUMNS", "").isdigit() else 160
+    # Wide enough that tables in a file or a pipe do not wrap: verify's Boots table, with
+    # the origin columns of an attested boot, takes about 180 columns.
+    width = int(os.environ["COLUMNS"]) if os.environ.get("COLUMNS", "").isdigit() else 200
     return ReportConsole(target, styled=False, width=width, make_rich=_rich_console,
                          rich_options={"color_system": None, "force_terminal": False, "no_color": True,
                                        "width": width, **common})

@@ -5,11 +5,11 @@ a pipe (no colour), rich's output of them is plain text that follows from the ce
 widths; importing rich (console, table, panel: about 20 ms) and laying the tables out
 (about 10 ms) cost more than verifying a small image. So the reports are built from the
 small classes here, which record what rich would be given, and :class:`ReportConsole`
-writes them itself when the output is unstyled and every string is printable ASCII that
-fits the width: exactly the characters rich writes for them (``tests/test_tables.py``
-holds the two equal). Anything else (a terminal, colour, a string with other characters,
-a line or table too wide for the console, which rich would wrap) goes to rich, given the
-same objects.
+writes them itself when the output is unstyled and every string is printable ASCII (or
+one of a few one-cell characters) that fits the width: exactly the characters rich writes
+for them (``tests/test_tables.py`` holds the two equal). Anything else (a terminal,
+colour, a string with other characters, a line or table too wide for the console, which
+rich would wrap) goes to rich, given the same objects.
 """
 
 from __future__ import annotations
@@ -19,9 +19,16 @@ from typing import TYPE_CHECKING, Any, TextIO
 if TYPE_CHECKING:
     from rich.console import Console
 
+# Characters the reports use beyond ASCII that take one cell in rich's layout
+# (rich.cells.cell_len) and that it writes as they are: "…" ends a shortened chip id or
+# measurement in the Boots table, which otherwise alone sent verify's report to rich.
+_ONE_CELL = frozenset("…§µ")
+
+
 def _simple(s: str) -> bool:
-    """Printable ASCII only: one cell a character, nothing rich would strip or expand."""
-    return s.isascii() and s.isprintable()
+    """Printable, one cell a character, nothing rich would strip or expand: ASCII, or the
+    few characters of ``_ONE_CELL``."""
+    return s.isprintable() and (s.isascii() or all(c.isascii() or c in _ONE_CELL for c in s))
 
 
 class Text:
