@@ -155,8 +155,8 @@ def one_malloc_arena() -> None:
     """Have glibc's malloc keep to the arena it has, before a pool's threads start. The
     pool's result thread unpickles what the workers hand back; in an arena of its own, the
     memory those objects took stays with the process after they are copied into the index
-    and freed: peak RSS at 1M records, -j2, verify 46-47 -> 42.5 MiB, extract 68.5 -> 65
-    MiB (benchmarks/README.md). Elsewhere (not glibc), nothing to do."""
+    and freed: peak RSS at 1M records, -j2, verify 43.0-45.5 -> 40.6-41.8 MiB, extract
+    68.5 -> 65 MiB (benchmarks/README.md). Elsewhere (not glibc), nothing to do."""
     try:
         import ctypes
 
