@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 # merge holds a piece of every stream at once besides the window. Peak RSS of extract -j2,
 # per-service/default, 100k -> 1M records (and the 1M time): pieces of 8192 62 -> 82 MiB
 # (1.32x, 4.92 s), 4096 51 -> 62 MiB (1.22x, 5.15 s), 2048 45 -> 53 MiB (1.18x, 4.99 s), 1024
-# 42 -> 49 MiB (5.62 s). One stream keeps 8192: 10 % faster than 4096 at 1M, 1.1x in RSS.
+# 42 -> 49 MiB (5.62 s). One stream keeps 8192: 10 % faster than 4096 at 1M, 1.07x in RSS (make bench).
 PIECE_RECORDS = 8192
 WINDOW_PER_JOB = 3  # pieces handed out per worker and not yet written
 MIN_RECORDS = 20_000  # below this, forking workers costs more than it saves (benchmarks/README.md)

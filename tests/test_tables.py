@@ -157,3 +157,23 @@ def test_the_one_cell_characters_are_one_cell_and_written_as_rich_writes_them() 
     plain = render_plain(t, 200)
     assert plain is not None and "87fc56a7…" in plain
     assert plain == by_rich(t, 200)
+
+
+def test_an_attested_boots_row_is_one_line_in_a_pipe() -> None:
+    """The default width of a report in a pipe holds the Boots table of an attested boot
+    (about 180 columns) without wrapping, and writes it without rich."""
+    key = str(SAMPLES / "TEST-ONLY-owner.key")
+    os.chmod(key, 0o600)
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env.pop("COLUMNS", None)
+    code = ("import sys; from svsmlog.cli import main; sys.argv[0] = 'svsmlog'; rc = main(); "
+            "sys.stderr.write('rich imported\\n' if 'rich.console' in sys.modules else ''); sys.exit(rc)")
+    args = ["verify", str(SAMPLES / "vtpm-panic.img"), "--key", key,
+            "--trust-root", str(SAMPLES / "TEST-ONLY-amd-chain.pem"),
+            "--measurement", (SAMPLES / "measurement.hex").read_text().strip()]
+    run = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env)
+    assert run.returncode == 0, run.stderr
+    rows = [line for line in run.stdout.splitlines() if "VCEK" in line and "…" in line]
+    assert len(rows) == 1 and rows[0].split()[:2] == ["1", "panic"], run.stdout
+    assert 160 < len(rows[0]) <= 200
+    assert "rich imported" not in run.stderr
