@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import json
 import struct
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from . import crypto
 from .keyschedule import LABEL_ANCHOR
@@ -39,16 +38,14 @@ class AnchorError(ValueError):
     """An anchor file that is unreadable or does not match its own commitment."""
 
 
-@dataclass(frozen=True)
-class Head:
+class Head(NamedTuple):
     stream: int
     boot: int
     seq: int
     tag: bytes
 
 
-@dataclass(frozen=True)
-class Anchor:
+class Anchor(NamedTuple):
     volume_id: bytes
     boot: int
     heads: tuple[Head, ...]  # in superblock region order
@@ -130,8 +127,7 @@ class Anchor:
 REPORT_DATA = slice(0x50, 0x90)  # REPORT_DATA in an ATTESTATION_REPORT
 
 
-@dataclass(frozen=True)
-class ReportAnchor:
+class ReportAnchor(NamedTuple):
     """An anchor report: an SEV-SNP ATTESTATION_REPORT whose REPORT_DATA is the anchor (32
     bytes) followed by the verifier's nonce (32 bytes, or zero). It is checked as a boot's
     report is (AMD chain, VMPL0, measurement), and its preimage comes from the log."""

@@ -13,7 +13,6 @@ import sys
 from array import array
 from bisect import bisect_left
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from itertools import accumulate
 from typing import Any, NamedTuple, NoReturn
 
@@ -59,16 +58,14 @@ class DecodeError(ValueError):
 # ---------------------------------------------------------------- superblock
 
 
-@dataclass(frozen=True)
-class RegionEntry:
+class RegionEntry(NamedTuple):
     stream: int
     name: str
     start: int
     sectors: int
 
 
-@dataclass(frozen=True)
-class Superblock:
+class Superblock(NamedTuple):
     volume_id: bytes
     total_sectors: int
     regions: tuple[RegionEntry, ...]
@@ -216,8 +213,7 @@ _ENV_KINDS = frozenset(int(k) for k in EnvelopeKind)
 _NO_KEY_ID = bytes(16)
 
 
-@dataclass(frozen=True, slots=True)
-class Envelope:
+class Envelope(NamedTuple):
     kind: int
     kem_id: int
     key_id: bytes
@@ -284,8 +280,7 @@ def _report_item_len_ok(n: int) -> bool:
 # ---------------------------------------------------------------- sealed bodies
 
 
-@dataclass(frozen=True, slots=True)
-class PriorHead:
+class PriorHead(NamedTuple):
     """The newest frame of the stream a boot found on disk when it started."""
 
     boot: int
@@ -293,8 +288,7 @@ class PriorHead:
     tag: bytes
 
 
-@dataclass(frozen=True, slots=True)
-class BootBody:
+class BootBody(NamedTuple):
     superblock_digest: bytes
     config_digest: bytes
     host_time_ns: int
@@ -347,8 +341,7 @@ assert _KEYS.size == KEYS_BODY_LEN
 _REASONS = frozenset(int(r) for r in KeysReason)
 
 
-@dataclass(frozen=True, slots=True)
-class KeysBody:
+class KeysBody(NamedTuple):
     reason: int
     t_ns: int
     wrap_from: int

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 SECTOR = 512
 
@@ -85,8 +84,7 @@ class FileDevice:
         self._f.close()
 
 
-@dataclass(frozen=True)
-class Write:
+class Write(NamedTuple):
     lba: int
     data: bytes
 

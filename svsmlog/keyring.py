@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from . import crypto
 from .codec import DecodeError, FrameHeader, RegionEntry, decode_clear_section, decode_frame_header
@@ -30,8 +31,7 @@ MAX_SECRETS_PER_BOOT = 4
 MAX_CHAIN_KEYS_PER_STREAM = 16
 
 
-@dataclass(frozen=True)
-class KeyConflict:
+class KeyConflict(NamedTuple):
     """A chain key that opened for us but is not the chain of the boot secret we hold (or of
     the chain key we already hold for that stream): someone else sealed it."""
 
@@ -41,8 +41,7 @@ class KeyConflict:
     lba: int
 
 
-@dataclass(frozen=True)
-class StreamKey:
+class StreamKey(NamedTuple):
     """A chain key for one stream of one boot from a given frame on (``export-key``)."""
 
     volume_id: bytes

@@ -22,7 +22,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from . import crypto
 from .codec import DecodeError, Envelope, RegionEntry, decode_clear_section, encode_clear_section
@@ -36,8 +36,7 @@ if TYPE_CHECKING:
     from .ordering import Entry
 
 
-@dataclass(frozen=True)
-class OriginPolicy:
+class OriginPolicy(NamedTuple):
     """What the owner expects of a boot's attestation (``--trust-root``, ``--cert``,
     ``--measurement``, ``--require-attestation``)."""
 
@@ -47,8 +46,7 @@ class OriginPolicy:
     require: bool = False  # a boot without a valid report is a violation
 
 
-@dataclass(frozen=True, slots=True)
-class FrameEvidence:
+class FrameEvidence(NamedTuple):
     """The attestation items of one authenticated key frame's clear section."""
 
     report: bytes  # the SNP_REPORT item: report (1184 bytes) || launch-grant digests

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import NamedTuple
 
 
 class Severity(Enum):
@@ -65,8 +66,7 @@ class Verdict(Enum):
     INTACT = "intact"  # every frame present authenticated, every obligation proven
 
 
-@dataclass(frozen=True)
-class Finding:
+class Finding(NamedTuple):
     kind: Kind
     stream: str | None
     boot: int | None

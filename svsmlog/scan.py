@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from .codec import DecodeError, FrameHeader, RegionEntry, decode_frame_header
 from .device import SECTOR
@@ -122,8 +123,7 @@ def scan_region(
             lba += 1
 
 
-@dataclass(frozen=True, slots=True)
-class Head:
+class Head(NamedTuple):
     """The newest complete frame of a region, as the keyless writer sees it."""
 
     boot: int

@@ -20,7 +20,7 @@ import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import BinaryIO, Protocol
+from typing import BinaryIO, NamedTuple, Protocol
 
 from .device import SECTOR
 
@@ -324,8 +324,7 @@ class _GptPartition:
         return self.last_lba - self.first_lba + 1
 
 
-@dataclass(frozen=True)
-class _GptHeader:
+class _GptHeader(NamedTuple):
     entries_lba: int
     entry_count: int
     entry_size: int

@@ -15,7 +15,7 @@ import hashlib
 import json
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -1511,7 +1511,7 @@ def _reseal(
 
 def _no_prior(pt: bytes) -> bytes:
     b = decode_boot_body(pt)
-    return encode_boot_body(replace(b, prior=None))
+    return encode_boot_body(b._replace(prior=None))
 
 
 def _zero_slot(boot: int) -> Mutation:

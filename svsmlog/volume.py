@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from . import crypto
 from .codec import DecodeError, RegionEntry, Superblock, decode_superblock, encode_superblock
@@ -35,8 +35,7 @@ class GeometryError(DecodeError):
     """A superblock whose regions do not describe a usable volume."""
 
 
-@dataclass(frozen=True)
-class StreamSpec:
+class StreamSpec(NamedTuple):
     """One stream the launch configuration asks for, and the sectors it may use."""
 
     stream: int
@@ -82,8 +81,7 @@ def plan_superblock(volume_id: bytes, total_sectors: int, streams: list[StreamSp
     return sb
 
 
-@dataclass(frozen=True)
-class Volume:
+class Volume(NamedTuple):
     superblock: Superblock
     raw: bytes  # the superblock sector as on disk: its digest is sealed into every boot record
 

@@ -155,6 +155,36 @@ def test_the_declaration_covers_every_byte(name: str) -> None:
     assert r.signed_bytes == r.raw[:0x2A0] and SIGNED_LEN == 0x2A0
 
 
+def construct_fields(data: bytes) -> dict[str, object]:
+    """What the declaration parses ``data`` into, as ``Report.fields`` holds it."""
+    parsed = ATTESTATION_REPORT.parse(data)
+    return {k: v for k, v in parsed.items() if not k.startswith("_") and v is not None}
+
+
+@pytest.mark.parametrize("name", sorted(REAL))
+def test_parse_report_reads_real_reports_as_the_declaration_does(name: str) -> None:
+    r = parse_report(raw(name))
+    fields = construct_fields(r.raw)
+    assert list(r.fields.items()) == list(fields.items())  # same values, in the same order
+
+
+@settings(max_examples=300, deadline=None)
+@given(version=st.sampled_from(VERSIONS), body=st.binary(min_size=REPORT_LEN - 4, max_size=REPORT_LEN - 4))
+def test_parse_report_reads_any_bytes_as_the_declaration_does(version: int, body: bytes) -> None:
+    data = version.to_bytes(4, "little") + body
+    r = parse_report(data)
+    assert list(r.fields.items()) == list(construct_fields(data).items())
+    assert {type(v) for v in r.fields.values()} <= {int, bytes}
+
+
+def test_parse_report_does_not_import_construct() -> None:
+    code = ("import sys; from svsmlog.attestation.report import parse_report; "
+            f"parse_report(bytes.fromhex({raw('genoa-v5-oak').hex()!r})); "
+            "assert 'construct' not in sys.modules")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+
+
 def test_hex_text_is_accepted_with_any_whitespace() -> None:
     data = raw("milan-v2-virtee")
     h = data.hex()

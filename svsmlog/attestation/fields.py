@@ -9,9 +9,8 @@ verifier that rejected them would reject genuine reports from newer platforms.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 
 class Product(StrEnum):
@@ -53,8 +52,7 @@ POLICY_RESERVED_FROM = 26  # bits 63:26 must be zero
 DEBUG_BIT = 19
 
 
-@dataclass(frozen=True)
-class Policy:
+class Policy(NamedTuple):
     raw: int
     abi_major: int
     abi_minor: int
@@ -83,7 +81,7 @@ class Policy:
         return out
 
     def as_json(self) -> dict[str, Any]:
-        d = asdict(self)
+        d = self._asdict()
         d["raw"] = f"0x{self.raw:x}"
         return d
 
@@ -107,8 +105,7 @@ def decode_platform_info(raw: int) -> dict[str, Any]:
 SIGNING_KEYS = {0: "vcek", 1: "vlek", 7: "none"}  # 2-6 reserved
 
 
-@dataclass(frozen=True)
-class SignerInfo:
+class SignerInfo(NamedTuple):
     raw: int
     author_key_en: bool
     mask_chip_key: bool  # the firmware was told not to sign: the signature is zero
@@ -145,8 +142,7 @@ def tcb_layout(product: Product | None) -> str:
     return "turin" if product is Product.TURIN else "milan-genoa"
 
 
-@dataclass(frozen=True)
-class Tcb:
+class Tcb(NamedTuple):
     raw: bytes
     layout: str
     boot_loader: int

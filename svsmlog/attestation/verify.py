@@ -31,7 +31,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
-from typing import Any
+from typing import Any, NamedTuple
 
 from .. import crypto
 from ..crypto import Certificate
@@ -68,8 +68,7 @@ def amd_intermediates() -> tuple[Certificate, ...]:
     return _packaged("ask") + _packaged("asvk")
 
 
-@dataclass(frozen=True)
-class Reason:
+class Reason(NamedTuple):
     check: str  # signature, signer, chain, tcb, chip-id, product, reserved, format, vmpl
     detail: str
 

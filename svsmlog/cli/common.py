@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import IntEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, NamedTuple, TextIO
 
 from .. import crypto
 from ..anchor import Anchor, AnchorError, ReportAnchor
@@ -286,8 +286,7 @@ def load_keyring(
     return ring
 
 
-@dataclass(frozen=True)
-class OriginArgs:
+class OriginArgs(NamedTuple):
     """--trust-root, --cert, --measurement, --require-attestation (spec §8.9)."""
 
     trust_roots: tuple[Path, ...] = ()
