@@ -12,7 +12,8 @@ An anchor reaches the verifier in one of two forms:
 
 from __future__ import annotations
 
-import json
+# json is imported by the functions that use it: a plain verify never does (json costs a
+# few ms of start-up, benchmarks/README.md).
 import struct
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -88,6 +89,7 @@ class Anchor(NamedTuple):
         return cls(volume_id, boot, tuple(heads))
 
     def to_json(self) -> str:
+        import json
         return json.dumps(
             {
                 "format": "svsmlog-anchor-v1",
@@ -103,6 +105,7 @@ class Anchor(NamedTuple):
 
     @classmethod
     def from_json(cls, text: str) -> Anchor:
+        import json
         try:
             d = json.loads(text)
             if d.get("format") != "svsmlog-anchor-v1":

@@ -124,6 +124,26 @@ def test_packaged_roots_are_the_public_amd_roots() -> None:
     assert len(amd_intermediates()) == 6
 
 
+def test_shipped_intermediates_are_read_only_when_the_given_certificates_lack_the_issuer(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import svsmlog.attestation.verify as av
+
+    calls: list[int] = []
+    shipped = av.amd_intermediates
+
+    def counted() -> tuple[crypto.Certificate, ...]:
+        calls.append(1)
+        return shipped()
+
+    monkeypatch.setattr(av, "amd_intermediates", counted)
+    kds = crypto.load_certificates((DATA / "roots" / "genoa-ask-ark-asvk.pem").read_bytes())
+    given = verify_report(parse_report(raw("genoa-v5-oak")), certs("genoa-v5-oak") + kds)
+    assert given.valid and not calls
+    alone = verify_report(parse_report(raw("genoa-v5-oak")), certs("genoa-v5-oak"))
+    assert alone.valid and calls == [1]
+    assert [c.der for _, c in given.chain] == [c.der for _, c in alone.chain]  # the same chain either way
+
+
 # --------------------------------------------------------------------------- the structure
 
 

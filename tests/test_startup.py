@@ -100,8 +100,27 @@ def test_reading_a_small_image_imports_only_what_it_needs(args: list[str]) -> No
     assert r.returncode == 0, r.stderr[-2000:]
     unneeded = NOT_ON_THE_READING_PATH if args[0] == "verify" else tuple(
         n for n in NOT_ON_THE_READING_PATH if n != "svsmlog.cli.info")
+    if "--json" not in args:
+        unneeded += ("json",)
     found = {n for n in names for u in unneeded if n == u or n.startswith(u + ".")}
     assert not found, sorted(found)
+
+
+ATTESTED = ROOT / "samples" / "vtpm-panic.img"  # one boot, its report checked against the TEST-ONLY chain
+
+
+def test_verifying_an_attested_boot_imports_no_construct() -> None:
+    """The report is read by fixed-offset slices (svsmlog.attestation.report.LAYOUTS); the
+    construct declaration is for the model and the tests."""
+    os.chmod(SAMPLE_KEY, 0o600)
+    measurement = (ROOT / "samples" / "measurement.hex").read_text().strip()
+    args = ["verify", str(ATTESTED), "--key", str(SAMPLE_KEY), "--trust-root",
+            str(ROOT / "samples" / "TEST-ONLY-amd-chain.pem"), "--measurement", measurement]
+    names, r = imported_by("-m", "svsmlog.cli", *args, full=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "svsmlog.attestation.report" in names and "cryptography.x509" in names  # it was checked
+    unneeded = ("rich", "construct", "svsmlog.model", "json", "svsmlog.export", "multiprocessing")
+    assert not {n for n in names for u in unneeded if n == u or n.startswith(u + ".")}
 
 
 def test_extract_jsonl_imports_no_rich() -> None:

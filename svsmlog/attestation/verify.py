@@ -246,8 +246,12 @@ def _check_chain(leaf: Certificate, kind: str, label: str, certs: Sequence[Certi
                  trust: Sequence[Certificate], default_roots: bool,
                  chain: list[tuple[str, Certificate]], reasons: list[Reason]) -> Certificate | None:
     """leaf -> ASK/ASVK -> trusted ARK. Returns the root reached, if any."""
-    pool = {c.der: c for c in [*certs, *amd_intermediates()] if c.key_type.startswith("rsa-")}
-    inter = _issuer_of(leaf, [c for c in pool.values() if not c.self_issued])
+    # The certificates given come first, as they always did; AMD's shipped ASKs and ASVKs are
+    # read (six certificates, a few ms of a 1-boot verify) only when those lack the issuer.
+    inter = _issuer_of(leaf, [c for c in certs if c.key_type.startswith("rsa-") and not c.self_issued])
+    if inter is None:
+        pool = {c.der: c for c in [*certs, *amd_intermediates()] if c.key_type.startswith("rsa-")}
+        inter = _issuer_of(leaf, [c for c in pool.values() if not c.self_issued])
     if inter is None:
         reasons.append(Reason("chain", f"the {label} is not signed (RSA-PSS SHA-384) by any ASK or "
                                        f"ASVK given or shipped; its issuer is '{leaf.issuer}'"))

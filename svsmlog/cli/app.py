@@ -7,16 +7,16 @@ traceback. ``main`` also turns typer's usage errors into that one line (exit 2).
 
 from __future__ import annotations
 
+# json is imported by the functions that use it: a plain verify never does (json costs a
+# few ms of start-up, benchmarks/README.md).
 import copy
 import functools
 import inspect
-import json
 import os
 import re
 import sys
 import traceback
 from collections.abc import Callable
-from dataclasses import replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
@@ -347,6 +347,8 @@ def info(
     with open_volume(image[0], partition, offset) as img:
         result = info_cmd.collect(img)
         if as_json:
+            import json
+
             print(json.dumps(result.as_json(), indent=2))
         else:
             info_cmd.render(report_console(), result, list_frames=frames)
@@ -493,8 +495,8 @@ def extract(
       svsmlog extract disk.img --key owner.key -f journal -o out/
       svsmlog extract disk.img --key owner.key -f timesketch > svsm.timesketch.jsonl
     """
-    keys = replace(_key_args(key, stream_key, passphrase_file, trust_root, cert, measurement,
-                             require_attestation), anchor=anchor)
+    keys = _key_args(key, stream_key, passphrase_file, trust_root, cert, measurement,
+                     require_attestation)._replace(anchor=anchor)
     many = reading.many_images(image)
     if many is not None and (output is None or list_boots):
         raise CliError("with several images, extract writes into -o DIR (one subdirectory per image)")

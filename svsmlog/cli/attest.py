@@ -13,7 +13,8 @@ asks for it.
 
 from __future__ import annotations
 
-import json
+# json is imported by the functions that use it: a plain verify never does (json costs a
+# few ms of start-up, benchmarks/README.md).
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -69,6 +70,8 @@ def attest(
       svsmlog attest report.bin --cert vcek.der --require-vmpl0
       svsmlog attest model.bin --cert vcek.pem --trust-root TEST-ONLY-ark.pem
     """
+    import json
+
     from ..attestation import ReportError, parse_report, verify_report  # only this command needs it
 
     data = read_small_file(report, "attestation report")

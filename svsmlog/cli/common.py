@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+# json is imported by the functions that use it: a plain verify never does (json costs a
+# few ms of start-up, benchmarks/README.md).
 import getpass
-import json
 import os
 import re
 import select
@@ -237,6 +238,7 @@ def _int_field(d: dict[str, object], name: str) -> int:
 
 def load_stream_key(path: Path, volume: Volume) -> StreamKey:
     """A file written by ``export-key``. ``stream`` may be the stream's id or its name."""
+    import json
     data = read_small_file(path, "stream key file")
     try:
         d = json.loads(data)
@@ -258,6 +260,7 @@ def load_stream_key(path: Path, volume: Volume) -> StreamKey:
 
 
 def stream_key_json(key: StreamKey, stream_name: str) -> bytes:
+    import json
     doc = {
         "format": STREAM_KEY_FORMAT,
         "volume_id": key.volume_id.hex(),

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+# json is imported by the functions that use it: a plain verify never does (json costs a
+# few ms of start-up, benchmarks/README.md).
 import contextlib
 import functools
 import heapq
 import itertools
-import json
 import os
 import re
 import shlex
@@ -17,7 +18,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, TextIO, cast
+from typing import TYPE_CHECKING, BinaryIO, NamedTuple, TextIO, cast
 
 from ..records import Level, LocatedRecord
 from ..report import Kind, Report
@@ -61,15 +62,14 @@ def _severity(level: Level) -> int:
 EXTENSIONS = {"text": "txt", "jsonl": "jsonl", "journal": "journal", "syslog": "log", "timesketch": "jsonl"}
 
 
-@dataclass(frozen=True)
-class KeyArgs:
+class KeyArgs(NamedTuple):
     """What every reading command takes to open the log."""
 
     keys: list[Path]
     stream_keys: list[Path]
     passphrase_file: Path | None
     anchor: Path | None = None  # extract checks it as verify does
-    origin: OriginArgs = field(default_factory=OriginArgs)  # what each boot's attestation report must show
+    origin: OriginArgs = OriginArgs()  # what each boot's attestation report must show
 
 
 # --------------------------------------------------------------------------- verify
@@ -80,6 +80,8 @@ def verify(image_path: Path, partition: int | None, keys: KeyArgs, anchor: Path 
     with open_volume(image_path, partition, offset) as image:
         v = verify_image(image, keys.keys, keys.stream_keys, keys.passphrase_file, anchor, jobs, keys.origin)
         if as_json:
+            import json
+
             print(json.dumps(v.report.as_json(), indent=2))
         elif not v.nothing_opened():  # a key that opens nothing gets no verdict panel
             render_report(report_console(), image, v.report)
@@ -138,6 +140,7 @@ def _worst(results: list[fleet.Result]) -> Exit:
 
 def verify_many(paths: list[Path], partition: int | None, offset: int | None, keys: KeyArgs,
                 anchor: Path | None, as_json: bool, jobs: int | None) -> Exit:
+    import json
     job_list = [_fleet().Job(p, tuple(keys.keys), tuple(keys.stream_keys), keys.passphrase_file, anchor,
                           partition, offset) for p in paths]
     results = _fleet().run_local(job_list, jobs)
@@ -173,6 +176,7 @@ def verify_many(paths: list[Path], partition: int | None, offset: int | None, ke
 
 def info_many(paths: list[Path], partition: int | None, offset: int | None, as_json: bool,
               jobs: int | None) -> Exit:
+    import json
     fl = _fleet()
     results = fl.run_local([fl.Job(p, partition=partition, offset=offset, mode="info") for p in paths], jobs)
     out = _utf8_stdout()
@@ -258,7 +262,7 @@ def extract_many(paths: list[Path], partition: int | None, keys: KeyArgs, stream
     assert output.out_dir is not None
     check_output(output)
     names = [_subdir_name(p) for p in paths]
-    tasks = [(p, partition, keys, streams, keep, replace(output, out_dir=output.out_dir / n), offset)
+    tasks = [(p, partition, keys, streams, keep, output._replace(out_dir=output.out_dir / n), offset)
              for p, n in zip(paths, names, strict=True)]
     workers = min(jobs or os.cpu_count() or 1, len(tasks))
     sys.stdout.flush()
@@ -362,8 +366,7 @@ def compile_grep(pattern: str | None) -> re.Pattern[str] | None:
         raise CliError(f"invalid --grep regular expression {pattern!r}: {e}") from None
 
 
-@dataclass(frozen=True)
-class Output:
+class Output(NamedTuple):
     fmt: str
     out_dir: Path | None
     realtime: bool  # --host-time: wall-clock times from the host-provided boot time (untrusted)
@@ -413,6 +416,8 @@ def _project(obj: dict[str, object], names: tuple[str, ...]) -> dict[str, object
 
 def _write_projected(records: Iterable[LocatedRecord], out: TextIO, output: Output,
                      bases: Mapping[int, int] | None) -> int:
+    import json
+
     from .. import export
 
     count = 0
@@ -624,6 +629,7 @@ def _write_journal_file(path: Path, records: Iterable[LocatedRecord], bases: Map
 def _to_dir(v: Verification, stream_ids: list[int], keep: RecordFilter, output: Output) -> int:
     """One file per boot and stream, plus report.json. Each stream's records come in boot
     order, so only one file is open at a time however many boots the image holds."""
+    import json
     assert output.out_dir is not None
     out_dir = output.out_dir
     try:
@@ -814,6 +820,8 @@ def list_boots(image_path: Path, partition: int | None, keys: KeyArgs, jobs: int
 
 def crashes(image_path: Path, partition: int | None, keys: KeyArgs, lines: int, as_json: bool,
             jobs: int | None, offset: int | None) -> Exit:
+    import json
+
     from .. import export
     from ..crashes import summarize
 
