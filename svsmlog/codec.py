@@ -666,6 +666,7 @@ _SMALL = 129
 _I32S = [struct.Struct(f"<{k}i").unpack_from for k in range(_SMALL)]
 _U16S = [struct.Struct(f"<{k}H").unpack_from for k in range(_SMALL)]
 _EMPTY_SUMMARY = BlockSummary(0, False, None, None)
+_new_summary = tuple.__new__  # a summary per frame: NamedTuple's own __new__ is a Python call more
 
 
 def summarize_record_block(buf: bytes) -> BlockSummary:
@@ -745,7 +746,7 @@ def _summarize(buf: bytes) -> BlockSummary:
         _walk_fields(buf, heads, pos)
     elif pos != n:
         raise DecodeError("trailing bytes after the last record")
-    return BlockSummary(count, bool(heads.translate(None, _CALM_HEADS)), first, last)
+    return _new_summary(BlockSummary, (count, bool(heads.translate(None, _CALM_HEADS)), first, last))
 
 
 def _names(buf: bytes, n: int, decode: bool = True) -> tuple[int, list[tuple[str, str, str | None]]]:

@@ -101,7 +101,8 @@ def scan_region(
             yield Malformed(lba, str(e))
             lba += 1
             continue
-        n = header.sectors
+        body = FRAME_HEADER_LEN + header.clear_len + header.ct_len  # header.body_len, header.sectors:
+        n = -(-body // SECTOR)  # two property calls a frame less
         if lba + n > end:
             yield Malformed(lba, f"frame of {n} sectors runs past the end of region {region.name!r}")
             lba += 1
@@ -114,7 +115,7 @@ def scan_region(
         if lba + n > w_hi:
             buf = _fill(read, lba, n, end)
             w_lo, w_hi, off = lba, lba + len(buf) // SECTOR, 0
-        cand = Candidate(lba, header, buf[off : off + header.body_len])
+        cand = Candidate(lba, header, buf[off : off + body])
         yield cand
         if cand.accepted:
             lba += n

@@ -323,8 +323,8 @@ class Verifier:
         except DecodeError:
             return False
         c.accepted = True
-        run.take_frame(c.lba, h.sectors, raw[-TAG_LEN:], summary.count, summary.panic, summary.first_t,
-                       summary.last_t)
+        run.take_frame(c.lba, -(-len(raw) // SECTOR), raw[-TAG_LEN:], summary.count, summary.panic,
+                       summary.first_t, summary.last_t)  # raw is the frame's bytes: h.sectors, a call less
         return True
 
     def _decode_body(self, region: RegionEntry, e: Entry, plaintext: bytes) -> None:
