@@ -47,8 +47,7 @@ class Candidate:
         return commit_digest(aad, self.clear, self.ciphertext) == h.digest
 
 
-@dataclass(slots=True)
-class Malformed:
+class Malformed(NamedTuple):
     """A sector that starts with the frame magic but is not a usable frame header."""
 
     lba: int

@@ -17,8 +17,7 @@ for the verifier to report, so the rest of a suspicious report can still be show
 from __future__ import annotations
 
 import string
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
     from construct import Struct
@@ -135,17 +134,16 @@ class ReportError(ValueError):
     """Input that is not an ATTESTATION_REPORT this parser knows (length, version, encoding)."""
 
 
-@dataclass(frozen=True)
-class Report:
+class Report(NamedTuple):
     """A parsed report: the raw bytes (the signature is checked over these, never over a
-    re-encoding) and the fields by name."""
+    re-encoding) and the fields by name, also as attributes (``report.vmpl``)."""
 
     raw: bytes
     fields: dict[str, Any]
 
     def __getattr__(self, name: str) -> Any:
         try:
-            return self.__dict__["fields"][name]
+            return self.fields[name]
         except KeyError:
             raise AttributeError(name) from None
 
