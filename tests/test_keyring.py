@@ -91,7 +91,8 @@ def test_the_column_test_finds_what_a_walk_finds(starts: list[tuple[int, bytes]]
 
 
 def test_every_sector_of_a_window_is_looked_at() -> None:
-    disk = b"".join(FRAME_MAGIC + bytes([3, FrameType.KEYS]) + bytes(SECTOR - 6) for _ in range(WINDOW_SECTORS))
+    key_sector = FRAME_MAGIC + bytes([3, FrameType.KEYS]) + bytes(SECTOR - 6)  # version 3, type KEYS
+    disk = key_sector * WINDOW_SECTORS
     count, keys = keyring._sector_starts(disk, WINDOW_SECTORS)
     assert count == WINDOW_SECTORS and keys == b"\1" * WINDOW_SECTORS
     count, keys = keyring._sector_starts(bytes(WINDOW_SECTORS * SECTOR), WINDOW_SECTORS)
