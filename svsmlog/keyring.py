@@ -238,9 +238,9 @@ _IS_KEY_TYPE = bytes(int(x in (FrameType.BOOT, FrameType.KEYS)) for x in range(2
 def _sector_starts(buf: bytes, n: int) -> tuple[int, bytes]:
     """Of the ``n`` sectors of ``buf``: how many start with the frame magic, and a byte per
     sector, 1 where the sector starts with the magic and a BOOT or KEYS type byte. The
-    columns (byte i of every sector: ``buf[i::SECTOR]``) are compared in C: a Python loop
-    over each sector, or ``find`` through the ciphertext between headers, was a tenth of
-    verifying a large image."""
+    columns (byte i of every sector: ``buf[i::SECTOR]``) are compared in C: ``find``
+    through the ciphertext from one header to the next took 3-11 % of verifying a
+    1M-record image (benchmarks/README.md)."""
     hit = -1
     for i, b in enumerate(FRAME_MAGIC):
         hit &= int.from_bytes(buf[i::SECTOR].translate(_IS[b]), "big")
