@@ -76,3 +76,27 @@ def test_the_guest_os_reports(setup: Setup) -> None:
     assert r1[0x50:0x90] == bytes(range(64)) and struct.unpack_from("<I", r1, 0x30)[0] == 1
     debug = host.guest_of(cfg, chip, debug=True).protocol_report(b"n", b"m").report
     assert struct.unpack_from("<Q", debug, 0x08)[0] & (1 << 19)
+
+
+def test_a_host_made_chip_copies_everything_public_and_signs_with_its_own_chain(setup: Setup) -> None:
+    from svsmlog.attestation import parse_report, verify_report
+    from svsmlog.model.amdsp import new_chain
+
+    cfg, chip, image = setup
+    owner = crypto.private_key_from_seed(crypto.KEM_X25519, bytes(range(1, 33)))
+    own = TestPlatform(chip.product, chip_id=chip.chip_id, tcb=dict(chip.tcb or {}), _chain=new_chain())
+    genuine = host.seen_reports(image)[2].report
+    for with_chain in (True, False):
+        forged = host.forge_with_own_chip(image, [owner.public], own, launch_measurement(cfg),
+                                          with_chain=with_chain)
+        ev = host.seen_reports(forged)[3]
+        assert ev.certs == ((own.vcek_der, *own.chain_ders) if with_chain else (own.vcek_der,))
+        for at, n in ((0x30, 4), (0x90, 48), (0x1A0, 64), (0x180, 8)):  # VMPL, MEASUREMENT, CHIP_ID, TCB
+            assert ev.report[at : at + n] == genuine[at : at + n]
+        report, leaf = parse_report(ev.report), crypto.load_certificates(own.vcek_der)
+        host_ask, host_ark = (crypto.load_certificates(d) for d in own.chain_ders)
+        assert verify_report(report, leaf + host_ask, host_ark).valid  # under the host's own root
+        owners_ask = crypto.load_certificates(chip.chain_pems)[:1]
+        owners_root = crypto.load_certificates(chip.ark_pem)
+        checks = {r.check for r in verify_report(report, leaf + host_ask + owners_ask, owners_root).reasons}
+        assert checks == {"chain"}  # under the owner's root only the chain tells them apart

@@ -12,7 +12,9 @@ image it left:
   genuine report it lifted from another boot of the volume, from the very boot it replaces
   (rolled back to before it), from a boot of another volume, with the guest OS's
   attestation-protocol report, or with a report of the forged boot's own commitment that
-  the guest OS obtained from VMPL1;
+  the guest OS obtained from VMPL1, or with a report of its own commitment signed by a chip
+  of its own making (a VCEK under its own ASK and ARK, the genuine CHIP_ID and TCB copied),
+  its ASK and ARK carried in the evidence or not;
 * the host launches another SVSM build, or the genuine one with the debug policy.
 
 Each image is verified as the owner would (``--trust-root`` the TEST-ONLY ARK, ``--cert`` its
@@ -28,11 +30,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
+from functools import cache
 
 from .. import crypto
 from ..device import MemoryDevice, RecordingDevice, Write
 from ..format import Layout
 from ..model import host
+from ..model.amdsp import Chain, TestPlatform, new_chain
 from ..model.config import LaunchConfig
 from ..model.scenarios import BootPlan, get_scenario
 from ..model.svsm import launch_measurement
@@ -151,6 +155,22 @@ def _vmpl1(v: Volume, other: Volume, p: int, image: bytes, record: list[Write]) 
     return host.forge_with_vmpl1_report(image, pub, guest, layout=v.config.layout, record=record)
 
 
+@cache
+def _host_chain() -> Chain:
+    return new_chain()  # two RSA-4096 keys: once a process
+
+
+def _own_chip(with_chain: bool) -> Act:
+    def act(v: Volume, other: Volume, p: int, image: bytes, record: list[Write]) -> bytes:
+        chip = TestPlatform(v.chip.product, chip_id=v.chip.chip_id, tcb=dict(v.chip.tcb or {}),
+                            seed=v.chip.seed, version=v.chip.version, _chain=_host_chain())
+        pub = [k.public for k in v.owners]
+        return host.forge_with_own_chip(image, pub, chip, v.measurement, with_chain=with_chain,
+                                        layout=v.config.layout, record=record)
+
+    return act
+
+
 def _refused(v: Volume, other: Volume, p: int, image: bytes, record: list[Write]) -> bytes:
     return host.refuse_report(image, v.config, v.chip, **v.launch_kw(p - 1, record))
 
@@ -178,6 +198,8 @@ ACTS: list[tuple[str, Act]] = [
     ("forged boot, genuine report of a boot of another volume", _forge(lambda v, o, p: _seen(o, p))),
     ("forged boot, the guest OS's attestation-protocol report", _guest),
     ("forged boot, a VMPL1 report of its own commitment", _vmpl1),
+    ("forged boot, its own commitment signed by a host-made chip, its ASK and ARK carried", _own_chip(True)),
+    ("forged boot, its own commitment signed by a host-made chip, its VCEK alone", _own_chip(False)),
     ("another SVSM build launched (other measurement)", _other_build),
     ("debug-policy launch", _debug),
 ]

@@ -54,9 +54,10 @@ class Chain:
     ask: crypto.Certificate
 
 
-def regenerate_chain(directory: Path) -> Chain:
-    """Make new TEST-ONLY ARK and ASK keys and certificates and write them to ``directory``
-    (this is how ``amdsp_keys/`` was made; RSA-4096 generation takes a few seconds)."""
+def new_chain() -> Chain:
+    """New TEST-ONLY ARK and ASK keys and certificates, with the stored chain's names (RSA-4096
+    generation takes a few seconds): ``regenerate_chain``'s, and the host's own in the
+    forgery campaign, which only the owner's choice of root tells from the stored one."""
     ark_key, ask_key = crypto.generate_rsa_signing_key(), crypto.generate_rsa_signing_key()
     ark = crypto.issue_certificate(subject=ARK_SUBJECT, subject_key=ark_key, issuer=None,
                                    issuer_key=ark_key, serial=1, not_before=NOT_BEFORE,
@@ -64,11 +65,19 @@ def regenerate_chain(directory: Path) -> Chain:
     ask = crypto.issue_certificate(subject=ASK_SUBJECT, subject_key=ask_key, issuer=ark,
                                    issuer_key=ark_key, serial=2, not_before=NOT_BEFORE,
                                    not_after=NOT_AFTER, ca=True)
+    return Chain(ark_key, ark, ask_key, ask)
+
+
+def regenerate_chain(directory: Path) -> Chain:
+    """Make new TEST-ONLY ARK and ASK keys and certificates and write them to ``directory``
+    (this is how ``amdsp_keys/`` was made)."""
+    chain = new_chain()
+    ark_key, ark, ask_key, ask = chain.ark_key, chain.ark, chain.ask_key, chain.ask
     directory.mkdir(parents=True, exist_ok=True)
     for name, data in (("TEST-ONLY-ark.key.pem", ark_key.private_pem()), ("TEST-ONLY-ark.pem", ark.pem()),
                        ("TEST-ONLY-ask.key.pem", ask_key.private_pem()), ("TEST-ONLY-ask.pem", ask.pem())):
         (directory / name).write_bytes(data)
-    return Chain(ark_key, ark, ask_key, ask)
+    return chain
 
 
 @cache  # loading (and checking) two RSA-4096 keys costs more than signing with them
@@ -151,6 +160,11 @@ class TestPlatform:
     def chain_pems(self) -> bytes:
         """ASK then ARK, as AMD's KDS serves ``cert_chain``."""
         return self._chain.ask.pem() + self._chain.ark.pem()
+
+    @property
+    def chain_ders(self) -> tuple[bytes, bytes]:
+        """ASK and ARK, DER."""
+        return self._chain.ask.der, self._chain.ark.der
 
     @property
     def ark_pem(self) -> bytes:

@@ -162,6 +162,24 @@ def forge_with_vmpl1_report(
     return forge_boot(image, owners, attester=guest.vmpl1_report, **kw)  # type: ignore[arg-type]
 
 
+def forge_with_own_chip(
+    image: bytes, owners: Sequence[crypto.PublicKey], chip: TestPlatform, measurement: bytes,
+    *, with_chain: bool, **kw: object
+) -> bytes:
+    """A forged boot whose report commits to the forged boot itself, signed by a chip of the
+    host's making: a VCEK (the genuine chip's CHIP_ID and TCB copied, they are public) under
+    an ASK and ARK of its own, at VMPL0, with the genuine build's MEASUREMENT and no debug
+    policy. Every field is what an honest boot's report says; only the chain is not AMD's
+    (here: not the owner's root). ``with_chain``: the evidence carries the host's ASK and ARK
+    after the VCEK, so a reader meets the host's ASK before the genuine one it was given."""
+
+    def attester(report_data: bytes) -> Evidence:
+        report = chip.report(report_data, vmpl=0, measurement=measurement)
+        return Evidence(report, (chip.vcek_der, *(chip.chain_ders if with_chain else ())))
+
+    return forge_boot(image, owners, attester=attester, **kw)  # type: ignore[arg-type]
+
+
 # --------------------------------------------------------------------------- launching VMs
 
 
