@@ -71,13 +71,14 @@ def new_chain() -> Chain:
 def regenerate_chain(directory: Path) -> Chain:
     """Make new TEST-ONLY ARK and ASK keys and certificates and write them to ``directory``
     (this is how ``amdsp_keys/`` was made)."""
-    chain = new_chain()
-    ark_key, ark, ask_key, ask = chain.ark_key, chain.ark, chain.ask_key, chain.ask
+    c = new_chain()
     directory.mkdir(parents=True, exist_ok=True)
-    for name, data in (("TEST-ONLY-ark.key.pem", ark_key.private_pem()), ("TEST-ONLY-ark.pem", ark.pem()),
-                       ("TEST-ONLY-ask.key.pem", ask_key.private_pem()), ("TEST-ONLY-ask.pem", ask.pem())):
+    for name, data in (("TEST-ONLY-ark.key.pem", c.ark_key.private_pem()),
+                       ("TEST-ONLY-ark.pem", c.ark.pem()),
+                       ("TEST-ONLY-ask.key.pem", c.ask_key.private_pem()),
+                       ("TEST-ONLY-ask.pem", c.ask.pem())):
         (directory / name).write_bytes(data)
-    return chain
+    return c
 
 
 @cache  # loading (and checking) two RSA-4096 keys costs more than signing with them
