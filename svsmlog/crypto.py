@@ -582,7 +582,7 @@ def _name_oids() -> dict[str, x509.ObjectIdentifier]:
 def issue_certificate(
     *,
     subject: dict[str, str],
-    subject_key: SigningKey,
+    subject_key: SigningKey | Certificate,
     issuer: Certificate | None,
     issuer_key: SigningKey,
     serial: int,
@@ -592,7 +592,9 @@ def issue_certificate(
     extensions: dict[str, bytes] | None = None,
 ) -> Certificate:
     """A certificate signed as AMD signs (RSA-PSS, SHA-384, salt 48); ``issuer=None`` makes it
-    self-signed. ``extensions`` are raw (dotted OID -> extnValue content), as AMD's VCEK OIDs."""
+    self-signed. ``extensions`` are raw (dotted OID -> extnValue content), as AMD's VCEK OIDs.
+    ``subject_key`` a certificate: its public key, certified again (what a host can do with
+    any public key)."""
     from cryptography import x509
     from cryptography.hazmat.primitives.asymmetric import padding as _padding
     from cryptography.hazmat.primitives.asymmetric import rsa
@@ -603,7 +605,8 @@ def issue_certificate(
         x509.CertificateBuilder()
         .subject_name(name)
         .issuer_name(issuer._cert.subject if issuer is not None else name)
-        .public_key(subject_key._key.public_key())
+        .public_key(subject_key._cert.public_key() if isinstance(subject_key, Certificate)
+                    else subject_key._key.public_key())
         .serial_number(serial)
         .not_valid_before(not_before)
         .not_valid_after(not_after)

@@ -124,6 +124,30 @@ def test_packaged_roots_are_the_public_amd_roots() -> None:
     assert len(amd_intermediates()) == 6
 
 
+def test_a_decoy_ask_ahead_of_the_vcek_does_not_hide_amds_chain(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The host supplies the certificates of the SVSM's extended report request: it can put a
+    certificate of AMD's real Genoa ASK key under an ARK of its own ahead of the VCEK. That
+    decoy verifies the VCEK as the ASK does; the chain through AMD's ASK must still be found."""
+    import svsmlog.attestation.verify as av
+    from svsmlog.model.amdsp import decoy_ask, new_chain
+
+    genoa_ask = next(c for c in amd_intermediates() if c.subject_cn == "SEV-Genoa")
+    decoy = decoy_ask(genoa_ask, new_chain())
+    report, vcek = parse_report(raw("genoa-v5-oak")), certs("genoa-v5-oak")
+    assert crypto.rsa_pss_sha384_signed_by(vcek[0], decoy)  # the decoy does sign the VCEK
+    v = verify_report(report, [decoy, *vcek])
+    assert v.valid and [c.subject_cn for _, c in v.chain[1:]] == ["SEV-Genoa", "ARK-Genoa"]
+    assert v.chain[1][1].der == genoa_ask.der
+
+    def first_issuer(leaf: crypto.Certificate, candidates: list[crypto.Certificate],
+                     trust: list[crypto.Certificate]) -> tuple[object, object]:
+        inter = av._issuer_of(leaf, candidates)
+        return inter, (av._issuer_of(inter, trust) if inter is not None else None)
+
+    monkeypatch.setattr(av, "_chain_up", first_issuer)  # the search before: the first issuer found
+    assert {r.check for r in verify_report(report, [decoy, *vcek]).reasons} == {"chain"}
+
+
 def test_shipped_intermediates_are_read_only_when_the_given_certificates_lack_the_issuer(
         monkeypatch: pytest.MonkeyPatch) -> None:
     import svsmlog.attestation.verify as av

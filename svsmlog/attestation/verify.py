@@ -168,6 +168,23 @@ def _issuer_of(cert: Certificate, candidates: Sequence[Certificate]) -> Certific
     return next((c for c in candidates if crypto.rsa_pss_sha384_signed_by(cert, c)), None)
 
 
+def _chain_up(leaf: Certificate, candidates: Sequence[Certificate],
+              trust: Sequence[Certificate]) -> tuple[Certificate | None, Certificate | None]:
+    """(intermediate, root): the first candidate that signed ``leaf`` and is signed by a
+    trusted root, with that root; else the first that signed ``leaf``, and None. Not just
+    the first that signed it: the host supplies the certificates of the SVSM's report
+    request, and a decoy ahead of the genuine ASK (the genuine ASK's key under a root of the
+    host's making verifies the leaf too) must not hide the chain that does reach a root."""
+    first = None
+    for c in candidates:
+        if crypto.rsa_pss_sha384_signed_by(leaf, c):
+            root = _issuer_of(c, trust)
+            if root is not None:
+                return c, root
+            first = first or c
+    return first, None
+
+
 def verify_report(
     report: Report,
     certs: Sequence[Certificate],
@@ -247,11 +264,14 @@ def _check_chain(leaf: Certificate, kind: str, label: str, certs: Sequence[Certi
                  chain: list[tuple[str, Certificate]], reasons: list[Reason]) -> Certificate | None:
     """leaf -> ASK/ASVK -> trusted ARK. Returns the root reached, if any."""
     # The certificates given come first, as they always did; AMD's shipped ASKs and ASVKs are
-    # read (six certificates, a few ms of a 1-boot verify) only when those lack the issuer.
-    inter = _issuer_of(leaf, [c for c in certs if c.key_type.startswith("rsa-") and not c.self_issued])
-    if inter is None:
+    # read (six certificates, a few ms of a 1-boot verify) only when those reach no root.
+    inter, root = _chain_up(leaf, [c for c in certs if c.key_type.startswith("rsa-") and not c.self_issued],
+                            trust)
+    if root is None:
         pool = {c.der: c for c in [*certs, *amd_intermediates()] if c.key_type.startswith("rsa-")}
-        inter = _issuer_of(leaf, [c for c in pool.values() if not c.self_issued])
+        shipped = _chain_up(leaf, [c for c in pool.values() if not c.self_issued], trust)
+        if shipped[1] is not None or inter is None:
+            inter, root = shipped
     if inter is None:
         reasons.append(Reason("chain", f"the {label} is not signed (RSA-PSS SHA-384) by any ASK or "
                                        f"ASVK given or shipped; its issuer is '{leaf.issuer}'"))
@@ -263,7 +283,6 @@ def _check_chain(leaf: Certificate, kind: str, label: str, certs: Sequence[Certi
         reasons.append(Reason("chain", f"a {label} must be signed by the {wanted.upper()}, not by "
                                        f"the {role.upper()} {_name(inter)}"))
     where = "AMD's pinned ARKs (Milan, Genoa, Turin)" if default_roots else "the --trust-root given"
-    root = _issuer_of(inter, trust)
     if root is None:
         reasons.append(Reason("chain", f"the {role.upper()} {_name(inter)} does not chain to a "
                                        f"trusted root: not signed by any of {where}"))

@@ -6,8 +6,10 @@ replaces the boot at one position (first, middle, newest, or every one at full s
 act of the host (``svsmlog.model.host``), the genuine boots after it carrying on from the
 image it left:
 
-* honest controls: no act at all (attested boots, untouched), and the genuine boot whose
-  report request the host refused (unattested, honestly);
+* honest controls: no act at all (attested boots, untouched), the genuine boot whose
+  report request the host refused (unattested, honestly), and the genuine boot whose
+  evidence the host salted with a decoy ASK ahead of the VCEK (the genuine ASK's key under
+  the host's own ARK: attested still);
 * the host runs the writer itself with the owner's public key: with no report, with a
   genuine report it lifted from another boot of the volume, from the very boot it replaces
   (rolled back to before it), from a boot of another volume, with the guest OS's
@@ -36,7 +38,7 @@ from .. import crypto
 from ..device import MemoryDevice, RecordingDevice, Write
 from ..format import Layout
 from ..model import host
-from ..model.amdsp import Chain, TestPlatform, new_chain
+from ..model.amdsp import Chain, TestPlatform, decoy_ask, new_chain
 from ..model.config import LaunchConfig
 from ..model.scenarios import BootPlan, get_scenario
 from ..model.svsm import launch_measurement
@@ -171,6 +173,11 @@ def _own_chip(with_chain: bool) -> Act:
     return act
 
 
+def _decoy(v: Volume, other: Volume, p: int, image: bytes, record: list[Write]) -> bytes:
+    decoy = decoy_ask(v.chip.ask, _host_chain()).der
+    return host.launch_with_decoy_ask(image, v.config, v.chip, decoy, **v.launch_kw(p - 1, record))
+
+
 def _refused(v: Volume, other: Volume, p: int, image: bytes, record: list[Write]) -> bytes:
     return host.refuse_report(image, v.config, v.chip, **v.launch_kw(p - 1, record))
 
@@ -185,6 +192,7 @@ def _debug(v: Volume, other: Volume, p: int, image: bytes, record: list[Write]) 
 
 # (row, the act): the class names say what the host did, never what the reader should say
 ACTS: list[tuple[str, Act]] = [
+    ("honest boot, the host's decoy ASK ahead of its VCEK", _decoy),
     ("honest boot whose report the host refused", _refused),
     ("forged boot (host runs the writer), no report", _forge(lambda v, o, p: None)),
     (

@@ -68,6 +68,14 @@ def new_chain() -> Chain:
     return Chain(ark_key, ark, ask_key, ask)
 
 
+def decoy_ask(genuine: crypto.Certificate, host: Chain) -> crypto.Certificate:
+    """The genuine ASK's public key and CN in a certificate the host's ARK signed: it verifies
+    the genuine VCEK as the ASK does, and reaches no root but the host's."""
+    return crypto.issue_certificate(subject={"CN": genuine.subject_cn}, subject_key=genuine,
+                                    issuer=host.ark, issuer_key=host.ark_key, serial=3,
+                                    not_before=NOT_BEFORE, not_after=NOT_AFTER, ca=True)
+
+
 def regenerate_chain(directory: Path) -> Chain:
     """Make new TEST-ONLY ARK and ASK keys and certificates and write them to ``directory``
     (this is how ``amdsp_keys/`` was made)."""
@@ -161,6 +169,10 @@ class TestPlatform:
     def chain_pems(self) -> bytes:
         """ASK then ARK, as AMD's KDS serves ``cert_chain``."""
         return self._chain.ask.pem() + self._chain.ark.pem()
+
+    @property
+    def ask(self) -> crypto.Certificate:
+        return self._chain.ask
 
     @property
     def chain_ders(self) -> tuple[bytes, bytes]:

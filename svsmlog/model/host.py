@@ -215,6 +215,13 @@ def refuse_report(image: bytes, config: LaunchConfig, chip: TestPlatform, **kw: 
     return launch(image, config, SnpPlatform(chip, refuse=True), **kw)  # type: ignore[arg-type]
 
 
+def launch_with_decoy_ask(image: bytes, config: LaunchConfig, chip: TestPlatform, decoy: bytes,
+                          **kw: object) -> bytes:
+    """The genuine SVSM, its report relayed, with a certificate of the host's put ahead of the
+    VCEK in the answer to its extended request: an honest attested boot, its evidence salted."""
+    return launch(image, config, SnpPlatform(chip, host_certs=(decoy,)), **kw)  # type: ignore[arg-type]
+
+
 def launch_other_build(
     image: bytes, config: LaunchConfig, chip: TestPlatform, build: str, **kw: object
 ) -> bytes:

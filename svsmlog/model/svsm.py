@@ -67,6 +67,9 @@ class SnpPlatform:
     chip: TestPlatform
     build: str = DEFAULT_BUILD
     refuse: bool = False
+    # Certificates the host hands back ahead of the chip's VCEK (an extended report request
+    # returns whatever the host supplies; the SVSM stores them as given).
+    host_certs: tuple[bytes, ...] = ()
 
 
 class SvsmStopped(Exception):
@@ -453,7 +456,7 @@ class SvsmModel:
                 policy=self.snp_guest_policy,
                 measurement=launch_measurement(self.config, snp.build),
             )
-            return Evidence(report, (snp.chip.vcek_der,))
+            return Evidence(report, (*snp.host_certs, snp.chip.vcek_der))
 
         return ask
 
