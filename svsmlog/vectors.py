@@ -143,7 +143,12 @@ class ReportMaker:
             policy=request.get("policy", SNP_POLICY),
             measurement=bytes.fromhex(request["measurement"]),
         )
-        return {"report": _h(report), "certs": [_h(self.vcek_der)]}
+        ahead: list[bytes] = []
+        if request.get("decoy_ask"):
+            from .model.amdsp import decoy_ask, new_chain
+
+            ahead = [decoy_ask(_platform().ask, new_chain()).der, _platform().ask.der]
+        return {"report": _h(report), "certs": [_h(c) for c in (*ahead, self.vcek_der)]}
 
 
 def evidence_input(att: dict[str, Any]) -> Evidence:
@@ -1000,10 +1005,13 @@ def more_writer_vectors() -> list[dict[str, Any]]:
     ]
 
 
-def _attest(policy: int = SNP_POLICY) -> dict[str, Any]:
+def _attest(policy: int = SNP_POLICY, *, decoy_ask: bool = False) -> dict[str, Any]:
     """A boot's report request, as written in the definitions below: generation replaces it
-    with the TEST-ONLY AMD-SP's answer, ``{report, certs}`` (README.md §3.1)."""
-    return {"measurement": _h(MEASUREMENT), "policy": policy}
+    with the TEST-ONLY AMD-SP's answer, ``{report, certs}`` (README.md §3.1). ``decoy_ask``:
+    the host answers the extended request with a decoy ASK (the TEST-ONLY ASK's key under an
+    ARK of the host's making) and the TEST-ONLY ASK ahead of the VCEK."""
+    request: dict[str, Any] = {"measurement": _h(MEASUREMENT), "policy": policy}
+    return {**request, "decoy_ask": True} if decoy_ask else request
 
 
 def attested_writer_vectors() -> list[dict[str, Any]]:
@@ -1045,6 +1053,37 @@ def attested_writer_vectors() -> list[dict[str, Any]]:
                 {"verify": owner_verify([]), "verdict": "intact", "kinds": [], "attested": [1]},
                 {"verify": {}, "verdict": "violated", "kinds": ["attestation_invalid"], "attested": []},
             ],
+        },
+        {
+            "name": "attested-decoy-ask",
+            "description": "one attested boot whose report request the host answered with three "
+            "certificates, the SVSM storing them as given: a decoy ASK (the TEST-ONLY ASK's public key "
+            "and name under an ARK of the host's making), the TEST-ONLY ASK, then the VCEK. The decoy "
+            "verifies the VCEK as the ASK does and reaches no trusted root; verified against the TEST-ONLY "
+            "ARK alone (the intermediates come from the evidence only), the chain through the TEST-ONLY "
+            "ASK is found behind it: origin proven (spec §8.9, check 1). A reader that takes the first "
+            "certificate that signs the VCEK calls this report invalid",
+            "inputs": {
+                "sector_count": 192,
+                "volume_id": "e4" * 16,
+                "owners": ["owner"],
+                "streams": TWO,
+                "boots": [
+                    {
+                        "boot_secret": "e5" * 32,
+                        "policy": per_service,
+                        "attestation": _attest(decoy_ask=True),
+                        "ops": [
+                            _line(1_000, "SVSM starting"),
+                            _line(2_000, "VTPM: manufacturing new NV state", 2, service="vtpm"),
+                            {"op": "close"},
+                        ],
+                    }
+                ],
+            },
+            "verify": {**owner_verify(), "trust_roots": _platform().ark_pem.decode()},
+            "expect": {"verdict": "intact", "kinds": [], "attested": [1]},
+            "also": [{"verify": owner_verify(), "verdict": "intact", "kinds": [], "attested": [1]}],
         },
         {
             "name": "attested-perservice-grant",
@@ -2173,8 +2212,8 @@ def committed_vcek(out: Path) -> bytes | None:
     for path in sorted(out.glob("*.json")):
         for boot in _old(path).get("inputs", {}).get("boots", []):
             certs = boot.get("attestation", {}).get("certs", [])
-            if certs:
-                return bytes.fromhex(certs[0])
+            if certs:  # the VCEK comes last: certificates the host adds go ahead of it
+                return bytes.fromhex(certs[-1])
     return None
 
 
@@ -2188,6 +2227,11 @@ def generate(out: Path) -> None:
         path = out / f"{vec['name']}.json"
         # keep the recorded envelopes: they are inputs
         vec["inputs"]["envelopes"] = _old(path).get("inputs", {}).get("envelopes", {})
+        # and a recorded decoy ASK (new RSA keys each time it is made)
+        old_boots = _old(path).get("inputs", {}).get("boots", [])
+        for boot, was in zip(vec["inputs"]["boots"], old_boots, strict=False):
+            if boot.get("attestation", {}).get("decoy_ask") and "report" in was.get("attestation", {}):
+                boot["attestation"] = was["attestation"]
         r = replay_writer_vector(vec, record_envelopes=True, reports=reports)
         vec["keys"] = _keys_json()
         vec["anchors"] = _anchor_json(r.anchors)
