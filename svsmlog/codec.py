@@ -13,7 +13,7 @@ import sys
 from array import array
 from bisect import bisect_left
 from collections.abc import Iterable, Sequence
-from itertools import accumulate
+from itertools import accumulate, chain
 from typing import Any, NamedTuple, NoReturn
 
 from .format import (
@@ -536,59 +536,75 @@ class BlockSummary(NamedTuple):
     last_t: int | None
 
 
-class _Columns:
-    """A record block's columns, every length and value checked (spec §4.5, §4.6)."""
+class RecordColumns(NamedTuple):
+    """A record block's columns, every length and value checked (spec §4.5, §4.6): record i
+    is ``heads[i]`` (level and head bits), ``names[ids[i]]`` (service, component, target or
+    None), ``times[i]``, ``messages[i]`` and ``fields.get(i, ())``. What a line format needs
+    of a frame without building a Record per line (svsmlog.export.jsonl_block_lines)."""
 
-    __slots__ = ("count", "extras", "heads", "ids", "lens", "messages", "names", "times")
+    names: list[tuple[str, str, str | None]]
+    heads: bytes
+    ids: bytes
+    times: list[int]
+    messages: list[str]
+    fields: dict[int, tuple[tuple[str, str], ...]]
 
-    def __init__(self, buf: bytes, *, decode_names: bool = True) -> None:
-        n = len(buf)
-        if n < EMPTY_BLOCK_LEN:
-            raise DecodeError("record block is truncated")
-        pos, self.names = _names(buf, n, decode_names)
-        if n - pos < _BLOCK_FIXED.size:
-            raise DecodeError("record block is truncated")
-        count, flags, t_base = _BLOCK_FIXED.unpack_from(buf, pos)
-        pos += _BLOCK_FIXED.size
-        if flags & ~BLOCK_WIDE:
-            raise DecodeError("record block flags out of range")
-        width = 4 if flags & BLOCK_WIDE else 2
-        if count > (n - pos) // (MIN_RECORD_LEN + width - 2):
-            raise DecodeError(f"record count {count} cannot fit in {n} bytes")
-        self.count = count
-        self.heads = buf[pos : pos + count]
-        self.ids = buf[pos + count : pos + 2 * count]
-        pos += 2 * count
-        if self.heads.translate(None, VALID_HEADS):
-            raise DecodeError("record level or head bits out of range")
-        if count and max(self.ids) >= buf[0]:
-            raise DecodeError("record names a name the block does not have")
-        # t_ns of record i: t_base plus deltas 0..i; every one within a u64
-        deltas = _I32S[count](buf, pos) if count < _SMALL else _column(buf, "i", count, pos)
-        self.times = list(accumulate(deltas, initial=t_base))[1:]
-        pos += 4 * count
-        if count and not (min(self.times) >= 0 and max(self.times) <= _MAX_U64):
-            raise DecodeError("record time out of range")
-        if width == 2 and count < _SMALL:
-            self.lens: Sequence[int] = _U16S[count](buf, pos)
-        else:
-            self.lens = _column(buf, "I" if width == 4 else "H", count, pos)
-        pos += width * count
-        total = sum(self.lens)
-        if total > n - pos:
-            raise DecodeError("record messages run past the block")
-        self.messages = buf[pos : pos + total]
-        self.extras = pos + total  # where the extras area starts
 
-    def check_messages(self) -> None:
-        """Every message is UTF-8 (see ``_check_messages``)."""
-        if not self.messages.isascii():  # ASCII is UTF-8, whatever the boundaries
-            _check_messages(self.messages, self.lens)
+def decode_record_columns(buf: bytes) -> RecordColumns:
+    """Decode a frame's plaintext into its columns; every length checked before use.
+    ``buf`` must be ``bytes`` (slicing it copies, and ``.decode`` is strict UTF-8)."""
+    try:
+        return _columns(buf)
+    except UnicodeDecodeError as e:
+        raise DecodeError(f"record text is not UTF-8: {e.reason}") from None
 
-    def walk_extras(self, buf: bytes) -> dict[int, tuple[tuple[str, str], ...]]:
-        """The fields of records that have them, by record index; the area must end
-        exactly at the end of the block."""
-        return _walk_fields(buf, self.heads, self.extras)
+
+def _columns(buf: bytes) -> RecordColumns:
+    n = len(buf)
+    if n < EMPTY_BLOCK_LEN:
+        raise DecodeError("record block is truncated")
+    pos, names = _names(buf, n)
+    if n - pos < _BLOCK_FIXED.size:
+        raise DecodeError("record block is truncated")
+    count, flags, t_base = _unpack_block(buf, pos)
+    pos += _BLOCK_FIXED.size
+    if flags & ~BLOCK_WIDE:
+        raise DecodeError("record block flags out of range")
+    width = 4 if flags & BLOCK_WIDE else 2
+    if count > (n - pos) // (MIN_RECORD_LEN + width - 2):
+        raise DecodeError(f"record count {count} cannot fit in {n} bytes")
+    heads = buf[pos : pos + count]
+    ids = buf[pos + count : pos + 2 * count]
+    pos += 2 * count
+    if heads.translate(None, VALID_HEADS):
+        raise DecodeError("record level or head bits out of range")
+    if count and max(ids) >= buf[0]:
+        raise DecodeError("record names a name the block does not have")
+    # t_ns of record i: t_base plus deltas 0..i; every one within a u64
+    deltas = _I32S[count](buf, pos) if count < _SMALL else _column(buf, "i", count, pos)
+    times = list(accumulate(deltas, initial=t_base))
+    del times[0]
+    pos += 4 * count
+    if count and not (min(times) >= 0 and max(times) <= _MAX_U64):
+        raise DecodeError("record time out of range")
+    if width == 2 and count < _SMALL:
+        lens: Sequence[int] = _U16S[count](buf, pos)
+    else:
+        lens = _column(buf, "I" if width == 4 else "H", count, pos)
+    pos += width * count
+    ends = list(accumulate(lens))
+    total = ends[-1] if count else 0
+    if total > n - pos:
+        raise DecodeError("record messages run past the block")
+    msgs = buf[pos : pos + total]
+    spans = map(slice, chain((0,), ends), ends)
+    # ASCII text (as SVSM messages are) is decoded once: its byte offsets are its character
+    # offsets. Otherwise each message is decoded by itself (strict UTF-8 each).
+    if msgs.isascii():
+        messages = list(map(msgs.decode("ascii").__getitem__, spans))
+    else:
+        messages = [m.decode() for m in map(msgs.__getitem__, spans)]
+    return RecordColumns(names, heads, ids, times, messages, _walk_fields(buf, heads, pos + total))
 
 
 def _check_messages(msgs: bytes, lens: Sequence[int]) -> None:
@@ -634,28 +650,20 @@ def _walk_fields(buf: bytes, heads: bytes, pos: int) -> dict[int, tuple[tuple[st
 def decode_record_block(buf: bytes) -> list[Record]:
     """Decode a frame's plaintext into records; every length checked before use.
     ``buf`` must be ``bytes`` (slicing it copies, and ``.decode`` is strict UTF-8)."""
-    try:
-        c = _Columns(buf)
-        fields = c.walk_extras(buf)
-        names, levels, msgs = c.names, _LEVELS, c.messages
-        # ASCII text (as SVSM messages are) is decoded once: its byte offsets are its
-        # character offsets. Otherwise each message is decoded by itself (strict UTF-8 each).
-        text: str | bytes = msgs.decode("ascii") if msgs.isascii() else msgs
-        ascii = text is not msgs
-        out = []
-        pos = 0
-        for i, (head, name, t, ln) in enumerate(zip(c.heads, c.ids, c.times, c.lens, strict=True)):
-            end = pos + ln
-            svc, comp, tgt = names[name]
-            msg = text[pos:end] if ascii else msgs[pos:end].decode()
-            rec = Record(t, levels[head & HEAD_LEVEL], svc, comp, msg, tgt)  # type: ignore[arg-type]
-            if head & (HEAD_FIELDS | HEAD_PANIC):
-                rec.fields = fields.get(i, ())
-                rec.flags = FLAG_PANIC if head & HEAD_PANIC else 0
-            out.append(rec)
-            pos = end
-    except UnicodeDecodeError as e:
-        raise DecodeError(f"record text is not UTF-8: {e.reason}") from None
+    return records_of(decode_record_columns(buf))
+
+
+def records_of(c: RecordColumns) -> list[Record]:
+    """The records a block's columns hold, in order."""
+    names, levels, fields = c.names, _LEVELS, c.fields
+    out = []
+    for i, (head, name, t, msg) in enumerate(zip(c.heads, c.ids, c.times, c.messages, strict=True)):
+        svc, comp, tgt = names[name]
+        rec = Record(t, levels[head & HEAD_LEVEL], svc, comp, msg, tgt)  # type: ignore[arg-type]
+        if head & (HEAD_FIELDS | HEAD_PANIC):
+            rec.fields = fields.get(i, ())
+            rec.flags = FLAG_PANIC if head & HEAD_PANIC else 0
+        out.append(rec)
     return out
 
 
@@ -673,7 +681,7 @@ def summarize_record_block(buf: bytes) -> BlockSummary:
     """Check a record block exactly as ``decode_record_block`` does, without building the
     records: what verification needs (count, panic, first and last time).
 
-    The same checks as ``_Columns`` and its two walks, in one flat function: most frames
+    The same checks as ``decode_record_columns``, in one flat function: most frames
     hold a few records, so what counts is the Python operations per block, not per record.
     tests/test_codec_differential.py holds it to accepting exactly the blocks that
     ``decode_record_block`` (and the construct declaration) accepts."""

@@ -32,7 +32,9 @@ from itertools import islice
 from typing import TYPE_CHECKING, BinaryIO, TextIO
 from urllib.parse import quote
 
+from .codec import RecordColumns, records_of
 from .crashes import panic_detail
+from .format import HEAD_FIELDS, HEAD_LEVEL, HEAD_PANIC
 from .records import FLAG_PANIC, Level, LocatedRecord, Record
 
 if TYPE_CHECKING:
@@ -181,6 +183,44 @@ def jsonl_lines(records: Iterable[LocatedRecord], *,
             if wall is not None:
                 line += f',"host_time_untrusted":"{_rfc3339_us(wall)}"'
         yield line + "}\n"
+
+
+def jsonl_block_lines(block: RecordColumns, boot: int, stream: str, seq: int, verified: bool = True, *,
+                      realtime_base_us: Mapping[int, int] | None = None) -> list[str]:
+    """The lines ``jsonl_lines`` gives for the records of one frame (``boot``, ``stream``,
+    ``seq``), made from its columns: no Record or LocatedRecord per line. Records that need
+    more than a target after the message (fields, panic, an unverified stream, host time)
+    take ``jsonl_lines`` itself. tests/test_export.py holds the two equal."""
+    if (not verified or (realtime_base_us is not None and boot in realtime_base_us)
+            or block.heads.translate(None, _PLAIN_CALM_HEADS)):
+        located = (LocatedRecord(boot, stream, seq, 0, r, verified) for r in records_of(block))
+        return list(jsonl_lines(located, realtime_base_us=realtime_base_us))
+    prefix = f'{{"boot":{boot},"stream":{_json_str(stream)},"seq":{seq},'
+    names = block.names
+    around = [_AROUND.get(key) or _around(key)
+              for key in zip(map(names.__getitem__, block.ids), block.heads.translate(_LEVEL_OF_HEAD),
+                             strict=True)]
+    return [f'{prefix}{before}"t_ns":{t},"message":{_json_str(message)}{after}'
+            for (before, after), t, message in zip(around, block.times, block.messages, strict=True)]
+
+
+def _around(key: tuple[tuple[str, str, str | None], int]) -> tuple[str, str]:
+    """What comes between a line's frame prefix and "t_ns", and after its message, for a
+    (service, component, target) and a level: a few per image, so kept (up to a bound)."""
+    (service, component, target), level = key
+    if len(_AROUND) >= 4096:  # a host's image may name anything: bounded memory
+        _AROUND.clear()
+    value = _AROUND[key] = (
+        f'"service":{_json_str(service)},"component":{_json_str(component)},"level":"{_LEVELS[level].label}",',
+        "}\n" if target is None else f',"target":{_json_str(target)}}}\n',
+    )
+    return value
+
+
+_AROUND: dict[tuple[tuple[str, str, str | None], int], tuple[str, str]] = {}
+_LEVELS = tuple(Level)
+_LEVEL_OF_HEAD = bytes(h & HEAD_LEVEL for h in range(256))
+_PLAIN_CALM_HEADS = bytes(h for h in range(256) if not h & (HEAD_FIELDS | HEAD_PANIC))
 
 
 def batched(lines: Iterable[str], n: int) -> Iterator[list[str]]:

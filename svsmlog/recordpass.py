@@ -1,13 +1,15 @@
-"""The record pass in forked workers (``extract --jobs``): the same lines, in the same order.
+"""The record pass in pieces (``extract``'s line formats): the same lines, in the same order.
 
 After verification (``Verifier.run``), extract reads every verified frame again, decodes
 its records and formats each as one line. Here that work is cut into pieces of about
 ``PIECE_RECORDS`` records (a stream's frames in log order, runs cut between frames), and
-forked workers read, filter and format the pieces. This process only puts the lines back
-in order: one stream's pieces in turn, several streams merged by ``heapq.merge`` on
-(boot, time since boot, stream position), which is the order ``Verifier.records`` gives
-(its merge breaks ties by the stream's position too), so the output is byte for byte the
-sequential one (tests/test_recordpass.py).
+forked workers (``--jobs``; with one job, this process) read, filter and format the
+pieces. This process only puts the lines back in order: one stream's pieces in turn,
+several streams merged by svsmlog.linemerge into the order ``heapq.merge`` gives on
+(boot, time since boot), ties to the earlier stream, which is the order
+``Verifier.records`` gives, so the output is byte for byte the record-by-record one
+(tests/test_recordpass.py). Where every record is kept, a line format may make a frame's
+lines straight from its columns (``BlockFormat``: jsonl does).
 
 Memory stays bounded: at most ``WINDOW_PER_JOB`` pieces per worker are handed out and not
 yet written, whatever the image's size, plus those the merge is waiting on (one per stream).
@@ -18,19 +20,19 @@ time); where it needs another one first, that one is handed out at once.
 from __future__ import annotations
 
 import gc
-import heapq
-from array import array
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import nullcontext
 from dataclasses import dataclass
-from itertools import repeat
 from typing import TYPE_CHECKING, Any
 
+from .linemerge import merge_lines
 from .ordering import Item, Run
 from .parallel import one_malloc_arena
 
 if TYPE_CHECKING:
     from multiprocessing.pool import AsyncResult, Pool
 
+    from .codec import RecordColumns
     from .records import LocatedRecord
     from .verify import Verifier
 
@@ -45,6 +47,8 @@ MIN_RECORDS = 20_000  # below this, forking workers costs more than it saves (be
 
 LineFormat = Callable[[Iterable["LocatedRecord"]], Iterator[str]]
 RecordKeep = Callable[["LocatedRecord"], bool] | None
+# A frame's lines from its columns: (columns, boot, stream name, seq, verified) -> lines.
+BlockFormat = Callable[["RecordColumns", int, str, int, bool], list[str]]
 
 
 @dataclass(frozen=True)
@@ -119,10 +123,12 @@ def _run(i: int) -> Any:
 
 
 def _piece_lines(verifier: Verifier, items: list[list[Item]], piece: Piece, fmt: LineFormat,
-                 keep: RecordKeep, merged: bool) -> tuple[Any, ...]:
+                 keep: RecordKeep, merged: bool, block_fmt: BlockFormat | None) -> tuple[Any, ...]:
     """In a worker: the piece's kept records as lines, with their merge keys when merged,
     and the services seen (for extract's check of --service)."""
     stream_items = items[piece.stream_index]
+    if block_fmt is not None and keep is None:
+        return _piece_block_lines(verifier, stream_items, piece, block_fmt, merged)
     records: list[LocatedRecord] = []
     for idx, lo, hi in piece.parts:
         records.extend(verifier.item_records(piece.stream, stream_items[idx], lo, hi))
@@ -132,11 +138,43 @@ def _piece_lines(verifier: Verifier, items: list[list[Item]], piece: Piece, fmt:
     lines = list(fmt(records))
     if len(lines) != len(records):
         raise AssertionError("a line format must give one line per record")
-    if not merged:
-        return "".join(lines), len(lines), services
-    boots = array("Q", [lr.boot for lr in records])
-    times = array("Q", [lr.record.t_ns for lr in records])
-    return lines, boots, times, services
+    keys = [merge_key(lr.boot, lr.record.t_ns) for lr in records] if merged else None
+    return _result(lines, keys, services)
+
+
+def _piece_block_lines(verifier: Verifier, stream_items: list[Item], piece: Piece, block_fmt: BlockFormat,
+                       merged: bool) -> tuple[Any, ...]:
+    """``_piece_lines`` a frame at a time, from each frame's columns (every record kept)."""
+    name = verifier.volume.region(piece.stream).name
+    lines: list[str] = []
+    keys: list[int] = []
+    services: set[str] = set()
+    for idx, lo, hi in piece.parts:
+        item = stream_items[idx]
+        verified = verifier.is_verified(item.boot, name)
+        boot_key = merge_key(item.boot, 0)
+        for seq, _, block in verifier.item_columns(item, lo, hi):
+            block_lines = block_fmt(block, item.boot, name, seq, verified)
+            if len(block_lines) != len(block.times):
+                raise AssertionError("a line format must give one line per record")
+            lines += block_lines
+            if merged:
+                keys += map(boot_key.__add__, block.times)
+            services.update(block.names[i][0] for i in set(block.ids))
+    return _result(lines, keys if merged else None, services)
+
+
+def _result(lines: list[str], keys: list[int] | None, services: set[str]) -> tuple[Any, ...]:
+    """What a worker hands back: the lines as one string (with their merge keys, when merged)."""
+    text = "".join(lines)
+    if keys is not None and text.count("\n") != len(keys):
+        raise AssertionError("a merged line format must give lines that hold no newline but their last")
+    return text, keys, services
+
+
+def merge_key(boot: int, t_ns: int) -> int:
+    """(boot, time since boot) as one integer: the order Verifier.records merges streams in."""
+    return boot << 64 | t_ns
 
 
 class _Window:
@@ -167,26 +205,36 @@ class _Window:
         return result
 
 
+class _InProcess:
+    """The pieces made here, one by one as the merge asks for them (``jobs`` of 1)."""
+
+    def take(self, i: int) -> Any:
+        return _run(i)
+
+
 def lines(verifier: Verifier, streams: list[int], fmt: LineFormat, keep: RecordKeep, jobs: int,
-          services_seen: set[str] | None = None) -> Iterator[str]:
+          services_seen: set[str] | None = None, block_fmt: BlockFormat | None = None) -> Iterator[str]:
     """The lines of ``fmt(records)``, ``records`` being the kept records of ``streams`` as
     extract reads them (one stream's in log order; several merged like Verifier.records),
-    made by ``jobs`` forked workers. Yields batches of lines (strings of whole lines)."""
+    made by ``jobs`` forked workers (in this process for 1). ``block_fmt``, where given,
+    makes the same lines from a frame's columns; it is used when every record is kept.
+    Yields batches of lines (strings of whole lines)."""
     global _work
     import multiprocessing
 
     merged = len(streams) > 1
     items, pieces = plan(verifier, streams, max(1, PIECE_RECORDS // 4) if merged else PIECE_RECORDS)
-    _work = lambda i: _piece_lines(verifier, items, pieces[i], fmt, keep, merged)  # noqa: E731
+    _work = lambda i: _piece_lines(verifier, items, pieces[i], fmt, keep, merged, block_fmt)  # noqa: E731
     order = sorted(range(len(pieces)), key=lambda i: (pieces[i].start, pieces[i].stream_index, i))
     by_stream: list[list[int]] = [[] for _ in streams]
     for i, p in enumerate(pieces):
         by_stream[p.stream_index].append(i)
-    one_malloc_arena()
-    gc.freeze()  # the children's collector would otherwise touch (and copy) every inherited page
+    if jobs > 1:
+        one_malloc_arena()
+        gc.freeze()  # the children's collector would otherwise touch (and copy) every inherited page
     try:
-        with multiprocessing.get_context("fork").Pool(jobs) as pool:
-            window = _Window(pool, len(pieces), order, WINDOW_PER_JOB * jobs)
+        with (multiprocessing.get_context("fork").Pool(jobs) if jobs > 1 else nullcontext()) as pool:
+            window = _Window(pool, len(pieces), order, WINDOW_PER_JOB * jobs) if pool else _InProcess()
             if not merged:
                 for i in by_stream[0]:
                     text, _, services = window.take(i)
@@ -196,21 +244,15 @@ def lines(verifier: Verifier, streams: list[int], fmt: LineFormat, keep: RecordK
                         yield text
                 return
 
-            def stream_lines(k: int) -> Iterator[tuple[int, int, int, str]]:
+            def stream_pieces(k: int) -> Iterator[tuple[str, list[int]]]:
                 for i in by_stream[k]:
-                    piece_lines, boots, times, services = window.take(i)
+                    text, keys, services = window.take(i)
                     if services_seen is not None:
                         services_seen.update(services)
-                    yield from zip(boots, times, repeat(k), piece_lines)
+                    yield text, keys
 
-            batch: list[str] = []
-            for entry in heapq.merge(*(stream_lines(k) for k in range(len(streams)))):
-                batch.append(entry[3])
-                if len(batch) >= 4096:
-                    yield "".join(batch)
-                    batch = []
-            if batch:
-                yield "".join(batch)
+            yield from merge_lines([stream_pieces(k) for k in range(len(streams))])
     finally:
         _work = None
-        gc.unfreeze()
+        if jobs > 1:
+            gc.unfreeze()

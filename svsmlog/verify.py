@@ -22,6 +22,7 @@ from .anchor import FIELD_ANCHOR, Anchor, AnchorError, ReportAnchor
 from .codec import (
     DecodeError,
     Envelope,
+    RecordColumns,
     RegionEntry,
     clear_section_len,
     decode_boot_body,
@@ -29,6 +30,8 @@ from .codec import (
     decode_frame_header,
     decode_keys_body,
     decode_record_block,
+    decode_record_columns,
+    records_of,
     summarize_record_block,
 )
 from .device import SECTOR
@@ -1208,11 +1211,22 @@ class Verifier:
     ) -> Iterator[LocatedRecord]:
         """The records of frames lo..hi-1 of one item of ``record_items`` (all by default)."""
         name = self.volume.region(stream).name
-        verified = (e.boot, name) not in self._violated
+        verified = self.is_verified(e.boot, name)
         boot = e.boot
-        for seq, off, plaintext in self.item_blocks(e, lo, hi):
-            for r in decode_record_block(plaintext):
+        for seq, off, block in self.item_columns(e, lo, hi):
+            for r in records_of(block):
                 yield LocatedRecord(boot, name, seq, off, r, verified)
+
+    def is_verified(self, boot: int, stream_name: str) -> bool:
+        """Whether the records of this boot's stream are marked verified (no violation)."""
+        return (boot, stream_name) not in self._violated
+
+    def item_columns(
+        self, e: Item, lo: int = 0, hi: int | None = None
+    ) -> Iterator[tuple[int, int, RecordColumns]]:
+        """(seq, byte offset, record columns) of frames lo..hi-1 of an item of ``record_items``."""
+        for seq, off, plaintext in self.item_blocks(e, lo, hi):
+            yield seq, off, decode_record_columns(plaintext)
 
     def item_blocks(self, e: Item, lo: int = 0, hi: int | None = None) -> Iterator[tuple[int, int, bytes]]:
         """(seq, byte offset, record block) of frames lo..hi-1 of an item of ``record_items``:

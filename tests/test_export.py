@@ -655,3 +655,38 @@ def test_jsonl_lines_are_exactly_json_dumps_of_as_json(records: list[LocatedReco
         json.dumps(r.as_json(), ensure_ascii=False, separators=(",", ":")) + "\n" for r in records
     )
     assert out.getvalue() == expected
+
+
+_name = st.text(max_size=12).filter(lambda s: len(s.encode()) <= 255)
+_block_records = st.lists(
+    st.builds(
+        Record,
+        t_ns=st.integers(2**40, 2**40 + 2**30),  # one block: each within 2**31 ns of the one before
+        level=st.sampled_from(list(Level)),
+        service=st.sampled_from(["vtpm", "core", "ünï"]) | _name,
+        component=st.sampled_from(["TPM2", ""]) | _name,
+        message=st.text(max_size=40) | st.sampled_from(["plain ascii", "tab\there", "line\u2028sep\x85"]),
+        target=st.none() | _name.filter(bool),
+        fields=st.lists(st.tuples(_name, _name), max_size=2).map(tuple),
+        flags=st.sampled_from([0, FLAG_PANIC]),
+    ),
+    max_size=6,
+)
+
+
+@settings(max_examples=300)
+@given(_block_records, st.booleans(), st.booleans(), st.integers(0, 2**32 - 1), st.integers(0, 2**64 - 1))
+def test_jsonl_block_lines_are_the_lines_of_its_records(
+        records: list[Record], verified: bool, with_clock: bool, boot: int, seq: int) -> None:
+    """A frame's lines made from its columns (extract's record pass) are byte for byte the
+    lines of its decoded records, plain or not (fields, panic, unverified, host time)."""
+    from svsmlog import codec
+    from svsmlog.export import jsonl_block_lines, jsonl_lines
+
+    block = codec.decode_record_columns(codec.encode_record_block(records))
+    bases = {boot: 1_700_000_000_000_000} if with_clock else None
+    decoded = [LocatedRecord(boot, "vtpm", seq, 0, r, verified) for r in codec.decode_record_block(
+        codec.encode_record_block(records))]
+    expected = list(jsonl_lines(decoded, realtime_base_us=bases))
+    assert jsonl_block_lines(block, boot, "vtpm", seq, verified, realtime_base_us=bases) == expected
+    assert len(expected) == len(records)

@@ -42,7 +42,7 @@ from .render import render_report, summary_panel
 from .verification import Verification, verify_image
 
 if TYPE_CHECKING:
-    from .. import export, fleet
+    from .. import export, fleet, recordpass
 
 
 def _fleet():  # type: ignore[no-untyped-def]
@@ -480,23 +480,34 @@ def _line_format(output: Output, bases: Mapping[int, int] | None) -> Callable[
     return None
 
 
-def _in_parallel(v: Verification, stream_ids: list[int], keep: RecordFilter, output: Output, seen: _Seen,
-                 jobs: int | None) -> bool:
-    """Extract to stdout with the record pass in forked workers (svsmlog.recordpass), where
-    the output is the same: a one-line-per-record format, no -n or -r, enough records to pay
-    for the workers. Whether it did."""
+def _block_format(output: Output, bases: Mapping[int, int] | None) -> recordpass.BlockFormat | None:
+    """The line formats that can make a frame's lines from its columns."""
+    from .. import export
+
+    if output.fmt == "jsonl" and not output.output_fields:
+        return functools.partial(export.jsonl_block_lines, realtime_base_us=bases)
+    return None
+
+
+def _by_pieces(v: Verification, stream_ids: list[int], keep: RecordFilter, output: Output, seen: _Seen,
+               jobs: int | None) -> bool:
+    """Extract to stdout through the record pass in pieces (svsmlog.recordpass), where the
+    output is the same: a one-line-per-record format, no -n or -r. In forked workers when
+    there are enough records to pay for them, else in this process. Whether it did."""
     from .. import export, recordpass
     from ..parallel import default_jobs
 
-    jobs = jobs or default_jobs()
-    fmt = _line_format(output, _realtime_bases(v, output))
-    if (fmt is None or jobs < 2 or output.lines is not None or output.reverse
-            or recordpass.total_records(v.verifier, stream_ids) < recordpass.MIN_RECORDS):
+    bases = _realtime_bases(v, output)
+    fmt = _line_format(output, bases)
+    if fmt is None or output.lines is not None or output.reverse:
         return False
-
+    jobs = jobs or default_jobs()
+    if jobs > 1 and recordpass.total_records(v.verifier, stream_ids) < recordpass.MIN_RECORDS:
+        jobs = 1
     out = _utf8_stdout()
     chosen = keep if keep.selects else None
-    for text in recordpass.lines(v.verifier, stream_ids, fmt, chosen, jobs, seen.services):
+    for text in recordpass.lines(v.verifier, stream_ids, fmt, chosen, jobs, seen.services,
+                                 _block_format(output, bases)):
         try:
             out.write(text)
         except UnicodeEncodeError:  # as write_jsonl does: line by line, escaping where needed
@@ -641,7 +652,9 @@ def _to_dir(v: Verification, stream_ids: list[int], keep: RecordFilter, output: 
     total = 0
     for sid in stream_ids:
         name = v.image.volume.region(sid).name
-        records = filter(keep, v.verifier.stream_records(sid))
+        records: Iterable[LocatedRecord] = v.verifier.stream_records(sid)
+        if keep.selects:
+            records = filter(keep, records)
         for boot, group in itertools.groupby(records, key=lambda lr: lr.boot):
             path = out_dir / f"boot-{boot:04d}-{name}.{EXTENSIONS[output.fmt]}"
             n = _write_file(path, output.fmt, group, bases, output, v.report)
@@ -719,7 +732,7 @@ def extract(image_path: Path, partition: int | None, keys: KeyArgs, streams: lis
         seen = _Seen()
         if output.out_dir is not None:
             _to_dir(v, stream_ids, keep, output)
-        elif not _in_parallel(v, stream_ids, keep, output, seen, jobs):
+        elif not _by_pieces(v, stream_ids, keep, output, seen, jobs):
             merged: Iterable[LocatedRecord] = _merged(v, stream_ids)
             if keep.services:
                 merged = seen.watch(merged)
