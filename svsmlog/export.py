@@ -25,10 +25,11 @@ import re
 import struct
 import sys
 import uuid
+from array import array
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from itertools import islice
+from itertools import accumulate, islice
 from typing import TYPE_CHECKING, BinaryIO, TextIO
 from urllib.parse import quote
 
@@ -242,6 +243,30 @@ def _write_jsonl_batch(lines: list[str], out: TextIO) -> None:
                 out.write(line)
             except UnicodeEncodeError:
                 out.write(json.dumps(json.loads(line), ensure_ascii=True, separators=(",", ":")) + "\n")
+
+
+def utf8_lines(lines: list[str], *, with_ends: bool = False) -> tuple[bytes, array[int] | None]:
+    """The lines as UTF-8 (a line that cannot be, a lone surrogate in it, escaped as
+    ``_write_jsonl_batch`` does), and with ``with_ends`` where each line ends in them."""
+    text = "".join(lines)
+    try:
+        blob = text.encode()
+    except UnicodeEncodeError:
+        parts = [_utf8_line(line) for line in lines]
+        blob = b"".join(parts)
+        return blob, array("Q", accumulate(map(len, parts))) if with_ends else None
+    if not with_ends:
+        return blob, None
+    if len(blob) == len(text):  # ASCII: each line's bytes are its characters
+        return blob, array("Q", accumulate(map(len, lines)))
+    return blob, array("Q", accumulate(len(line.encode()) for line in lines))
+
+
+def _utf8_line(line: str) -> bytes:
+    try:
+        return line.encode()
+    except UnicodeEncodeError:
+        return (json.dumps(json.loads(line), ensure_ascii=True, separators=(",", ":")) + "\n").encode()
 
 
 _json_str = json.encoder.encode_basestring  # what json.dumps(ensure_ascii=False) quotes strings with

@@ -23,32 +23,33 @@ layout the line-by-line merge was about a microsecond of the parent's time a lin
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from itertools import accumulate
 
-Piece = tuple[str, list[int]]  # whole lines, each ending in its only newline; the key of each
+# A piece: its lines as one UTF-8 string of bytes, where each line ends (its offset past
+# its last byte), and the key of each. One string and two columns: a list of strings took
+# four times as long to unpickle from a worker, and splitting the text again in this
+# process cost more than the merge.
+LinePiece = tuple[bytes, Sequence[int], Sequence[int]]
 
 
-def merge_lines(streams: list[Iterable[Piece]]) -> Iterator[str]:
+def merge_lines(streams: list[Iterable[LinePiece]]) -> Iterator[bytes]:
     """The lines of ``streams`` (each an iterable of pieces, in order) in the order
-    ``heapq.merge`` gives for (key, line) pairs keyed by key, as strings of whole lines.
-
-    A piece's lines come as one string: a list of strings took four times as long to
-    unpickle from a worker as the string, and a line of ours holds no newline but its last."""
+    ``heapq.merge`` gives for (key, line) pairs keyed by key, as bytes of whole lines."""
     sources = [iter(s) for s in streams]
     keys: list[list[int]] = [[] for _ in sources]  # running maxima of the buffered lines
-    lines: list[list[str]] = [[] for _ in sources]
+    lines: list[list[bytes]] = [[] for _ in sources]
     highest: list[int | None] = [None] * len(sources)  # each stream's running maximum so far
     live = set(range(len(sources)))
 
     def refill(k: int) -> None:
         """Buffer stream k's next non-empty piece, or mark it exhausted."""
-        for text, piece_keys in sources[k]:
-            piece_lines = text.split("\n")
-            if piece_lines.pop() or len(piece_lines) != len(piece_keys):
-                raise ValueError("a piece needs one key per line, each line ending in its only newline")
-            if not piece_lines:
+        for blob, ends, piece_keys in sources[k]:
+            if len(ends) != len(piece_keys) or (ends and ends[-1] != len(blob)) or (not ends and blob):
+                raise ValueError("a piece needs one key and one end per line, the last at its end")
+            if not ends:
                 continue
+            piece_lines = list(map(blob.__getitem__, map(slice, [0, *ends[:-1]], ends)))
             top = highest[k]
             if top is None:
                 maxima = list(accumulate(piece_keys, max))
@@ -66,7 +67,7 @@ def merge_lines(streams: list[Iterable[Piece]]) -> Iterator[str]:
         # The least (last buffered key, stream) of the live streams bounds what may go out.
         bound, by = min((keys[k][-1], k) for k in live)
         out_keys: list[int] = []
-        out_lines: list[str] = []
+        out_lines: list[bytes] = []
         for k in range(len(sources)):  # in stream order: the sort is stable, ties go to the earlier stream
             ks = keys[k]
             if not ks:
@@ -77,11 +78,11 @@ def merge_lines(streams: list[Iterable[Piece]]) -> Iterator[str]:
                 out_lines += lines[k][:cut]
                 del ks[:cut], lines[k][:cut]
         order = sorted(range(len(out_keys)), key=out_keys.__getitem__)
-        yield "\n".join(map(out_lines.__getitem__, order)) + "\n"
+        yield b"".join(map(out_lines.__getitem__, order))
         refill(by)  # its whole buffer was at most the bound: empty now
     # Exhausted streams may still hold lines below no bound: they go out last, merged.
     rest_keys = [x for ks in keys for x in ks]
     if rest_keys:
         rest_lines = [line for ls in lines for line in ls]
         order = sorted(range(len(rest_keys)), key=rest_keys.__getitem__)
-        yield "\n".join(map(rest_lines.__getitem__, order)) + "\n"
+        yield b"".join(map(rest_lines.__getitem__, order))

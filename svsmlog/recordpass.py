@@ -25,7 +25,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .linemerge import merge_lines
+from .linemerge import LinePiece, merge_lines
 from .ordering import Item, Run
 from .parallel import one_malloc_arena
 
@@ -165,11 +165,12 @@ def _piece_block_lines(verifier: Verifier, stream_items: list[Item], piece: Piec
 
 
 def _result(lines: list[str], keys: list[int] | None, services: set[str]) -> tuple[Any, ...]:
-    """What a worker hands back: the lines as one string (with their merge keys, when merged)."""
-    text = "".join(lines)
-    if keys is not None and text.count("\n") != len(keys):
-        raise AssertionError("a merged line format must give lines that hold no newline but their last")
-    return text, keys, services
+    """What a worker hands back: the lines as UTF-8 bytes, with where each ends and its
+    merge key when merged (svsmlog.linemerge)."""
+    from .export import utf8_lines
+
+    blob, ends = utf8_lines(lines, with_ends=keys is not None)
+    return blob, ends, keys, services
 
 
 def merge_key(boot: int, t_ns: int) -> int:
@@ -213,12 +214,12 @@ class _InProcess:
 
 
 def lines(verifier: Verifier, streams: list[int], fmt: LineFormat, keep: RecordKeep, jobs: int,
-          services_seen: set[str] | None = None, block_fmt: BlockFormat | None = None) -> Iterator[str]:
+          services_seen: set[str] | None = None, block_fmt: BlockFormat | None = None) -> Iterator[bytes]:
     """The lines of ``fmt(records)``, ``records`` being the kept records of ``streams`` as
     extract reads them (one stream's in log order; several merged like Verifier.records),
     made by ``jobs`` forked workers (in this process for 1). ``block_fmt``, where given,
     makes the same lines from a frame's columns; it is used when every record is kept.
-    Yields batches of lines (strings of whole lines)."""
+    Yields batches of lines (UTF-8 bytes of whole lines)."""
     global _work
     import multiprocessing
 
@@ -237,19 +238,19 @@ def lines(verifier: Verifier, streams: list[int], fmt: LineFormat, keep: RecordK
             window = _Window(pool, len(pieces), order, WINDOW_PER_JOB * jobs) if pool else _InProcess()
             if not merged:
                 for i in by_stream[0]:
-                    text, _, services = window.take(i)
+                    blob, _, _, services = window.take(i)
                     if services_seen is not None:
                         services_seen.update(services)
-                    if text:
-                        yield text
+                    if blob:
+                        yield blob
                 return
 
-            def stream_pieces(k: int) -> Iterator[tuple[str, list[int]]]:
+            def stream_pieces(k: int) -> Iterator[LinePiece]:
                 for i in by_stream[k]:
-                    text, keys, services = window.take(i)
+                    blob, ends, keys, services = window.take(i)
                     if services_seen is not None:
                         services_seen.update(services)
-                    yield text, keys
+                    yield blob, ends, keys
 
             yield from merge_lines([stream_pieces(k) for k in range(len(streams))])
     finally:

@@ -690,3 +690,19 @@ def test_jsonl_block_lines_are_the_lines_of_its_records(
     expected = list(jsonl_lines(decoded, realtime_base_us=bases))
     assert jsonl_block_lines(block, boot, "vtpm", seq, verified, realtime_base_us=bases) == expected
     assert len(expected) == len(records)
+
+
+def test_utf8_lines_escape_what_utf8_cannot_carry_and_say_where_lines_end() -> None:
+    """The record pass hands lines back as UTF-8 with their ends: a lone surrogate (which a
+    UTF-8 stream cannot write) is escaped in its line as write_jsonl does, and the ends
+    follow the bytes, not the characters."""
+    from svsmlog.export import utf8_lines
+
+    lines = ['{"message":"caf\u00e9"}\n', '{"message":"\ud800"}\n', '{"message":"plain"}\n']
+    blob, ends = utf8_lines(lines, with_ends=True)
+    assert ends is not None
+    parts = [blob[a:b] for a, b in zip([0, *ends[:-1]], ends, strict=True)]
+    assert [json.loads(p)["message"] for p in parts] == ["caf\u00e9", "\ud800", "plain"]
+    assert parts[1] == b'{"message":"\\ud800"}\n' and parts[0] == lines[0].encode()
+    assert utf8_lines(lines[:1]) == (lines[0].encode(), None)
+    assert list(utf8_lines(["ab\n", "c\n"], with_ends=True)[1] or []) == [3, 5]

@@ -5,7 +5,7 @@ pieces each stream arrives in."""
 from __future__ import annotations
 
 import heapq
-from itertools import pairwise
+from itertools import accumulate, pairwise
 
 import pytest
 from hypothesis import given, settings
@@ -19,14 +19,24 @@ _stream = st.lists(st.integers(0, 6), max_size=25).flatmap(
 )
 
 
-def _pieces(k: int, keys: list[int], cuts: list[int]) -> list[tuple[str, list[int]]]:
+def _piece(lines: list[str], keys: list[int]) -> tuple[bytes, list[int], list[int]]:
+    parts = [line.encode() for line in lines]
+    return b"".join(parts), list(accumulate(map(len, parts))), keys
+
+
+def _pieces(k: int, keys: list[int], cuts: list[int]) -> list[tuple[bytes, list[int], list[int]]]:
+    """Stream k's lines ("k.i", some not ASCII) cut into pieces at ``cuts``."""
     bounds = [0, *sorted(cuts), len(keys)]
-    return [("".join(f"{k}.{i}\n" for i in range(a, b)), keys[a:b]) for a, b in pairwise(bounds)]
+    return [_piece([_line(k, i) for i in range(a, b)], keys[a:b]) for a, b in pairwise(bounds)]
+
+
+def _line(k: int, i: int) -> str:
+    return f"{k}.{i}{'é' * (i % 2)}\n"
 
 
 def _reference(streams: list[list[int]]) -> str:
     """heapq.merge over (key, line) pairs keyed by key, line by line."""
-    iters = [[(key, f"{k}.{i}\n") for i, key in enumerate(keys)] for k, keys in enumerate(streams)]
+    iters = [[(key, _line(k, i)) for i, key in enumerate(keys)] for k, keys in enumerate(streams)]
     return "".join(line for _, line in heapq.merge(*iters, key=lambda pair: pair[0]))
 
 
@@ -34,7 +44,7 @@ def _reference(streams: list[list[int]]) -> str:
 @given(st.lists(_stream, max_size=5))
 def test_the_order_heapq_merge_gives(streams: list[tuple[list[int], list[int]]]) -> None:
     pieces = [_pieces(k, keys, cuts) for k, (keys, cuts) in enumerate(streams)]
-    assert "".join(merge_lines(pieces)) == _reference([keys for keys, _ in streams])
+    assert b"".join(merge_lines(pieces)).decode() == _reference([keys for keys, _ in streams])
 
 
 @settings(max_examples=200)
@@ -43,17 +53,18 @@ def test_the_order_heapq_merge_gives(streams: list[tuple[list[int], list[int]]])
 def test_sorted_streams_of_large_keys(streams: list[list[int]], size: int) -> None:
     """Keys in order, as an honest log's (boot << 64 | time), in pieces of one size."""
     pieces = [_pieces(k, keys, list(range(size, len(keys), size))) for k, keys in enumerate(streams)]
-    assert "".join(merge_lines(pieces)) == _reference(streams)
+    assert b"".join(merge_lines(pieces)).decode() == _reference(streams)
 
 
 def test_a_dip_waits_for_the_line_before_it() -> None:
     """Stream 0 goes 5, 1; stream 1 holds 3: the 1 is only reached after the 5."""
-    assert "".join(merge_lines([[("a5\na1\n", [5, 1])], [("b3\n", [3])]])) == "b3\na5\na1\n"
-    assert _reference([[5, 1], [3]]) == "1.0\n0.0\n0.1\n"
+    out = b"".join(merge_lines([[_piece(["a5\n", "a1\n"], [5, 1])], [_piece(["b3\n"], [3])]]))
+    assert out == b"b3\na5\na1\n"
+    assert _reference([[5, 1], [3]]) == "1.0\n0.0\n0.1é\n"
 
 
-def test_a_piece_must_give_one_key_per_line() -> None:
+def test_a_piece_must_give_one_key_and_end_per_line() -> None:
     with pytest.raises(ValueError):
-        list(merge_lines([[("a\nb\n", [1])], [("c\n", [2])]]))
+        list(merge_lines([[(b"a\nb\n", [2, 4], [1])], [_piece(["c\n"], [2])]]))
     with pytest.raises(ValueError):
-        list(merge_lines([[("a\nb", [1, 2])], [("c\n", [2])]]))
+        list(merge_lines([[(b"a\nb\n", [2, 3], [1, 2])], [_piece(["c\n"], [2])]]))

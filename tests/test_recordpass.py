@@ -56,7 +56,7 @@ def in_workers(v: Verifier, streams: list[int], fmt: str, keep: recordpass.Recor
                seen: set[str] | None = None, jobs: int = 2) -> str:
     """As extract runs it: jsonl made a frame at a time from the columns."""
     block = export.jsonl_block_lines if fmt == "jsonl" else None
-    return "".join(recordpass.lines(v, streams, FORMATS[fmt][0], keep, jobs, seen, block))
+    return b"".join(recordpass.lines(v, streams, FORMATS[fmt][0], keep, jobs, seen, block)).decode()
 
 
 def not_debug(lr: LocatedRecord) -> bool:

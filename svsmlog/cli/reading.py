@@ -494,7 +494,7 @@ def _by_pieces(v: Verification, stream_ids: list[int], keep: RecordFilter, outpu
     """Extract to stdout through the record pass in pieces (svsmlog.recordpass), where the
     output is the same: a one-line-per-record format, no -n or -r. In forked workers when
     there are enough records to pay for them, else in this process. Whether it did."""
-    from .. import export, recordpass
+    from .. import recordpass
     from ..parallel import default_jobs
 
     bases = _realtime_bases(v, output)
@@ -504,14 +504,18 @@ def _by_pieces(v: Verification, stream_ids: list[int], keep: RecordFilter, outpu
     jobs = jobs or default_jobs()
     if jobs > 1 and recordpass.total_records(v.verifier, stream_ids) < recordpass.MIN_RECORDS:
         jobs = 1
-    out = _utf8_stdout()
     chosen = keep if keep.selects else None
-    for text in recordpass.lines(v.verifier, stream_ids, fmt, chosen, jobs, seen.services,
-                                 _block_format(output, bases)):
-        try:
-            out.write(text)
-        except UnicodeEncodeError:  # as write_jsonl does: line by line, escaping where needed
-            export._write_jsonl_batch(text.splitlines(keepends=True), out)
+    pieces = recordpass.lines(v.verifier, stream_ids, fmt, chosen, jobs, seen.services,
+                              _block_format(output, bases))
+    sys.stdout.flush()
+    binary: BinaryIO | None = getattr(sys.stdout, "buffer", None)
+    for blob in pieces:  # UTF-8 already (svsmlog.export.utf8_lines)
+        if binary is not None:
+            binary.write(blob)
+        else:
+            sys.stdout.write(blob.decode())
+    if binary is not None:
+        binary.flush()
     return True
 
 
