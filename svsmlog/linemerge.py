@@ -3,9 +3,10 @@ line by line, done with one C sort per window.
 
 ``heapq.merge(*streams, key=k)`` takes, again and again, the stream whose next line has
 the least key (the first such stream on a tie). When every stream's keys are in order
-that is a stable sort of all the lines by key. When they are not (a host may write any
-times it likes into its own frames, and the reader must still give every line exactly
-once, in a defined order), it is the same stable sort by each line's *running maximum*
+that is a stable sort of all the lines by key. When they are not (an authenticated block
+may still carry times that go back: its deltas are signed, and the reader must give
+every line exactly once, in a defined order), it is the same stable sort by each line's
+*running maximum*
 within its stream: a line whose key dips below an earlier one of its stream is only
 reached after that earlier line was taken, when nothing else could come first
 (tests/test_linemerge.py holds the two equal on arbitrary keys and piece cuts).
@@ -14,7 +15,8 @@ So, with each stream's lines arriving in pieces: every buffered line whose runni
 key (and stream, on a tie) is at most the smallest "last buffered key" of the streams not
 yet exhausted can no longer be overtaken by a line still to come; those are sorted and
 written, and the stream that set that bound is refilled. Each stream buffers at most one
-piece.
+piece, kept as the one string it came in; where more than ``BATCH_LINES`` lines could go
+out at once, the bound is lowered to the key of the ``BATCH_LINES``-th (memory).
 
 Extract merges streams this way (svsmlog.recordpass): at 1M records of the per-service
 layout the line-by-line merge was about a microsecond of the parent's time a line.
@@ -35,21 +37,26 @@ LinePiece = tuple[bytes, Sequence[int], Sequence[int]]
 
 def merge_lines(streams: list[Iterable[LinePiece]]) -> Iterator[bytes]:
     """The lines of ``streams`` (each an iterable of pieces, in order) in the order
-    ``heapq.merge`` gives for (key, line) pairs keyed by key, as bytes of whole lines."""
+    ``heapq.merge`` gives for (key, line) pairs keyed by key, as bytes of whole lines.
+    A stream's buffered piece stays one string: a line is cut out of it as it goes out."""
     sources = [iter(s) for s in streams]
-    keys: list[list[int]] = [[] for _ in sources]  # running maxima of the buffered lines
-    lines: list[list[bytes]] = [[] for _ in sources]
-    highest: list[int | None] = [None] * len(sources)  # each stream's running maximum so far
-    live = set(range(len(sources)))
+    n = len(sources)
+    blobs: list[bytes] = [b""] * n  # each stream's buffered piece
+    starts: list[list[int]] = [[] for _ in sources]  # where its lines start and end in it
+    ends: list[Sequence[int]] = [[] for _ in sources]
+    keys: list[list[int]] = [[] for _ in sources]  # running maxima of its lines
+    sent = [0] * n  # lines of the buffered piece already written
+    highest: list[int | None] = [None] * n  # each stream's running maximum so far
+    live = set(range(n))
 
     def refill(k: int) -> None:
         """Buffer stream k's next non-empty piece, or mark it exhausted."""
-        for blob, ends, piece_keys in sources[k]:
-            if len(ends) != len(piece_keys) or (ends and ends[-1] != len(blob)) or (not ends and blob):
+        for blob, piece_ends, piece_keys in sources[k]:
+            if (len(piece_ends) != len(piece_keys) or (piece_ends and piece_ends[-1] != len(blob))
+                    or (not piece_ends and blob)):
                 raise ValueError("a piece needs one key and one end per line, the last at its end")
-            if not ends:
+            if not piece_ends:
                 continue
-            piece_lines = list(map(blob.__getitem__, map(slice, [0, *ends[:-1]], ends)))
             top = highest[k]
             if top is None:
                 maxima = list(accumulate(piece_keys, max))
@@ -57,32 +64,57 @@ def merge_lines(streams: list[Iterable[LinePiece]]) -> Iterator[bytes]:
                 maxima = list(accumulate(piece_keys, max, initial=top))
                 del maxima[0]
             highest[k] = maxima[-1]
-            keys[k], lines[k] = maxima, piece_lines
+            blobs[k], ends[k], keys[k], sent[k] = blob, piece_ends, maxima, 0
+            starts[k] = [0, *piece_ends[:-1]]
             return
+        blobs[k], starts[k], ends[k], keys[k], sent[k] = b"", [], [], [], 0
         live.discard(k)
 
-    for k in range(len(sources)):
+    def take(k: int, cut: int, out_lines: list[bytes], out_keys: list[int]) -> None:
+        """Lines sent[k]..cut-1 of stream k out."""
+        lo = sent[k]
+        out_lines += map(blobs[k].__getitem__, map(slice, starts[k][lo:cut], ends[k][lo:cut]))
+        out_keys += keys[k][lo:cut]
+        sent[k] = cut
+
+    def cuts(bound: int, by: int) -> list[int]:
+        """Where each stream's lines at most (bound, by) end (by == n: every stream's at bound)."""
+        return [bisect_right(keys[k], bound, sent[k]) if k <= by else bisect_left(keys[k], bound, sent[k])
+                for k in range(n)]
+
+    for k in range(n):
         refill(k)
     while live:
         # The least (last buffered key, stream) of the live streams bounds what may go out.
         bound, by = min((keys[k][-1], k) for k in live)
+        upto = cuts(bound, by)
+        if sum(upto) - sum(sent) > BATCH_LINES:
+            # Fewer at a time, for memory: only lines up to the BATCH_LINES-th smallest key,
+            # a bound below the first, so just as safe.
+            candidates: list[int] = []
+            for k in range(n):
+                candidates += keys[k][sent[k] : upto[k]]
+            tighter = sorted(candidates)[BATCH_LINES - 1]
+            if tighter < bound:
+                upto = cuts(tighter, n)
         out_keys: list[int] = []
         out_lines: list[bytes] = []
-        for k in range(len(sources)):  # in stream order: the sort is stable, ties go to the earlier stream
-            ks = keys[k]
-            if not ks:
-                continue
-            cut = bisect_right(ks, bound) if k <= by else bisect_left(ks, bound)
-            if cut:
-                out_keys += ks[:cut]
-                out_lines += lines[k][:cut]
-                del ks[:cut], lines[k][:cut]
-        order = sorted(range(len(out_keys)), key=out_keys.__getitem__)
-        yield b"".join(map(out_lines.__getitem__, order))
-        refill(by)  # its whole buffer was at most the bound: empty now
-    # Exhausted streams may still hold lines below no bound: they go out last, merged.
-    rest_keys = [x for ks in keys for x in ks]
-    if rest_keys:
-        rest_lines = [line for ls in lines for line in ls]
-        order = sorted(range(len(rest_keys)), key=rest_keys.__getitem__)
-        yield b"".join(map(rest_lines.__getitem__, order))
+        for k in range(n):  # in stream order: the sort is stable, ties go to the earlier stream
+            if upto[k] > sent[k]:
+                take(k, upto[k], out_lines, out_keys)
+        if not out_lines:
+            raise AssertionError("the merge must move on every round")
+        yield from _in_order(out_lines, out_keys)
+        if sent[by] == len(keys[by]):
+            refill(by)  # the stream that set the bound: all its buffer has gone out
+    # A stream is found exhausted only when its last piece was all sent: nothing is left.
+
+
+def _in_order(lines: list[bytes], keys: list[int]) -> Iterator[bytes]:
+    """The lines stably sorted by key, joined ``BATCH_LINES`` at a time (bounded memory)."""
+    order = sorted(range(len(keys)), key=keys.__getitem__)
+    for i in range(0, len(order), BATCH_LINES):
+        yield b"".join(map(lines.__getitem__, order[i : i + BATCH_LINES]))
+
+
+BATCH_LINES = 4096  # as the line-by-line merge wrote them

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from svsmlog import linemerge
 from svsmlog.linemerge import merge_lines
 
 # Few distinct keys: ties everywhere. Each stream: its keys, and where its pieces are cut.
@@ -41,10 +42,18 @@ def _reference(streams: list[list[int]]) -> str:
 
 
 @settings(max_examples=600)
-@given(st.lists(_stream, max_size=5))
-def test_the_order_heapq_merge_gives(streams: list[tuple[list[int], list[int]]]) -> None:
+@given(st.lists(_stream, max_size=5), st.sampled_from([1, 2, 3, 4096]))
+def test_the_order_heapq_merge_gives(streams: list[tuple[list[int], list[int]]], batch: int) -> None:
+    """Whatever the keys, the cuts, and how many lines may go out at a time."""
     pieces = [_pieces(k, keys, cuts) for k, (keys, cuts) in enumerate(streams)]
-    assert b"".join(merge_lines(pieces)).decode() == _reference([keys for keys, _ in streams])
+    saved, linemerge.BATCH_LINES = linemerge.BATCH_LINES, batch
+    try:
+        out = list(merge_lines(pieces))
+    finally:
+        linemerge.BATCH_LINES = saved
+    assert b"".join(out).decode() == _reference([keys for keys, _ in streams])
+    longest = max((len(keys) for keys, _ in streams), default=0)  # ties at one key go out together
+    assert all(chunk.count(b"\n") <= max(batch, longest) for chunk in out)
 
 
 @settings(max_examples=200)
@@ -68,3 +77,12 @@ def test_a_piece_must_give_one_key_and_end_per_line() -> None:
         list(merge_lines([[(b"a\nb\n", [2, 4], [1])], [_piece(["c\n"], [2])]]))
     with pytest.raises(ValueError):
         list(merge_lines([[(b"a\nb\n", [2, 3], [1, 2])], [_piece(["c\n"], [2])]]))
+
+
+def test_written_a_bounded_batch_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(linemerge, "BATCH_LINES", 3)
+    streams = [[1, 2, 3, 4, 5, 9], [0, 2, 2, 7, 8], [6]]
+    pieces = [_pieces(k, keys, [c for c in (2, 4) if c <= len(keys)]) for k, keys in enumerate(streams)]
+    chunks = list(merge_lines(pieces))
+    assert all(0 < chunk.count(b"\n") <= 3 for chunk in chunks)
+    assert b"".join(chunks).decode() == _reference(streams)
