@@ -371,6 +371,7 @@ _LEVELS = tuple(Level)
 EMPTY_BLOCK_LEN = 1 + _BLOCK_FIXED.size  # no names, no records
 _PLAIN_HEADS = bytes(h for h in VALID_HEADS if not h & HEAD_FIELDS)
 _CALM_HEADS = bytes(h for h in VALID_HEADS if not h & HEAD_PANIC)
+_PLAIN_CALM_HEADS = bytes(h for h in range(256) if not h & (HEAD_FIELDS | HEAD_PANIC))
 _NOT_CONTINUATION = bytes(b for b in range(256) if not 0x80 <= b < 0xC0)  # bytes a character may start with
 _MAX_U64 = (1 << 64) - 1
 _I32 = 1 << 31
@@ -555,7 +556,7 @@ def decode_record_columns(buf: bytes) -> RecordColumns:
     ``buf`` must be ``bytes`` (slicing it copies, and ``.decode`` is strict UTF-8)."""
     try:
         return _columns(buf)
-    except UnicodeDecodeError as e:
+    except UnicodeDecodeError as e:  # a name, a message or a field
         raise DecodeError(f"record text is not UTF-8: {e.reason}") from None
 
 
@@ -604,7 +605,8 @@ def _columns(buf: bytes) -> RecordColumns:
         messages = list(map(msgs.decode("ascii").__getitem__, spans))
     else:
         messages = [m.decode() for m in map(msgs.__getitem__, spans)]
-    return RecordColumns(names, heads, ids, times, messages, _walk_fields(buf, heads, pos + total))
+    fields = _walk_fields(buf, heads, pos + total)
+    return _new_columns(RecordColumns, (names, heads, ids, times, messages, fields))
 
 
 def _check_messages(msgs: bytes, lens: Sequence[int]) -> None:
@@ -656,6 +658,10 @@ def decode_record_block(buf: bytes) -> list[Record]:
 def records_of(c: RecordColumns) -> list[Record]:
     """The records a block's columns hold, in order."""
     names, levels, fields = c.names, _LEVELS, c.fields
+    if not c.heads.translate(None, _PLAIN_CALM_HEADS):  # no fields, no panic: most blocks
+        return [Record(t, levels[head & HEAD_LEVEL], n[0], n[1], msg, n[2])  # type: ignore[arg-type]
+                for head, n, t, msg in zip(c.heads, map(names.__getitem__, c.ids), c.times, c.messages,
+                                           strict=True)]
     out = []
     for i, (head, name, t, msg) in enumerate(zip(c.heads, c.ids, c.times, c.messages, strict=True)):
         svc, comp, tgt = names[name]
@@ -675,6 +681,7 @@ _I32S = [struct.Struct(f"<{k}i").unpack_from for k in range(_SMALL)]
 _U16S = [struct.Struct(f"<{k}H").unpack_from for k in range(_SMALL)]
 _EMPTY_SUMMARY = BlockSummary(0, False, None, None)
 _new_summary = tuple.__new__  # a summary per frame: NamedTuple's own __new__ is a Python call more
+_new_columns = tuple.__new__
 
 
 def summarize_record_block(buf: bytes) -> BlockSummary:

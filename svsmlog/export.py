@@ -209,7 +209,7 @@ def _around(key: tuple[tuple[str, str, str | None], int]) -> tuple[str, str]:
     """What comes between a line's frame prefix and "t_ns", and after its message, for a
     (service, component, target) and a level: a few per image, so kept (up to a bound)."""
     (service, component, target), level = key
-    if len(_AROUND) >= 4096:  # a host's image may name anything: bounded memory
+    if len(_AROUND) >= 4096:  # an image may name anything: bounded memory
         _AROUND.clear()
     value = _AROUND[key] = (
         f'"service":{_json_str(service)},"component":{_json_str(component)},"level":"{_LEVELS[level].label}",',
@@ -242,7 +242,13 @@ def _write_jsonl_batch(lines: list[str], out: TextIO) -> None:
             try:
                 out.write(line)
             except UnicodeEncodeError:
-                out.write(json.dumps(json.loads(line), ensure_ascii=True, separators=(",", ":")) + "\n")
+                out.write(_ascii_jsonl(line))
+
+
+def _ascii_jsonl(line: str) -> str:
+    """A JSON line again with every non-ASCII character escaped (``\\udXXX`` carries a lone
+    surrogate, which no UTF-8 stream can)."""
+    return json.dumps(json.loads(line), ensure_ascii=True, separators=(",", ":")) + "\n"
 
 
 def utf8_lines(lines: list[str], *, with_ends: bool = False) -> tuple[bytes, array[int] | None]:
@@ -266,7 +272,7 @@ def _utf8_line(line: str) -> bytes:
     try:
         return line.encode()
     except UnicodeEncodeError:
-        return (json.dumps(json.loads(line), ensure_ascii=True, separators=(",", ":")) + "\n").encode()
+        return _ascii_jsonl(line).encode()
 
 
 _json_str = json.encoder.encode_basestring  # what json.dumps(ensure_ascii=False) quotes strings with
