@@ -550,6 +550,10 @@ class RecordColumns(NamedTuple):
     messages: list[str]
     fields: dict[int, tuple[tuple[str, str], ...]]
 
+    def plain(self) -> bool:
+        """No record has fields or a panic flag: most blocks."""
+        return not self.heads.translate(None, _PLAIN_CALM_HEADS)
+
 
 def decode_record_columns(buf: bytes) -> RecordColumns:
     """Decode a frame's plaintext into its columns; every length checked before use.
@@ -658,7 +662,7 @@ def decode_record_block(buf: bytes) -> list[Record]:
 def records_of(c: RecordColumns) -> list[Record]:
     """The records a block's columns hold, in order."""
     names, levels, fields = c.names, _LEVELS, c.fields
-    if not c.heads.translate(None, _PLAIN_CALM_HEADS):  # no fields, no panic: most blocks
+    if c.plain():
         return [Record(t, levels[head & HEAD_LEVEL], n[0], n[1], msg, n[2])  # type: ignore[arg-type]
                 for head, n, t, msg in zip(c.heads, map(names.__getitem__, c.ids), c.times, c.messages,
                                            strict=True)]

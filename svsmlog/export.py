@@ -35,7 +35,7 @@ from urllib.parse import quote
 
 from .codec import RecordColumns, records_of
 from .crashes import panic_detail
-from .format import HEAD_FIELDS, HEAD_LEVEL, HEAD_PANIC
+from .format import HEAD_LEVEL
 from .records import FLAG_PANIC, Level, LocatedRecord, Record
 
 if TYPE_CHECKING:
@@ -193,7 +193,7 @@ def jsonl_block_lines(block: RecordColumns, boot: int, stream: str, seq: int, ve
     more than a target after the message (fields, panic, an unverified stream, host time)
     take ``jsonl_lines`` itself. tests/test_export.py holds the two equal."""
     if (not verified or (realtime_base_us is not None and boot in realtime_base_us)
-            or block.heads.translate(None, _PLAIN_CALM_HEADS)):
+            or not block.plain()):
         located = (LocatedRecord(boot, stream, seq, 0, r, verified) for r in records_of(block))
         return list(jsonl_lines(located, realtime_base_us=realtime_base_us))
     prefix = f'{{"boot":{boot},"stream":{_json_str(stream)},"seq":{seq},'
@@ -212,16 +212,14 @@ def _around(key: tuple[tuple[str, str, str | None], int]) -> tuple[str, str]:
     if len(_AROUND) >= 4096:  # an image may name anything: bounded memory
         _AROUND.clear()
     value = _AROUND[key] = (
-        f'"service":{_json_str(service)},"component":{_json_str(component)},"level":"{_LEVELS[level].label}",',
+        f'"service":{_json_str(service)},"component":{_json_str(component)},"level":"{Level(level).label}",',
         "}\n" if target is None else f',"target":{_json_str(target)}}}\n',
     )
     return value
 
 
 _AROUND: dict[tuple[tuple[str, str, str | None], int], tuple[str, str]] = {}
-_LEVELS = tuple(Level)
 _LEVEL_OF_HEAD = bytes(h & HEAD_LEVEL for h in range(256))
-_PLAIN_CALM_HEADS = bytes(h for h in range(256) if not h & (HEAD_FIELDS | HEAD_PANIC))
 
 
 def batched(lines: Iterable[str], n: int) -> Iterator[list[str]]:
@@ -255,17 +253,10 @@ def utf8_lines(lines: list[str], *, with_ends: bool = False) -> tuple[bytes, arr
     """The lines as UTF-8 (a line that cannot be, a lone surrogate in it, escaped as
     ``_write_jsonl_batch`` does), and with ``with_ends`` where each line ends in them."""
     text = "".join(lines)
-    try:
-        blob = text.encode()
-    except UnicodeEncodeError:
-        parts = [_utf8_line(line) for line in lines]
-        blob = b"".join(parts)
-        return blob, array("Q", accumulate(map(len, parts))) if with_ends else None
-    if not with_ends:
-        return blob, None
-    if len(blob) == len(text):  # ASCII: each line's bytes are its characters
-        return blob, array("Q", accumulate(map(len, lines)))
-    return blob, array("Q", accumulate(len(line.encode()) for line in lines))
+    if text.isascii():  # each line's bytes are its characters
+        return text.encode("ascii"), array("Q", accumulate(map(len, lines))) if with_ends else None
+    parts = [_utf8_line(line) for line in lines]
+    return b"".join(parts), array("Q", accumulate(map(len, parts))) if with_ends else None
 
 
 def _utf8_line(line: str) -> bytes:
