@@ -139,6 +139,24 @@ class Run:
             self.first_t = first_t if self.first_t is None else min(self.first_t, first_t)
             self.last_t = last_t if self.last_t is None else max(self.last_t, last_t or 0)
 
+    def take_frames(self, lbas: list[int], tags: bytes, last_sectors: int, records: int, panic: bool,
+                    first_t: int | None, last_t: int | None) -> None:
+        """``take_frame`` of frames back to back at ``lbas`` (the last of ``last_sectors``),
+        given their tags end to end and their records, panic and times as totals."""
+        base = self.head.lba
+        self._offs.extend([lba - base for lba in lbas])
+        self._tags += tags
+        self.last_tag = tags[-TAG:]
+        self.last_sectors = last_sectors
+        self.end = lbas[-1] + last_sectors
+        self.next_seq += len(lbas)
+        self.count += len(lbas)
+        self.records += records
+        self.panic |= panic
+        if first_t is not None:
+            self.first_t = first_t if self.first_t is None else min(self.first_t, first_t)
+            self.last_t = last_t if self.last_t is None else max(self.last_t, last_t or 0)
+
     def extend(self, other: Run) -> None:
         """Take the frames of ``other``, which continues this run (``follows(other.head)``)."""
         self.take(other.head)

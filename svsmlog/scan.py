@@ -19,6 +19,11 @@ from .format import FRAME_HEADER_LEN, FRAME_MAGIC, TAG_LEN
 from .frames import commit_digest
 
 ReadSectors = Callable[[int, int], bytes]
+# The consumer's fast lane (Verifier): (window, byte offset of sector lba in it, lba, stop,
+# the window's end sector, rejection budget left) -> the sector after the frames it took
+# straight from the window, lba where it took none. It may take only frames the scan would
+# have yielded as candidates there, and that the consumer would then have accepted.
+Lane = Callable[[bytes, int, int, int, int, int], int]
 WINDOW_SECTORS = 2048  # read the region 1 MiB at a time
 
 
@@ -73,10 +78,13 @@ def rejection_budget(region: RegionEntry) -> int:
 
 
 def scan_region(
-    read: ReadSectors, region: RegionEntry, lo: int | None = None, hi: int | None = None
+    read: ReadSectors, region: RegionEntry, lo: int | None = None, hi: int | None = None,
+    lane: Lane | None = None,
 ) -> Iterator[Candidate | Malformed]:
     """Candidates of the region; with ``lo``/``hi``, only those starting in [lo, hi), as a
-    scan from ``lo`` finds them (svsmlog.parallel stitches such pieces together)."""
+    scan from ``lo`` finds them (svsmlog.parallel stitches such pieces together). Where a
+    sector starts with the magic, ``lane`` may first take the frames from there on that lie
+    whole in the window; the scan goes on after them, and they are not yielded."""
     end = region.start + region.sectors
     lba = region.start if lo is None else lo
     stop = end if hi is None else min(hi, end)
@@ -94,6 +102,11 @@ def scan_region(
             j = buf.find(FRAME_MAGIC, off + SECTOR)
             lba = w_hi if j < 0 else w_lo + j // SECTOR + (1 if j % SECTOR else 0)
             continue
+        if lane is not None:
+            taken = lane(buf, off, lba, stop, w_hi, budget)
+            if taken != lba:
+                lba = taken
+                continue
         try:
             header = decode_frame_header(buf, off)
         except DecodeError as e:

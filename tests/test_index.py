@@ -212,3 +212,168 @@ def test_the_cli_report_is_the_same_from_a_large_ring(tmp_path: Path) -> None:
     key = crypto.load_private_key((SAMPLES / "TEST-ONLY-owner.key").read_bytes())
     v = assert_same(img.read_bytes(), [key])
     assert any(f.kind is Kind.ROTATED_OUT for f in v.report.findings)
+
+
+def _judged(image: bytes, keys: list[crypto.PrivateKey], lane: bool, jobs: int = 1):  # type: ignore[no-untyped-def]
+    dev = MemoryDevice(len(image) // SECTOR, image)
+    v = Verifier(dev.read, dev.sector_count, Keyring(list(keys)))
+    v._lane = lane
+    report = v.run(jobs=jobs)
+    records = [(lr.boot, lr.stream, lr.seq, lr.offset, lr.record, lr.verified) for lr in v.records()]
+    return report.as_json(), report.findings, report.verified_frames, records
+
+
+def _lane_agrees(image: bytes, owner: crypto.PrivateKey) -> bool:
+    return bool(_judged(image, [owner], True) == _judged(image, [owner], False))
+
+
+def _small_frames(owner: crypto.PrivateKey) -> tuple[bytes, list[Entry]]:
+    """One stream of frames of one to three sectors, two boots; and its frames."""
+    dev = MemoryDevice(256)
+    for b in range(2):
+        w = LogWriter(dev, [StreamSpec(1, "all", 120)], [owner.public])
+        for i in range(14):
+            w.append(1, rec(i, f"b{b} " + "m" * (i * 151 % 900)))
+            w.flush()
+        w.close()
+    image = dev.image()
+    probe = Verifier(MemoryDevice(256, image).read, 256, Keyring([owner]))
+    probe._compact = False
+    probe.run()
+    return image, list(probe._entries[1])
+
+
+def test_the_window_lane_takes_what_extends_would_take(owner: crypto.PrivateKey,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every byte of the header of frames a run would take through the lane, a bit
+    flipped; a ciphertext byte and the tag; the frame zeroed: the lane and the
+    frame-by-frame fast lane (_extends) give the same report and records, with windows of
+    a few sectors so that frames lie across their ends."""
+    from svsmlog import scan
+    from svsmlog.codec import decode_frame_header
+
+    image, frames = _small_frames(owner)
+    data = [e for e in frames if e.type == FrameType.DATA and e.status == "ok"]
+    # the second frame of a run (the first the lane may take), the middle of a run, the
+    # last DATA frame of the first boot, the first DATA frame of the second boot after its run
+    first_boot = [e for e in data if e.boot == data[0].boot]
+    victims = [first_boot[1], first_boot[len(first_boot) // 2], first_boot[-1],
+               [e for e in data if e.boot != data[0].boot][2]]
+    monkeypatch.setattr(scan, "WINDOW_SECTORS", 2048)  # the region in one window
+    assert _lane_agrees(image, owner)
+    monkeypatch.setattr(scan, "WINDOW_SECTORS", 5)
+    assert _lane_agrees(image, owner)
+    for e in victims:
+        at = e.lba * SECTOR
+        body_len = decode_frame_header(image[at : at + FRAME_HEADER_LEN]).body_len
+        flips = [*range(FRAME_HEADER_LEN), FRAME_HEADER_LEN + 3, body_len - 1, e.sectors * SECTOR - 1]
+        for i in flips:  # each header byte, a ciphertext byte, the tag's last byte, the padding
+            img = bytearray(image)
+            img[at + i] ^= 0x01
+            assert _lane_agrees(bytes(img), owner), (e.seq, i)
+        img = bytearray(image)
+        img[at : at + e.sectors * SECTOR] = bytes(e.sectors * SECTOR)
+        assert _lane_agrees(bytes(img), owner)
+
+
+def _resealed(raw: bytes, keys: tuple[bytes, bytes], plaintext: bytes, **fields: object) -> bytes:
+    """The frame ``raw`` sealed again with its own keys, with header fields replaced: what
+    a writer holding the keys could have written (the AEAD cannot tell)."""
+    import struct
+
+    from svsmlog.format import FRAME_AAD_LEN, FRAME_MAGIC, VERSION
+    from svsmlog.frames import commit_digest
+
+    hdr = struct.Struct("<4sBBHIQQ16s16sII16s")
+    names = ("magic", "version", "type", "stream", "boot", "seq", "lba", "volume_id", "prev_tag", "clear_len",
+             "ct_len", "digest")
+    f = dict(zip(names, hdr.unpack_from(raw), strict=True))
+    assert f["magic"] == FRAME_MAGIC and f["version"] == VERSION
+    clear = fields.pop("clear", b"")
+    assert isinstance(clear, bytes)
+    f.update(fields, clear_len=len(clear), ct_len=len(plaintext) + 16)
+    aad = hdr.pack(*(f[n] for n in names))[:FRAME_AAD_LEN]
+    ct = crypto.aead_seal(keys[0], keys[1], plaintext, aad + clear)
+    digest = fields.get("digest", commit_digest(aad, clear, ct))
+    assert isinstance(digest, bytes)
+    return aad + digest + clear + ct
+
+
+def test_the_window_lane_refuses_what_a_key_holder_could_seal(owner: crypto.PrivateKey,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Frames inside a run sealed again with their own keys and one header field (or the
+    body) changed, each of which the AEAD accepts: the lane and _extends judge them alike."""
+    from svsmlog import scan
+    from svsmlog.codec import decode_frame_header
+    from svsmlog.format import VERSION
+
+    image, frames = _small_frames(owner)
+    data = [e for e in frames if e.type == FrameType.DATA and e.status == "ok"]
+    first_boot = [e for e in data if e.boot == data[0].boot]
+    for e in (first_boot[1], first_boot[len(first_boot) // 2]):
+        at = e.lba * SECTOR
+        raw = image[at : at + e.sectors * SECTOR]
+        h = decode_frame_header(raw)
+        assert e.chain is not None
+        keys = e.chain.keys_at(e.seq)
+        assert keys is not None
+        pt = open_frame(raw, b"", raw[FRAME_HEADER_LEN : h.body_len], *keys)
+        assert pt is not None
+        flip = bytes(16 * [0x5A])
+        later, earlier = e.chain.keys_at(h.seq + 1), e.chain.keys_at(h.seq - 1)
+        assert later is not None and earlier is not None
+        cases: list[tuple[bytes, dict[str, object], tuple[bytes, bytes]]] = [
+            (pt, {}, keys),  # the frame as it was: the lane takes it
+            (pt, {"version": VERSION + 1}, keys), (pt, {"version": VERSION - 1}, keys),
+            (pt, {"type": int(FrameType.END)}, keys), (pt, {"type": int(FrameType.BOOT)}, keys),
+            (pt, {"type": int(FrameType.KEYS)}, keys), (pt, {"type": 0x7F}, keys),
+            (pt, {"stream": h.stream + 1}, keys), (pt, {"boot": h.boot + 1}, keys), (pt, {"boot": 0}, keys),
+            (pt, {"seq": h.seq + 1}, keys), (pt, {"seq": h.seq - 1}, keys),
+            (pt, {"seq": h.seq + 1}, later), (pt, {"seq": h.seq - 1}, earlier),  # sealed as the seq it claims
+            (pt, {"lba": h.lba + 1}, keys), (pt, {"volume_id": flip}, keys), (pt, {"prev_tag": flip}, keys),
+            (pt, {"digest": flip}, keys), (pt, {"clear": b"\x00\x00\x00\x00"}, keys),
+            (b"", {}, keys), (b"\x00", {}, keys), (pt + b"\x00", {}, keys), (pt[:-1], {}, keys),
+        ]
+        for plaintext, fields, sealing in cases:
+            frame = _resealed(raw, sealing, plaintext, **fields)
+            if len(frame) > e.sectors * SECTOR:
+                continue  # it would overwrite the next frame: another case
+            img = bytearray(image)
+            img[at : at + e.sectors * SECTOR] = frame + bytes(e.sectors * SECTOR - len(frame))
+            for window in (5, 2048):
+                monkeypatch.setattr(scan, "WINDOW_SECTORS", window)
+                assert _lane_agrees(bytes(img), owner), (e.seq, fields)
+
+
+def test_the_window_lane_takes_the_runs(owner: crypto.PrivateKey) -> None:
+    """It is what grows the runs of an honest log (not only the frame-by-frame lane)."""
+    image, _ = _small_frames(owner)
+    dev = MemoryDevice(len(image) // SECTOR, image)
+    v = Verifier(dev.read, dev.sector_count, Keyring([owner]))
+    taken: list[int] = []
+    original = v._take_frames
+
+    def spy(*args):  # type: ignore[no-untyped-def]
+        end = original(*args)
+        taken.append(end - args[4])
+        return end
+
+    v._take_frames = spy  # type: ignore[method-assign]
+    v.run()
+    assert sum(1 for t in taken if t) >= 2 and max(taken) > 10
+
+
+def test_the_window_lane_keeps_to_its_chunk(owner: crypto.PrivateKey) -> None:
+    """A worker's chunk ends where it was cut (the next worker's scan starts there): the
+    lane does not carry a run on past it."""
+    image, frames = _small_frames(owner)
+    dev = MemoryDevice(len(image) // SECTOR, image)
+    v = Verifier(dev.read, dev.sector_count, Keyring([owner]))
+    v.run()
+    region = v.volume.superblock.regions[0]
+    data = [e for e in frames if e.type == FrameType.DATA and e.status == "ok" and e.boot == frames[0].boot]
+    hi = data[len(data) // 2].lba  # inside a run: where a frame starts and the one before it ends
+    chunk = v._scan_chunk(region, region.start, hi)
+    assert chunk.end == hi
+    assert max(ev.lba + ev.sectors for ev in chunk.events) == hi
+    assert any(ev.run is not None for ev in chunk.events)
