@@ -35,6 +35,13 @@ def step(chain_key: bytes) -> tuple[bytes, bytes, bytes]:
     return out[:KEY_LEN], out[KEY_LEN : 2 * KEY_LEN], out[2 * KEY_LEN :]
 
 
+def next_chain_key(chain_key: bytes) -> bytes:
+    """``step(chain_key)[0]`` alone, for a reader stepping past a frame it does not open:
+    HKDF-Expand's first block does not depend on the length asked for (RFC 5869 §2.3), so
+    the same expansion cut to 32 bytes is one HMAC block instead of three (spec §6.4)."""
+    return crypto.hkdf_expand(chain_key, LABEL_FRAME, KEY_LEN)
+
+
 def envelope_info(kind: int, volume_id: bytes, boot: int, stream: int, seq: int) -> bytes:
     """HPKE ``info`` binding an envelope to the volume, the boot and (for chain keys) the
     stream and frame it unlocks. Boot-secret envelopes use stream 0xFFFF and seq 0."""
@@ -129,7 +136,8 @@ class ReaderChain:
             raise RatchetExhausted  # refuse up front: one far-off claim must not drain the budget
         while self._cur_seq < seq:
             self.budget.spend()
-            self._cur_key = self._step_out()[0]
+            out = self._cur_out
+            self._cur_key = out[0] if out is not None else next_chain_key(self._cur_key)
             self._cur_seq += 1
             self._cur_out = None
             if self._cur_seq % self.CHECKPOINT_EVERY == 0:

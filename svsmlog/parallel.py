@@ -102,24 +102,42 @@ def frames_large_enough(volume: Volume, frame_sectors: list[int]) -> bool:
     return sum(r.sectors for r in regions) >= PARALLEL_MIN_FRAME_SECTORS * max(1, sum(frame_sectors))
 
 
-def plan_chunks(regions: tuple[RegionEntry, ...], jobs: int) -> list[list[tuple[int, int, int]]]:
-    """One list of (region index, lo, hi) pieces per worker, about equal in sectors and in
-    disk order, so that a worker's chains step forward from piece to piece (a piece that
-    starts deep in a region costs its worker the ratchet steps from the chain's start)."""
+# What a sector with no frame costs a worker, against a frame: the scan finds the next magic
+# with one C search a window, so an empty stretch is nearly free.
+EMPTY_SECTOR_COST = 1 / 64
+
+
+def plan_chunks(regions: tuple[RegionEntry, ...], jobs: int,
+                frames: list[int] | None = None) -> list[list[tuple[int, int, int]]]:
+    """One list of (region index, lo, hi) pieces per worker, in disk order, so that a
+    worker's chains step forward from piece to piece. The shares are about equal in frames
+    where ``frames`` gives each region's count (the key harvest's: a region's frames taken
+    as spread evenly over it), since a frame's checks, not its sectors, are the work;
+    otherwise in sectors. A share that starts inside a region also steps its chains past
+    the frames before it, left out here: one HMAC block each (keyschedule.next_chain_key),
+    about a seventh of checking a frame. How many workers follows from the sectors: at
+    least MIN_CHUNK_SECTORS each."""
     total = sum(r.sectors for r in regions)
-    share = max(MIN_CHUNK_SECTORS, -(-total // jobs))
+    count = min(jobs, -(-total // max(MIN_CHUNK_SECTORS, -(-total // jobs)))) if total else 1
+    if frames is None or len(frames) != len(regions):
+        cost = [1.0] * len(regions)
+    else:  # per sector
+        cost = [f / r.sectors + EMPTY_SECTOR_COST for f, r in zip(frames, regions, strict=True)]
+    share = sum(c * r.sectors for c, r in zip(cost, regions, strict=True)) / count
     groups: list[list[tuple[int, int, int]]] = [[]]
     room = share
     for i, r in enumerate(regions):
         lo, end = r.start, r.start + r.sectors
         while lo < end:
-            hi = min(end, lo + room, lo + (MAX_PIECE_SECTORS or room))
+            last = len(groups) == count  # the last worker takes what is left
+            take = end - lo if last else max(1, min(end - lo, round(room / cost[i])))
+            hi = min(lo + take, lo + (MAX_PIECE_SECTORS or take))
             groups[-1].append((i, lo, hi))
-            room -= hi - lo
+            room -= (hi - lo) * cost[i]
             lo = hi
-            if room == 0:
+            if not last and room < cost[i] / 2:  # less than half a sector's work left
                 groups.append([])
-                room = share
+                room += share
     return [g for g in groups if g]
 
 

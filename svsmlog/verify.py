@@ -480,7 +480,7 @@ class Verifier:
         regions = self.volume.superblock.regions
         big = may_run_in_parallel(self.volume, jobs) and frames_large_enough(self.volume, self._frame_sectors)
         if big and self._progress is None:
-            groups = plan_chunks(regions, jobs)
+            groups = plan_chunks(regions, jobs, self._frame_sectors)
             self._on_pass("verifying")
             done: list[list[ChunkScan]] = map_forked(
                 lambda g: [self._scan_chunk(regions[i], lo, hi) for i, lo, hi in groups[g]],

@@ -147,6 +147,7 @@ def test_hkdf_expand_rfc5869_case_1() -> None:
 def test_ratchet_step_is_t1_t2_t3_of_rfc5869(chain_key: bytes) -> None:
     okm = rfc5869_expand(chain_key, keyschedule.LABEL_FRAME, 76)
     assert keyschedule.step(chain_key) == (okm[:32], okm[32:64], okm[64:76])
+    assert keyschedule.next_chain_key(chain_key) == okm[:32]  # T(1) alone: stepping past a frame
 
 
 @settings(max_examples=100, deadline=None)

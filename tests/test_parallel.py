@@ -9,6 +9,8 @@ import struct
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from svsmlog import crypto, parallel, verify
 from svsmlog.device import SECTOR, MemoryDevice
@@ -127,3 +129,42 @@ def test_the_frame_size_figure(monkeypatch: pytest.MonkeyPatch) -> None:
     assert parallel.frames_large_enough(vol, [sectors // 8 // n] * n)
     assert not parallel.frames_large_enough(vol, [sectors // n] * n)  # one frame a sector
     assert not parallel.frames_large_enough(vol, [])  # the harvest stopped early
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.integers(1, 200_000), st.integers(0, 150_000)), min_size=1, max_size=9),
+       st.integers(1, 4), st.booleans())
+def test_the_plan_shares_the_frames(regions: list[tuple[int, int]], jobs: int, counted: bool) -> None:
+    """Every sector of every region in exactly one piece, in disk order, at most ``jobs``
+    shares of at least MIN_CHUNK_SECTORS; with the harvest's frame counts, the shares'
+    frames (each region's spread evenly over it) differ by at most a sector's worth or two."""
+    from svsmlog.codec import RegionEntry
+
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(parallel, "MAX_PIECE_SECTORS", None)
+        m.setattr(parallel, "MIN_CHUNK_SECTORS", 8 * 1024)
+        entries, start = [], 64
+        for i, (sectors, _) in enumerate(regions):
+            entries.append(RegionEntry(i + 1, f"r{i}", start, sectors))
+            start += sectors
+        frames = [min(f, s) for s, f in regions]
+        plan = parallel.plan_chunks(tuple(entries), jobs, frames if counted else None)
+    pieces = [p for g in plan for p in g]
+    assert all(g for g in plan) and 1 <= len(plan) <= jobs
+    expected = [(i, r.start, r.start + r.sectors) for i, r in enumerate(entries)]
+    merged: list[tuple[int, int, int]] = []
+    for i, lo, hi in pieces:  # contiguous, in order, nothing twice, nothing left out
+        assert lo < hi
+        if merged and merged[-1][0] == i:
+            assert merged[-1][2] == lo
+            merged[-1] = (i, merged[-1][1], hi)
+        else:
+            merged.append((i, lo, hi))
+    assert merged == expected
+    total = sum(r.sectors for r in entries)
+    if len(plan) > 1:
+        assert total // len(plan) >= 8 * 1024 // 2
+    if counted and len(plan) > 1:
+        cost = [f / r.sectors + parallel.EMPTY_SECTOR_COST for f, r in zip(frames, entries, strict=True)]
+        shares = [sum((hi - lo) * cost[i] for i, lo, hi in g) for g in plan]
+        assert max(shares) - min(shares) <= 2 * max(cost) + 1e-6, shares
