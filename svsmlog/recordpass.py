@@ -123,16 +123,17 @@ def _run(i: int) -> Any:
 
 
 def _piece_lines(verifier: Verifier, items: list[list[Item]], piece: Piece, fmt: LineFormat,
-                 keep: RecordKeep, merged: bool, block_fmt: BlockFormat | None) -> tuple[Any, ...]:
+                 keep: RecordKeep, merged: bool, block_fmt: BlockFormat | None,
+                 want_services: bool) -> tuple[Any, ...]:
     """In a worker: the piece's kept records as lines, with their merge keys when merged,
-    and the services seen (for extract's check of --service)."""
+    and, with ``want_services``, the services seen (for extract's check of --service)."""
     stream_items = items[piece.stream_index]
     if block_fmt is not None and keep is None:
-        return _piece_block_lines(verifier, stream_items, piece, block_fmt, merged)
+        return _piece_block_lines(verifier, stream_items, piece, block_fmt, merged, want_services)
     records: list[LocatedRecord] = []
     for idx, lo, hi in piece.parts:
         records.extend(verifier.item_records(piece.stream, stream_items[idx], lo, hi))
-    services = {lr.record.service for lr in records}
+    services = {lr.record.service for lr in records} if want_services else set()
     if keep is not None:
         records = [lr for lr in records if keep(lr)]
     lines = list(fmt(records))
@@ -143,7 +144,7 @@ def _piece_lines(verifier: Verifier, items: list[list[Item]], piece: Piece, fmt:
 
 
 def _piece_block_lines(verifier: Verifier, stream_items: list[Item], piece: Piece, block_fmt: BlockFormat,
-                       merged: bool) -> tuple[Any, ...]:
+                       merged: bool, want_services: bool) -> tuple[Any, ...]:
     """``_piece_lines`` a frame at a time, from each frame's columns (every record kept)."""
     name = verifier.volume.region(piece.stream).name
     lines: list[str] = []
@@ -160,7 +161,8 @@ def _piece_block_lines(verifier: Verifier, stream_items: list[Item], piece: Piec
             lines += block_lines
             if merged:
                 keys += map(boot_key.__add__, block.times)
-            services.update(block.names[i][0] for i in set(block.ids))
+            if want_services:
+                services.update(block.names[i][0] for i in set(block.ids))
     return _result(lines, keys if merged else None, services)
 
 
@@ -219,13 +221,16 @@ def lines(verifier: Verifier, streams: list[int], fmt: LineFormat, keep: RecordK
     extract reads them (one stream's in log order; several merged like Verifier.records),
     made by ``jobs`` forked workers (in this process for 1). ``block_fmt``, where given,
     makes the same lines from a frame's columns; it is used when every record is kept.
-    Yields batches of lines (UTF-8 bytes of whole lines)."""
+    ``services_seen``, where given, gets the service of every record read (the workers
+    collect them only then). Yields batches of lines (UTF-8 bytes of whole lines)."""
     global _work
     import multiprocessing
 
     merged = len(streams) > 1
     items, pieces = plan(verifier, streams, max(1, PIECE_RECORDS // 4) if merged else PIECE_RECORDS)
-    _work = lambda i: _piece_lines(verifier, items, pieces[i], fmt, keep, merged, block_fmt)  # noqa: E731
+    want_services = services_seen is not None
+    _work = lambda i: _piece_lines(verifier, items, pieces[i], fmt, keep, merged, block_fmt,  # noqa: E731
+                                   want_services)
     order = sorted(range(len(pieces)), key=lambda i: (pieces[i].start, pieces[i].stream_index, i))
     by_stream: list[list[int]] = [[] for _ in streams]
     for i, p in enumerate(pieces):

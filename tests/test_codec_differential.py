@@ -90,6 +90,39 @@ def test_record_block_mutations_agree(recs: list[Record], data: st.DataObject) -
     assert fast_records(bytes(buf)) == construct_records(bytes(buf))
 
 
+@given(st.lists(records, min_size=1, max_size=4),
+       st.lists(st.tuples(st.integers(0, 10**6), st.integers(1, 255)), min_size=1, max_size=12))
+@settings(max_examples=200)
+def test_blocks_after_blocks_of_the_same_names_agree(recs: list[Record],
+                                                     flips: list[tuple[int, int]]) -> None:
+    """A block decoded again and again (its name table then comes from the recent tables,
+    codec._names_of), between copies of it with a byte changed anywhere, the table and its
+    count included: each as construct reads it."""
+    base = codec.encode_record_block(recs)
+    for where, xor in flips:
+        buf = bytearray(base)
+        buf[where % len(buf)] ^= xor
+        assert fast_records(bytes(buf)) == construct_records(bytes(buf))
+        assert fast_records(base) == recs
+
+
+def test_a_short_name_table_is_decoded_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    recs = [Record(2**40 + i, Level.INFO, "vtpm", "tpm", f"m{i}", "svsm::vtpm") for i in range(3)]
+    base = codec.encode_record_block(recs)
+    calls = []
+    real = codec._names
+
+    def counting(buf: bytes, n: int, decode: bool = True):  # type: ignore[no-untyped-def]
+        calls.append(buf)
+        return real(buf, n, decode)
+
+    monkeypatch.setattr(codec, "_names", counting)
+    monkeypatch.setattr(codec, "_RECENT_TABLES", [])
+    for _ in range(3):
+        assert codec.decode_record_block(base) == recs
+    assert len(calls) == 1
+
+
 @given(st.binary(max_size=200))
 def test_record_block_random_bytes_agree(buf: bytes) -> None:
     assert fast_records(buf) == construct_records(buf)

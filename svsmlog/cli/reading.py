@@ -505,7 +505,8 @@ def _by_pieces(v: Verification, stream_ids: list[int], keep: RecordFilter, outpu
     if jobs > 1 and recordpass.total_records(v.verifier, stream_ids) < recordpass.MIN_RECORDS:
         jobs = 1
     chosen = keep if keep.selects else None
-    pieces = recordpass.lines(v.verifier, stream_ids, fmt, chosen, jobs, seen.services,
+    pieces = recordpass.lines(v.verifier, stream_ids, fmt, chosen, jobs,
+                              seen.services if keep.services else None,  # only --service asks
                               _block_format(output, bases))
     sys.stdout.flush()
     binary: BinaryIO | None = getattr(sys.stdout, "buffer", None)
