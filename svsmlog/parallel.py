@@ -122,7 +122,7 @@ def plan_chunks(regions: tuple[RegionEntry, ...], jobs: int,
     if frames is None or len(frames) != len(regions):
         cost = [1.0] * len(regions)
     else:  # per sector
-        cost = [f / r.sectors + EMPTY_SECTOR_COST for f, r in zip(frames, regions, strict=True)]
+        cost = [f / max(1, r.sectors) + EMPTY_SECTOR_COST for f, r in zip(frames, regions, strict=True)]
     share = sum(c * r.sectors for c, r in zip(cost, regions, strict=True)) / count
     groups: list[list[tuple[int, int, int]]] = [[]]
     room = share

@@ -343,9 +343,10 @@ class Verifier:
         ``scan.Lane``): each one that starts before ``stop``, lies whole in the window
         (sector ``lba`` at byte ``off`` of ``buf``, which ends at sector ``w_end``) and that
         the scan would have yielded and ``_extends`` taken, without the Candidate and the
-        calls between them. Returns the sector after the last frame taken, ``lba`` if none;
-        the scan treats the first frame it leaves as ever, so whatever this refuses, for any
-        reason, is judged by the general path (tests/test_index.py holds the two equal)."""
+        calls between them. Returns the sector after the last frame taken, ``lba`` if none.
+        The scan then decodes the first frame not taken as it always did, so whatever this
+        refuses, for any reason, is judged by the general path (tests/test_index.py holds
+        the two equal)."""
         head = run.head
         chain = head.chain
         stream = region.stream
