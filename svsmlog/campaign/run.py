@@ -343,8 +343,9 @@ def tamper_table(fig: TamperFigures) -> str:
     head = (
         "| class | cases | claimed | detected | located | missed | unproven | unproven reported intact "
         "| false violations | harmless as specified | not claimed (limit) | limit caught by the anchor "
-        "| untouched frames' records lost | origin findings not as predicted | known defects |\n|"
-        + "---|" * 15
+        "| untouched frames' records lost | origin findings not as predicted "
+        "| judged otherwise with a 7-sector scan window | known defects |\n|"
+        + "---|" * 16
         + "\n"
     )
     rows = []
@@ -366,6 +367,8 @@ def tamper_table(fig: TamperFigures) -> str:
         "cc",
         "ow",
         "oc",
+        "wd",
+        "wc",
     )
     tot = dict.fromkeys(keys, 0)
     for r in sorted(fig.rows.values(), key=_class_order):
@@ -378,10 +381,11 @@ def tamper_table(fig: TamperFigures) -> str:
         unp = f"{r.unproven}" if r.unproven else ""
         col = f"**{r.collateral}** of {r.collateral_checked}" if r.collateral_checked else ""
         origin = f"**{r.origin_wrong}** of {r.origin_checked}" if r.origin_checked else ""
+        window = f"**{r.window_differs}** of {r.window_checked}" if r.window_checked else ""
         rows.append(
             f"| {r.cls} | {_n(r.cases)} | {_n(r.claimed)} | {_n(r.detected)} | {_n(r.located)} "
             f"| **{r.missed}** | {unp} | **{r.unproven_intact}** | **{r.false_violations}** | {harmless} "
-            f"| {lim} | {anchor} | {col} | {origin} | {known} |"
+            f"| {lim} | {anchor} | {col} | {origin} | {window} | {known} |"
         )
         vals = (
             r.cases,
@@ -401,6 +405,8 @@ def tamper_table(fig: TamperFigures) -> str:
             r.collateral_checked,
             r.origin_wrong,
             r.origin_checked,
+            r.window_differs,
+            r.window_checked,
         )
         for k, v in zip(keys, vals, strict=True):
             tot[k] += v
@@ -409,7 +415,7 @@ def tamper_table(fig: TamperFigures) -> str:
         f"| {_n(tot['located'])} | **{tot['missed']}** | {_n(tot['unp'])} | **{tot['unp_intact']}** "
         f"| **{tot['false']}** | {tot['ok']}/{tot['harmless']} | {tot['lim']} "
         f"| {tot['ac']}/{tot['a']} | **{tot['col']}** of {_n(tot['cc'])} "
-        f"| **{tot['ow']}** of {_n(tot['oc'])} | |"
+        f"| **{tot['ow']}** of {_n(tot['oc'])} | **{tot['wd']}** of {_n(tot['wc'])} | |"
     )
     return head + "\n".join(rows) + "\n"
 
@@ -543,7 +549,10 @@ def render(
             "*limit caught by the anchor*: the limits §10 says an anchor taken later "
             "detects, checked with the writer's anchor from the end of the run; *origin findings not "
             "as predicted*: attested volumes, cases whose origin findings (kind, boot) differ from those "
-            "the origin rules predict. Base images: "
+            "the origin rules predict; *judged otherwise with a 7-sector scan window*: every third case "
+            "verified again with the region scan reading 7 sectors at a time, so that frames lie across "
+            "the ends of its windows (where the verifier's window lane leaves them to the general path): "
+            "cases whose report or records differ from the default window's. Base images: "
             + ", ".join(tamper.bases)
             + ".\n",
             "The `attested:` rows are the forgery campaign (`svsmlog/campaign/forgery.py`): volumes of "

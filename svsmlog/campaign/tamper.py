@@ -1460,6 +1460,11 @@ class TamperRow:
     anchor_caught: int = 0
     collateral_checked: int = 0
     collateral: int = 0  # cases where records of frames the change did not touch were not output
+    # every WINDOW_EVERY-th case judged again with a scan window of WINDOW_SECTORS: frames
+    # then lie across the ends of windows, where the verifier's window lane leaves them to
+    # the general path; the report and the records must not depend on where windows fall
+    window_checked: int = 0
+    window_differs: int = 0
     origin_checked: int = 0  # attested runs: cases whose origin findings were compared
     origin_wrong: int = 0  # ... and differ from those the origin rules predict
     origin_predicted: dict[str, int] = field(default_factory=dict)  # cases predicting each origin kind
@@ -1480,6 +1485,7 @@ class TamperRow:
             + self.harmless_flagged
             + self.collateral
             + self.origin_wrong
+            + self.window_differs
             + (self.anchor_cases - self.anchor_caught)
         )
 
@@ -1543,6 +1549,8 @@ def merge_tamper(parts: list[TamperFigures]) -> TamperFigures:
                 "collateral_checked",
                 "origin_checked",
                 "origin_wrong",
+                "window_checked",
+                "window_differs",
             ):
                 setattr(t, f, getattr(t, f) + getattr(r, f))
             for k, v in r.known.items():
@@ -1589,6 +1597,24 @@ def located(case: Case, v: Verified, base: Base) -> bool:
 # Classes whose changes legitimately take other frames with them: an unreadable or re-keyed
 # superblock, a rolled-back image, a forged boot that may reclaim frames.
 NO_COLLATERAL_CHECK = ("superblock", "roll the image back", "forge", "red team: anchor")
+WINDOW_EVERY = 3
+WINDOW_SECTORS = 7  # sectors: most frames of the campaign's images take 1 to 3
+
+
+def _outcome(v: Verified) -> tuple[object, ...]:
+    return v.verdict, v.report.as_json() if v.report else v.error, v.output
+
+
+def _with_window(sectors: int, judge_once: Callable[[], Verified]) -> Verified:
+    """``judge_once()`` with the region scan reading ``sectors`` at a time."""
+    from .. import scan
+
+    saved = scan.WINDOW_SECTORS
+    scan.WINDOW_SECTORS = sectors
+    try:
+        return judge_once()
+    finally:
+        scan.WINDOW_SECTORS = saved
 
 
 def judge(case: Case, base: Base, fig: TamperFigures, anchor: Anchor | None) -> None:
@@ -1596,13 +1622,23 @@ def judge(case: Case, base: Base, fig: TamperFigures, anchor: Anchor | None) -> 
     row.cases += 1
     check_collateral = fig.collateral and not case.cls.startswith(NO_COLLATERAL_CHECK)
     policy = base.origin_policy(case.require)
-    v = verify_bytes(
-        case.image,
-        base.run.owners,
-        anchor if case.with_anchor else None,
-        records=case.expect.kind == "harmless" or check_collateral,
-        origin=policy,
-    )
+    def judge_once() -> Verified:
+        return verify_bytes(
+            case.image,
+            base.run.owners,
+            anchor if case.with_anchor else None,
+            records=case.expect.kind == "harmless" or check_collateral,
+            origin=policy,
+        )
+
+    v = judge_once()
+    if row.cases % WINDOW_EVERY == 0:
+        row.window_checked += 1
+        w = _with_window(WINDOW_SECTORS, judge_once)
+        if _outcome(w) != _outcome(v):
+            row.window_differs += 1
+            row.note(f"WINDOW {case.what}: {w.verdict} with a window of {WINDOW_SECTORS} sectors, "
+                     f"{v.verdict} with the default")
     kinds = sorted({f.kind.value for f in v.violations()}) if v.report else ["unreadable"]
     violated = v.verdict in ("violated", "unreadable")
     if policy is not None and v.report is not None and case.expect.origin is not None:

@@ -152,3 +152,13 @@ def test_records_of_untouched_frames_are_still_output(figures: TamperFigures) ->
     assert checked > 1000
     for r in figures.rows.values():
         assert r.collateral == 0, (r.cls, r.examples)
+
+
+def test_no_verdict_depends_on_where_scan_windows_fall(figures: TamperFigures) -> None:
+    """Every third case judged again with a 7-sector scan window (frames across its ends,
+    which the verifier's window lane leaves to the general path): the same report and the
+    same records, in every class."""
+    assert sum(r.window_checked for r in figures.rows.values()) > 1000
+    assert all(r.window_checked for r in figures.rows.values() if r.cases >= 3)
+    for r in figures.rows.values():
+        assert r.window_differs == 0, (r.cls, r.examples)
