@@ -300,7 +300,10 @@ class Verifier:
         is the only one the boot's stream has), authenticated and well formed; then taken
         into the run and accepted. Exactly what ``_verify_candidate`` and
         ``FrameIndex.append`` would do with it, without an Entry; anything else (a failure
-        included) is left to them, which redo it from the start (tests/test_index.py)."""
+        included) is left to them, which redo it from the start (tests/test_index.py).
+        Since the window lane (``_take_frames``, the same tests on the unpacked header), it
+        takes only the frames the lane leaves at a window's end (every one with the lane
+        off): a change to one of the two is a change to both."""
         h = c.header
         if not (
             h.seq == run.next_seq
