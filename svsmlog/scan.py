@@ -84,7 +84,8 @@ def scan_region(
     """Candidates of the region; with ``lo``/``hi``, only those starting in [lo, hi), as a
     scan from ``lo`` finds them (svsmlog.parallel stitches such pieces together). Where a
     sector starts with the magic, ``lane`` may first take the frames from there on that lie
-    whole in the window; the scan goes on after them, and they are not yielded."""
+    whole in the window (and again once the window is moved to a frame that ran past it);
+    the scan goes on after them, and they are not yielded."""
     end = region.start + region.sectors
     lba = region.start if lo is None else lo
     stop = end if hi is None else min(hi, end)
@@ -127,6 +128,11 @@ def scan_region(
         if lba + n > w_hi:
             buf = _fill(read, lba, n, end)
             w_lo, w_hi, off = lba, lba + len(buf) // SECTOR, 0
+            if lane is not None:  # the frame that ran past the old window lies in this one
+                taken = lane(buf, off, lba, stop, w_hi, budget)
+                if taken != lba:
+                    lba = taken
+                    continue
         cand = Candidate(lba, header, buf[off : off + body])
         yield cand
         if cand.accepted:

@@ -131,8 +131,8 @@ class Verifier:
         # memory does not grow with frames; a region where that would change what is judged
         # (a run shares a key with another frame) makes run() start again without them.
         self._compact = True
-        # Runs grow a scan window at a time (_take_frames); off, one frame at a time through
-        # _extends (the tests compare the two).
+        # Runs grow a scan window at a time (_take_frames); off, every frame takes the
+        # general path (the tests compare the two).
         self._lane = True
         self._start()
 
@@ -294,62 +294,18 @@ class Verifier:
         self._decode_body(region, entry, plaintext)
         return entry
 
-    def _extends(self, region: RegionEntry, c: Candidate, run: Run) -> bool:
-        """The fast lane of an honest log: whether ``c`` is the next frame of ``run`` (the
-        next DATA frame of its boot, right after it, chaining to it, under its chain, which
-        is the only one the boot's stream has), authenticated and well formed; then taken
-        into the run and accepted. Exactly what ``_verify_candidate`` and
-        ``FrameIndex.append`` would do with it, without an Entry; anything else (a failure
-        included) is left to them, which redo it from the start (tests/test_index.py).
-        Since the window lane (``_take_frames``, the same tests on the unpacked header), it
-        takes only the frames the lane leaves at a window's end (every one with the lane
-        off): a change to one of the two is a change to both."""
-        h = c.header
-        if not (
-            h.seq == run.next_seq
-            and c.lba == run.end
-            and h.type == _DATA_OR_END[0]
-            and not h.clear_len
-            and h.boot == run.head.boot
-            and h.lba == c.lba
-            and h.stream == region.stream
-            and h.prev_tag == run.last_tag
-            and h.volume_id == self.volume.volume_id
-        ):
-            return False
-        chain = run.head.chain
-        chains = self._chains.get((h.boot, h.stream))
-        if chain is None or chains is None or len(chains) != 1 or chains[0] is not chain:
-            return False
-        try:
-            keys = chain.keys_at(h.seq)  # raising, it raises again on the slow path, spending nothing
-        except RatchetExhausted:
-            return False
-        if keys is None:
-            return False
-        raw = c.raw
-        plaintext = open_frame(raw, b"", raw[FRAME_HEADER_LEN:], *keys)
-        if plaintext is None:
-            return False
-        try:
-            summary = summarize_record_block(plaintext)
-        except DecodeError:
-            return False
-        c.accepted = True
-        run.take_frame(c.lba, -(-len(raw) // SECTOR), raw[-TAG_LEN:], summary.count, summary.panic,
-                       summary.first_t, summary.last_t)  # raw is the frame's bytes: h.sectors, a call less
-        return True
-
     def _take_frames(self, region: RegionEntry, run: Run, buf: bytes, off: int, lba: int, stop: int,
                      w_end: int, budget: int) -> int:
-        """``_extends`` for the frames from ``lba`` on, a scan window at a time (a
-        ``scan.Lane``): each one that starts before ``stop``, lies whole in the window
-        (sector ``lba`` at byte ``off`` of ``buf``, which ends at sector ``w_end``) and that
-        the scan would have yielded and ``_extends`` taken, without the Candidate and the
-        calls between them. Returns the sector after the last frame taken, ``lba`` if none.
-        The scan then decodes the first frame not taken as it always did, so whatever this
-        refuses, for any reason, is judged by the general path (tests/test_index.py holds
-        the two equal)."""
+        """The fast lane of an honest log, a scan window at a time (a ``scan.Lane``): from
+        ``lba`` on, each frame that starts before ``stop``, lies whole in the window (sector
+        ``lba`` at byte ``off`` of ``buf``, which ends at sector ``w_end``) and is the next
+        frame of ``run`` (the next DATA frame of its boot, right after it, chaining to it,
+        under its chain, which is the only one the boot's stream has), authenticated and
+        well formed, is taken into the run: exactly what the scan, ``_verify_candidate`` and
+        ``FrameIndex.append`` would do with it, without a Candidate or an Entry. Returns the
+        sector after the last frame taken, ``lba`` if none. The scan then decodes the first
+        frame not taken as it always did, so whatever this refuses, for any reason, is
+        judged by the general path (tests/test_index.py holds the two equal)."""
         head = run.head
         chain = head.chain
         stream = region.stream
@@ -369,7 +325,7 @@ class Verifier:
         records, panic, sectors = 0, False, 0
         while lba < stop and size - off >= FRAME_HEADER_LEN:
             # The header as decode_frame_header checks it (magic, version, a known type, a
-            # boot, both lengths in range: implied here, or tested), and as _extends does.
+            # boot, both lengths in range: implied here, or tested), and as a run's next frame.
             magic, version, ftype, h_stream, h_boot, seq, h_lba, h_vid, prev, clear_len, ct_len, _ = (
                 unpack(buf, off))
             if not (
@@ -461,13 +417,9 @@ class Verifier:
             return end
 
         for c in scan_region(self._read, region, lane=lane if self._lane and not self._progress else None):
-            last = items[-1] if items else None
-            if type(last) is Run and type(c) is Candidate and self._extends(region, c, last):
-                self._ours += 1
-            else:
-                e = self._visit(region, c)
-                if e is not None:
-                    entries.append(e)
+            e = self._visit(region, c)
+            if e is not None:
+                entries.append(e)
             if self._progress is not None:
                 self._progress(c.lba)
         return entries
@@ -543,9 +495,6 @@ class Verifier:
             return end
 
         for c in scan_region(self._read, region, lo, hi, lane if self._lane else None):
-            if pending is not None and type(c) is Candidate and self._extends(region, c, pending):
-                out.end = max(hi, c.lba + c.header.sectors)
-                continue
             self.report.findings, self._ours, self._foreign = [], 0, {}
             self._superblock_reported = reported  # each candidate may raise it: the stitch keeps the first
             e = self._visit(region, c)

@@ -243,12 +243,12 @@ def _small_frames(owner: crypto.PrivateKey) -> tuple[bytes, list[Entry]]:
     return image, list(probe._entries[1])
 
 
-def test_the_window_lane_takes_what_extends_would_take(owner: crypto.PrivateKey,
+def test_the_window_lane_takes_what_the_general_path_would(owner: crypto.PrivateKey,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """Every byte of the header of frames a run would take through the lane, a bit
-    flipped; a ciphertext byte and the tag; the frame zeroed: the lane and the
-    frame-by-frame fast lane (_extends) give the same report and records, with windows of
-    a few sectors so that frames lie across their ends."""
+    flipped; a ciphertext byte and the tag; the frame zeroed: the lane and the general
+    path (every frame a Candidate, judged and indexed) give the same report and records,
+    with windows of a few sectors so that frames lie across their ends."""
     from svsmlog import scan
     from svsmlog.codec import decode_frame_header
 
@@ -302,7 +302,8 @@ def _resealed(raw: bytes, keys: tuple[bytes, bytes], plaintext: bytes, **fields:
 def test_the_window_lane_refuses_what_a_key_holder_could_seal(owner: crypto.PrivateKey,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     """Frames inside a run sealed again with their own keys and one header field (or the
-    body) changed, each of which the AEAD accepts: the lane and _extends judge them alike."""
+    body) changed, each of which the AEAD accepts: the lane and the general path judge them
+    alike."""
     from svsmlog import scan
     from svsmlog.codec import decode_frame_header
     from svsmlog.format import VERSION
