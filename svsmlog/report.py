@@ -288,8 +288,10 @@ class Report:
         b = self.boots.setdefault(boot, BootSummary(boot))
         return b.streams.setdefault(stream, StreamSpan(stream))
 
-    def as_json(self) -> dict[str, object]:
-        return {
+    def as_json(self, *, findings: bool = True) -> dict[str, object]:
+        """The report as JSON values; "findings" is the last key, and ``findings=False``
+        leaves it out (svsmlog.cli.render.write_report_json encodes them one at a time)."""
+        head: dict[str, object] = {
             "verdict": self.verdict,
             "scope": self.scope(),
             "volume_id": self.volume_id.hex(),
@@ -304,5 +306,7 @@ class Report:
                 **self.origin_policy,
             },
             "boots": [{**self.boots[b].as_json(), "anchored": self.anchored(b)} for b in sorted(self.boots)],
-            "findings": [f.as_json() for f in self.findings],
         }
+        if findings:
+            head["findings"] = [f.as_json() for f in self.findings]
+        return head

@@ -38,7 +38,7 @@ from .common import (
     warn,
     write_new_file,
 )
-from .render import render_report, summary_panel
+from .render import render_report, summary_panel, write_report_json
 from .verification import Verification, verify_image
 
 if TYPE_CHECKING:
@@ -80,9 +80,7 @@ def verify(image_path: Path, partition: int | None, keys: KeyArgs, anchor: Path 
     with open_volume(image_path, partition, offset) as image:
         v = verify_image(image, keys.keys, keys.stream_keys, keys.passphrase_file, anchor, jobs, keys.origin)
         if as_json:
-            import json
-
-            print(json.dumps(v.report.as_json(), indent=2))
+            write_report_json(v.report, sys.stdout)
         elif not v.nothing_opened():  # a key that opens nothing gets no verdict panel
             render_report(report_console(), image, v.report)
         if v.nothing_opened():

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import Counter
 from datetime import UTC, datetime
+from typing import Any, TextIO
 
 from ..report import BootSummary, Ending, Finding, Kind, Report, Severity, StreamSpan
 from .common import Image, format_ns
@@ -230,9 +231,25 @@ def render_report(console: ReportConsole, image: Image, report: Report) -> None:
     rank = {Severity.VIOLATION: 0, Severity.UNPROVEN: 1, Severity.NOTICE: 2}
     ordered = sorted(_grouped(report.findings), key=lambda f: rank[f.kind.severity])
     if ordered:
-        console.print(findings_table(ordered))
+        console.print(findings_table(ordered[:MAX_FINDING_ROWS]))
+        if len(ordered) > MAX_FINDING_ROWS:
+            console.print(Text(omitted_line(ordered[MAX_FINDING_ROWS:])))
     else:
         console.print(Text("No findings."))
+
+
+# Rows of the findings table, at most. A host can make the reader report a finding per
+# frame (every frame of a region moved: 131,008 rows for a 64 MiB region), which no one
+# reads in a table and which cost 227 MiB to lay out; --json still lists every finding.
+MAX_FINDING_ROWS = 1000
+
+
+def omitted_line(rest: list[Finding]) -> str:
+    """What the table leaves out, counted by kind (most first)."""
+    counts = Counter(f.kind.value for f in rest).most_common()
+    kinds = ", ".join(f"{kind} {n:,}" for kind, n in counts)
+    return (f"... and {len(rest):,} more finding(s) not shown ({kinds}); "
+            "'svsmlog verify --json' lists every finding")
 
 
 def _grouped(findings: list[Finding]) -> list[Finding]:
@@ -256,3 +273,42 @@ def _grouped(findings: list[Finding]) -> list[Finding]:
                         f"no shutdown record in {streams}")
         merged.append(f)
     return merged
+
+
+def write_report_json(report: Report, out: TextIO) -> None:
+    """``print(json.dumps(report.as_json(), indent=2), file=out)``, byte for byte, with the
+    findings encoded one at a time: a host can make the reader report a finding per frame,
+    and the whole document as one object of dicts cost 301 MiB and 2.8 s at 131,008 findings
+    (benchmarks/README.md)."""
+    import json
+
+    head = json.dumps(report.as_json(findings=False), indent=2)
+    if not head.endswith("\n}"):
+        raise AssertionError("the report's JSON is an object with keys")
+    out.write(head[:-2] + ',\n  "findings": ')
+    if not report.findings:
+        out.write("[]\n}\n")
+        return
+    out.write("[")
+    for i, f in enumerate(report.findings):
+        out.write(("," if i else "") + "\n    " + _finding_json(f.as_json(), json))
+    out.write("\n  ]\n}\n")
+
+
+def _finding_json(d: dict[str, object], json: Any) -> str:
+    """``json.dumps(d, indent=2)`` at the depth of a finding in the report (four spaces in).
+    A finding's values are strings, integers and nulls, which are encoded here with json's
+    own C string encoder; anything else takes json.dumps itself."""
+    quote = json.encoder.encode_basestring_ascii
+    parts = []
+    for key, value in d.items():
+        if type(value) is str:
+            text = quote(value)
+        elif type(value) is int:
+            text = int.__repr__(value)
+        elif value is None:
+            text = "null"
+        else:
+            return json.dumps(d, indent=2).replace("\n", "\n    ")  # JSON escapes every newline in a string
+        parts.append(f"{quote(key)}: {text}")
+    return "{\n      " + ",\n      ".join(parts) + "\n    }"
