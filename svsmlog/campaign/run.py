@@ -243,7 +243,7 @@ def run_hostile(size: Size, workdir: Path) -> tuple[list[HostileFigures], list[K
             )
         figs.append(fig)
     for mib in size.hostile_big_mib:
-        for h in (_big_magic(mib), _big_random_volume(mib)):
+        for h in (_big_magic(mib), _big_moved(mib), _big_random_volume(mib)):
             fig = HostileFigures(f"{h.name}, {mib} MiB")
             check_image(fig, h, workdir / "big.img", key_path, key, subprocess_mode=True)
             figs.append(fig)
@@ -282,6 +282,20 @@ def _big_magic(mib: int) -> Hostile:
         h = encode_frame_header(FrameHeader(3, 1, 1, lba, lba, vid, bytes(16), 0, ct, bytes(16)))
         img[lba * SECTOR : lba * SECTOR + 84] = h
     return Hostile("a frame magic on every sector", bytes(img))
+
+
+def _big_moved(mib: int) -> Hostile:
+    """One region of ``mib`` MiB with a one-sector frame on every sector, each claiming to
+    have been written 64 sectors earlier: the reader reports every one (frame_moved), so
+    the report is as long as the region (131,008 findings at 64 MiB)."""
+    from ..codec import FrameHeader, encode_frame_header
+    from ..device import SECTOR
+
+    img, vid, sectors = _big_volume(mib)
+    for lba in range(64, 64 + sectors):
+        h = encode_frame_header(FrameHeader(3, 1, 1, lba, lba - 64, vid, bytes(16), 0, 100, bytes(16)))
+        img[lba * SECTOR : lba * SECTOR + len(h)] = h
+    return Hostile("a moved frame on every sector", bytes(img))
 
 
 def _big_random_volume(mib: int) -> Hostile:
@@ -579,10 +593,11 @@ def render(
             "## Hostile input\n",
             "Images built to be structurally plausible and hostile (see `svsmlog/campaign/hostile.py`), "
             "each given to `svsmlog verify`, `extract -f jsonl` and `info`"
-            + (" in a subprocess (max RSS from wait4)" if size.hostile_subprocess else " in process")
+            + (" in a subprocess (max RSS as GNU time's %M: the CLI forked by a small launcher, not by "
+               "the campaign)" if size.hostile_subprocess else " in process")
             + ". Exit status must match the reader's own judgement (0 intact, 1 violated, 2 unreadable, "
             "3 nothing opened), stderr at most one line and never a traceback or an 'unexpected' error, "
-            "time within 10 s + 20 s/MiB, memory within 256 MiB + 8 × the image.\n",
+            "time within 10 s + 20 s/MiB, memory within 64 MiB + 2 × the image.\n",
             hostile_table(hostile),
             "### Keys\n",
             keys_table(keys),

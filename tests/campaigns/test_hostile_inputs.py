@@ -108,7 +108,7 @@ def test_cli_contract_on_hostile_images(kind: str, data: st.DataObject) -> None:
 
 
 def test_cli_in_a_subprocess_within_time_and_memory_bounds(tmp_path: Path) -> None:
-    """One image of each generator through the real entry point, with max RSS from wait4."""
+    """One image of each generator through the real entry point, with its max RSS."""
     from svsmlog.campaign.hostile import RandomDraw
 
     key_path = tmp_path / "owner.key"
@@ -119,6 +119,50 @@ def test_cli_in_a_subprocess_within_time_and_memory_bounds(tmp_path: Path) -> No
         check_image(fig, h, tmp_path / "img", key_path, KEY, subprocess_mode=True, commands=("verify",))
         assert fig.unexplained == 0, fig.examples
         assert 0 < fig.worst_peak < memory_bound(len(h.image))
+
+
+def test_a_cli_run_counts_its_own_memory_not_the_campaign_s(good_image: Path, tmp_path: Path) -> None:
+    """A process forked from the campaign carries the campaign's size in ru_maxrss until it
+    execs: the memory bound must judge the reader, whatever the campaign holds."""
+    key_path = tmp_path / "owner.key"
+    key_path.write_bytes(KEY.to_pem())
+    held = bytearray(384 << 20)  # what a full campaign holds at times: images and results
+    held[:: 4096] = b"x" * len(range(0, len(held), 4096))  # resident, not just reserved
+    run = run_subprocess(["verify", str(good_image), "--key", str(key_path)], timeout=60)
+    assert run.code == 0, run.stderr
+    assert 8 << 20 < run.peak_bytes < 128 << 20
+    del held
+
+
+def test_a_cli_run_past_its_time_is_killed_with_everything_it_started(tmp_path: Path) -> None:
+    import time
+
+    from svsmlog.campaign.run import _big_moved
+
+    image = tmp_path / "moved.img"
+    image.write_bytes(_big_moved(64).image)  # its report takes seconds to make
+    key_path = tmp_path / "owner.key"
+    key_path.write_bytes(KEY.to_pem())
+    t0 = time.perf_counter()
+    run = run_subprocess(["verify", str(image), "--key", str(key_path), "--json"], timeout=0.8)
+    assert run.code == -9 and time.perf_counter() - t0 < 10
+
+    def still_running() -> list[str]:
+        """Processes whose command line names this run's key file (the CLI, not its launcher)."""
+        found = []
+        for proc in Path("/proc").iterdir():
+            try:
+                cmdline = (proc / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if str(key_path).encode() in cmdline and b"svsmlog.cli" in cmdline:
+                found.append(proc.name)
+        return found
+
+    deadline = time.perf_counter() + 0.5  # SIGKILL is at once; the CLI alone runs for seconds more
+    while still_running() and time.perf_counter() < deadline:
+        time.sleep(0.05)
+    assert not still_running()
 
 
 def test_library_memory_stays_bounded_on_a_flood_of_magic_sectors() -> None:
