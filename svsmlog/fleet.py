@@ -96,8 +96,8 @@ def analyse(job: Job) -> Result:
             if job.mode == "info":
                 from .cli import info as info_cmd
 
+                # Without the frames: too many for a table ('info IMAGE' lists them).
                 info = info_cmd.collect(image).as_json()
-                info.pop("frames", None)  # per frame: too much for a table; 'info IMAGE' has them
                 return Result(str(job.image), True, 0, summary={"info": info},
                               seconds=time.perf_counter() - start)
             result = _verify(job, image)

@@ -840,7 +840,7 @@ def test_unexpected_errors_have_no_traceback_unless_debug(images: Images,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     from svsmlog.cli import info
 
-    def boom(*_: object) -> None:
+    def boom(*_: object, **__: object) -> None:
         raise RuntimeError("something broke")
 
     monkeypatch.setattr(info, "collect", boom)

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from rich.console import Console
 
 from svsmlog.cli.common import _rich_console
-from svsmlog.cli.tables import Panel, ReportConsole, Table, Text, render_plain
+from svsmlog.cli.tables import LongTable, Panel, ReportConsole, Table, Text, render_plain
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "samples"
@@ -70,7 +70,7 @@ def by_rich(obj: Text | Table | Panel | None, width: int) -> str:
     return out.getvalue()
 
 
-def by_us(obj: Text | Table | Panel | None, width: int) -> str:
+def by_us(obj: Text | Table | Panel | LongTable | None, width: int) -> str:
     out = io.StringIO()
     console = ReportConsole(out, styled=False, width=width, make_rich=_rich_console,
                             rich_options={"file": out, "color_system": None, "force_terminal": False,
@@ -105,6 +105,28 @@ def test_ascii_tables_that_fit_are_written_without_rich(rows: list[list[str]], w
         assert plain == by_rich(t, width)
 
 
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.lists(cell_text, min_size=3, max_size=3), max_size=8), st.integers(8, 200),
+       st.none() | cell_text)
+def test_a_long_table_is_written_as_rich_writes_its_rows(rows: list[list[str]], width: int,
+                                                         title: str | None) -> None:
+    """info --frames: a row per frame, laid out and written without holding the rows."""
+    long = LongTable(title, ["offset", "stream", "status"], lambda: iter(rows))
+    assert by_us(long, width) == by_rich(long.table(), width)
+
+
+def test_a_long_table_reads_its_rows_twice_and_keeps_none() -> None:
+    calls = []
+
+    def rows() -> list[list[str]]:
+        calls.append(1)
+        return [[str(i), "core", "complete"] for i in range(10_000)]
+
+    text = by_us(LongTable("Frames", ["offset", "stream", "status"], rows), 160)
+    assert len(calls) == 2  # one pass for the widths, one to write
+    assert text.count("complete") == 10_000 and text.splitlines()[4].split() == ["0", "core", "complete"]
+
+
 def test_an_empty_print_is_a_newline() -> None:
     assert by_us(None, 160) == by_rich(None, 160) == "\n"
 
@@ -122,6 +144,7 @@ def test_reports_of_the_samples_are_the_same_with_rich_forced() -> None:
     """Every sample's verify and info report, as written here and as rich writes it (the
     fast path switched off by a console that always falls back)."""
     code = ("import sys; import svsmlog.cli.tables as t; t.render_plain = lambda obj, width: None; "
+            "t.long_lines = lambda table, width: None; "
             "from svsmlog.cli import main; sys.argv[0] = 'svsmlog'; sys.exit(main())")
     key = str(SAMPLES / "TEST-ONLY-owner.key")
     os.chmod(key, 0o600)

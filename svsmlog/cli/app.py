@@ -345,11 +345,9 @@ def info(
     if many is not None:
         return reading.info_many(many, partition, offset, as_json, jobs)
     with open_volume(image[0], partition, offset) as img:
-        result = info_cmd.collect(img)
+        result = info_cmd.collect(img, list_frames=as_json or frames)
         if as_json:
-            import json
-
-            print(json.dumps(result.as_json(), indent=2))
+            result.write_json(sys.stdout)
         else:
             info_cmd.render(report_console(), result, list_frames=frames)
     return Exit.INTACT

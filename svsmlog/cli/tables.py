@@ -14,6 +14,8 @@ rich would wrap) goes to rich, given the same objects.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from itertools import islice
 from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
@@ -130,38 +132,86 @@ def _render_text(t: Text, width: int) -> str | None:
 
 
 def _render_table(t: Table, width: int) -> str | None:
+    rows = [[c.plain if isinstance(c, Text) else c for c in row] for row in t.rows]
+    layout = _table_layout(t, rows, width)
+    if layout is None:
+        return None
+    return "\n".join(_table_lines(t, layout, rows)) + "\n"
+
+
+def _table_layout(t: Table | LongTable, rows: Iterable[Sequence[str]], width: int
+                  ) -> tuple[list[int], int] | None:
+    """Each column's width (its widest cell plus a space either side) and the table's, or
+    None when rich must lay it out."""
     headers = [h for h, _ in t.columns]
-    if not headers:
-        return None
-    strings = [headers] + [[c.plain if isinstance(c, Text) else c for c in row] for row in t.rows]
-    if any(len(row) != len(headers) for row in strings):
-        return None
-    if not all(_simple(s) for row in strings for s in row):
+    if not headers or not all(_simple(h) for h in headers):
         return None
     if any(set(options) - {"justify", "overflow"} or options.get("justify", "left") not in ("left", "right")
            for _, options in t.columns):
         return None
-    # Each column as wide as its widest cell plus a space either side; the edges and the
-    # dividers of SIMPLE_HEAD are spaces.
-    widths = [max(len(row[i]) for row in strings) + 2 for i in range(len(headers))]
+    widths = [len(h) + 2 for h in headers]
+    for row in rows:
+        if len(row) != len(headers):
+            return None
+        for i, s in enumerate(row):
+            if len(s) + 2 > widths[i]:
+                widths[i] = len(s) + 2
+            if not _simple(s):
+                return None
+    # The edges and the dividers of SIMPLE_HEAD are spaces.
     total = sum(widths) + len(widths) + 1
     if total > width:
         return None  # rich would shrink and wrap the columns
+    if t.title and (not _simple(t.title) or len(t.title) > total or t.title_justify != "left"):
+        return None
+    return widths, total
+
+
+def _table_lines(t: Table | LongTable, layout: tuple[list[int], int], rows: Iterable[Sequence[str]]
+                 ) -> Iterator[str]:
+    widths, total = layout
     right = [options.get("justify") == "right" for _, options in t.columns]
-    out = []
+
+    def line(row: Sequence[str]) -> str:
+        return " " + " ".join(" " + (s.rjust(w - 2) if r else s.ljust(w - 2)) + " "
+                              for s, w, r in zip(row, widths, right, strict=True)) + " "
+
     if t.title:  # rich shows no empty title
-        if not _simple(t.title) or len(t.title) > total or t.title_justify != "left":
-            return None
-        out.append(t.title.ljust(total))
-    out.append(" " * total)
-    for n, row in enumerate(strings):
-        cells = [" " + (s.rjust(w - 2) if r else s.ljust(w - 2)) + " "
-                 for s, w, r in zip(row, widths, right, strict=True)]
-        out.append(" " + " ".join(cells) + " ")
-        if n == 0:
-            out.append(" " + "─".join("─" * w for w in widths) + " ")
-    out.append(" " * total)
-    return "\n".join(out) + "\n"
+        yield t.title.ljust(total)
+    yield " " * total
+    yield line([h for h, _ in t.columns])
+    yield " " + "─".join("─" * w for w in widths) + " "
+    yield from map(line, rows)
+    yield " " * total
+
+
+def long_lines(t: LongTable, width: int) -> Iterator[str] | None:
+    """The lines rich writes for ``t.table()`` on an unstyled console ``width`` columns
+    wide, made as they are written, or None when rich must do it."""
+    layout = _table_layout(t, t.rows(), width)
+    return None if layout is None else _table_lines(t, layout, t.rows())
+
+
+class LongTable:
+    """A :class:`Table` of as many rows as the image has frames, which ``rows()`` gives
+    again each time it is called: printed plain, it is laid out in one pass over them and
+    written in another, a batch of lines at a time, never held (the same characters as
+    Table). Where rich must lay it out, its rows are gathered into a Table for rich."""
+
+    def __init__(self, title: str | None, columns: list[str],
+                 rows: Callable[[], Iterable[Sequence[str]]]) -> None:
+        self.title = title
+        self.title_justify = "left"
+        self.columns: list[tuple[str, dict[str, str]]] = [(c, {}) for c in columns]
+        self.rows = rows
+
+    def table(self) -> Table:
+        t = Table(title=self.title, title_justify=self.title_justify)
+        for header, options in self.columns:
+            t.add_column(header, **options)
+        for row in self.rows():
+            t.add_row(*row)
+        return t
 
 
 _TITLE_PAD = 1  # rich pads a panel's title with a space either side
@@ -222,6 +272,9 @@ class ReportConsole:
                 return
             self.rich.print()
             return
+        if len(objects) == 1 and isinstance(objects[0], LongTable):
+            self._print_long(objects[0])
+            return
         if len(objects) == 1 and not self.styled and self.width is not None and isinstance(
                 objects[0], (Text, Table, Panel)) and _utf8(self.file):
             text = render_plain(objects[0], self.width)
@@ -229,6 +282,16 @@ class ReportConsole:
                 self._write(text)
                 return
         self.rich.print(*(o.to_rich() if isinstance(o, (Text, Table, Panel)) else o for o in objects))
+
+    def _print_long(self, t: LongTable) -> None:
+        lines = (long_lines(t, self.width)
+                 if not self.styled and self.width is not None and _utf8(self.file) else None)
+        if lines is None:
+            self.print(t.table())
+            return
+        while batch := list(islice(lines, 4096)):
+            self.file.write("\n".join(batch) + "\n")
+        self.file.flush()
 
     def _write(self, text: str) -> None:
         self.file.write(text)

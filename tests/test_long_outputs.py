@@ -1,6 +1,8 @@
-"""The report as `verify` prints it when a host makes it long: --json is json.dumps of the
-report byte for byte, written a finding at a time, and the text report's findings table
-stops at MAX_FINDING_ROWS rows and counts what it leaves out."""
+"""Outputs a host can make as long as the image, and what they hold: `verify --json` is
+json.dumps of the report byte for byte, written a finding at a time, and the text report's
+findings table stops at MAX_FINDING_ROWS rows and counts what it leaves out; `info` counts
+frames as it scans and keeps them (as columns) only to list them, which --json and
+--frames do a frame at a time."""
 
 from __future__ import annotations
 
@@ -14,7 +16,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from svsmlog.cli import render
-from svsmlog.cli.render import _finding_json, omitted_line, write_report_json
+from svsmlog.cli.jsonout import item_json, write_with_list
+from svsmlog.cli.render import omitted_line, write_report_json
 from svsmlog.codec import FrameHeader, encode_frame_header
 from svsmlog.device import SECTOR, FileDevice
 from svsmlog.report import Finding, Kind, Report
@@ -47,10 +50,28 @@ def test_the_json_report_is_json_dumps_of_it_byte_for_byte(found: list[Finding],
     assert _json_text(report) == json.dumps(report.as_json(), indent=2) + "\n"
 
 
-@pytest.mark.parametrize("value", [1.5, True, False, [1, "a"], {"x": None}])
-def test_a_finding_value_that_is_not_a_string_or_an_integer_takes_json_dumps(value: object) -> None:
+json_values = st.recursive(st.none() | st.booleans() | st.integers() | any_text
+                           | st.floats(allow_nan=False),
+                           lambda inner: (st.lists(inner, max_size=3)
+                                          | st.dictionaries(any_text, inner, max_size=3)),
+                           max_leaves=6)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(any_text, json_values, max_size=4),
+       st.lists(st.dictionaries(any_text, json_values, max_size=5), max_size=4), any_text)
+def test_a_document_written_an_item_at_a_time_is_json_dumps_of_it(head: dict, items: list[dict],
+                                                                   key: str) -> None:
+    head.pop(key, None)
+    out = io.StringIO()
+    write_with_list(head, key, iter(items), out)
+    assert out.getvalue() == json.dumps({**head, key: items}, indent=2) + "\n"
+
+
+@pytest.mark.parametrize("value", [1.5, True, False, None, 7, "é\n", [1, "a"], {"x": None}, {}])
+def test_an_item_of_any_value_is_encoded_as_json_dumps_does(value: object) -> None:
     d = {"kind": "frame_moved", "odd": value, "detail": "x\ny"}
-    assert _finding_json(d, json) == json.dumps(d, indent=2).replace("\n", "\n    ")
+    assert item_json(d) == json.dumps(d, indent=2).replace("\n", "\n    ")
 
 
 @pytest.mark.parametrize("image", sorted(SAMPLES.glob("*.img")), ids=lambda p: p.stem)
@@ -113,3 +134,40 @@ def test_what_the_table_leaves_out_is_counted_by_kind_most_first() -> None:
     rest += [Finding(Kind.FRAME_MOVED, "all", 1, i, i, "x") for i in range(1234)]
     assert omitted_line(rest) == ("... and 1,236 more finding(s) not shown (frame_moved 1,234, "
                                   "frame_corrupt 2); 'svsmlog verify --json' lists every finding")
+
+
+def test_info_json_is_json_dumps_of_itself_and_lists_every_frame(tmp_path: Path) -> None:
+    image = _moved_frames_image(tmp_path / "moved.img", 300)
+    text = run("info", image, "--json").stdout
+    d = json.loads(text)
+    assert text == json.dumps(d, indent=2) + "\n"  # json.dumps's bytes, from the writer a frame at a time
+    assert list(d)[-1] == "frames"
+    assert [(f["offset"], f["seq"], f["status"]) for f in d["frames"]] == [
+        (lba * SECTOR, lba, "misplaced") for lba in range(64, 364)]
+    assert d["streams"][0]["other"] == 300 and d["streams"][0]["frames"] == 0
+
+
+def test_info_lists_every_frame_in_text(tmp_path: Path) -> None:
+    image = _moved_frames_image(tmp_path / "moved.img", 300)
+    rows = [line.split() for line in run("info", image, "--frames").stdout.splitlines()]
+    listed = [r for r in rows if len(r) == 7 and r[-1] == "misplaced"]
+    assert [int(r[0]) for r in listed] == [lba * SECTOR for lba in range(64, 364)]
+
+
+def test_info_holds_its_frames_only_to_list_them(tmp_path: Path) -> None:
+    """Memory of `info` on a volume with a frame on every sector (32,704 of them): the
+    plain summary counts them, and the listings hold them as columns of about 30 bytes a
+    frame (as FrameInfo objects and dicts, --json held 90 MiB more than the summary)."""
+    from svsmlog.campaign.hostile import run_subprocess
+    from svsmlog.campaign.run import _big_moved
+
+    image = tmp_path / "moved.img"
+    image.write_bytes(_big_moved(16).image)
+    peaks = {}
+    for options in ([], ["--json"], ["--frames"]):
+        r = run_subprocess(["info", str(image), *options], timeout=120)
+        assert r.code == 0, r.stderr
+        peaks[" ".join(options)] = r.peak_bytes
+    assert peaks[""] < 64 << 20
+    assert peaks["--json"] - peaks[""] < 8 << 20
+    assert peaks["--frames"] - peaks[""] < 8 << 20
