@@ -717,8 +717,9 @@ def check_image(
     fig.images += 1
     fig.bytes_total += len(h.image)
     outcome = reader_outcome(path, key)
-    for cmd in commands:
-        argv = [cmd, str(path)] + (["--key", str(key_path)] if cmd != "info" else [])
+    for command in commands:
+        cmd, *options = command.split()  # e.g. "verify --json"
+        argv = [cmd, str(path)] + (["--key", str(key_path)] if cmd != "info" else []) + options
         if cmd == "extract":
             argv += ["-f", "jsonl"]
         bound = time_bound(len(h.image))

@@ -245,7 +245,8 @@ def run_hostile(size: Size, workdir: Path) -> tuple[list[HostileFigures], list[K
     for mib in size.hostile_big_mib:
         for h in (_big_magic(mib), _big_moved(mib), _big_random_volume(mib)):
             fig = HostileFigures(f"{h.name}, {mib} MiB")
-            check_image(fig, h, workdir / "big.img", key_path, key, subprocess_mode=True)
+            check_image(fig, h, workdir / "big.img", key_path, key, subprocess_mode=True,
+                        commands=BIG_IMAGE_COMMANDS)
             figs.append(fig)
     # bad keys, against a real image
     image = workdir / "good.img"
@@ -256,6 +257,10 @@ def run_hostile(size: Size, workdir: Path) -> tuple[list[HostileFigures], list[K
         run = run_subprocess(kc.argv, timeout=60) if size.hostile_subprocess else run_in_process(kc.argv)
         results.append(KeyResult(kc.name, kc.expect, run.code, run.problems()))
     return figs, results, time.perf_counter() - t0
+
+
+# The big images also go through the outputs as long as the image: every finding, every frame.
+BIG_IMAGE_COMMANDS = ("verify", "verify --json", "extract", "info", "info --json", "info --frames")
 
 
 def _big_volume(mib: int) -> tuple[bytearray, bytes, int]:
@@ -592,7 +597,8 @@ def render(
         out += [
             "## Hostile input\n",
             "Images built to be structurally plausible and hostile (see `svsmlog/campaign/hostile.py`), "
-            "each given to `svsmlog verify`, `extract -f jsonl` and `info`"
+            "each given to `svsmlog verify`, `extract -f jsonl` and `info` (the big ones also to "
+            "`verify --json`, `info --json` and `info --frames`)"
             + (" in a subprocess (max RSS as GNU time's %M: the CLI forked by a small launcher, not by "
                "the campaign)" if size.hostile_subprocess else " in process")
             + ". Exit status must match the reader's own judgement (0 intact, 1 violated, 2 unreadable, "
