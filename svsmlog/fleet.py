@@ -57,6 +57,7 @@ class Job:
     records_dir: Path | None = None  # fleet: write this image's records here
     records_format: str = "parquet"
     origin: OriginArgs | None = None  # --measurement, --require-attestation, --trust-root, --cert
+    with_report: bool = True  # the whole report in the Result (verify --json, fleet's findings table)
 
 
 @dataclass
@@ -136,8 +137,8 @@ def _verify(job: Job, image: Any) -> Result:
     records_file = None
     if job.records_dir is not None:
         records_file = str(_write_records(job, v))
-    return Result(str(job.image), True, int(v.exit_code), summary=summary, report=report.as_json(),
-                  records_file=records_file)
+    return Result(str(job.image), True, int(v.exit_code), summary=summary,
+                  report=report.as_json() if job.with_report else None, records_file=records_file)
 
 
 RECORD_COLUMNS = ("image", "boot", "stream", "seq", "offset", "service", "component", "level", "t_ns",
@@ -197,11 +198,20 @@ def write_parquet(path: Path, rows: list[dict[str, object]], columns: Iterable[s
 def run_local(jobs: list[Job], workers: int | None, fn: Callable[[Job], Result] = analyse) -> list[Result]:
     """Images in parallel in a process pool (fork: the workers need nothing re-imported),
     results in the order of ``jobs``."""
+    return list(iter_local(jobs, workers, fn))
+
+
+def iter_local(jobs: list[Job], workers: int | None,
+               fn: Callable[[Job], Result] = analyse) -> Iterator[Result]:
+    """``run_local``'s results one by one, as they come in order: a caller that writes each
+    and lets go of its report holds one at a time (a host can make a report as long as its
+    image: a finding per frame)."""
     workers = min(workers or os.cpu_count() or 1, len(jobs)) or 1
     if workers == 1:
-        return [fn(j) for j in jobs]
+        yield from map(fn, jobs)
+        return
     with ProcessPoolExecutor(workers, mp_context=get_context("fork")) as pool:
-        return list(pool.map(fn, jobs, chunksize=1))
+        yield from pool.map(fn, jobs, chunksize=1)
 
 
 # --------------------------------------------------------------------------- a fleet (Dask)

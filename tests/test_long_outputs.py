@@ -171,3 +171,21 @@ def test_info_holds_its_frames_only_to_list_them(tmp_path: Path) -> None:
     assert peaks[""] < 64 << 20
     assert peaks["--json"] - peaks[""] < 8 << 20
     assert peaks["--frames"] - peaks[""] < 8 << 20
+
+
+def test_several_images_ship_back_their_reports_only_for_json(tmp_path: Path) -> None:
+    """verify of several images: a worker hands back the whole report (a finding per frame,
+    if the host likes) only where --json writes it, and each line is written as it comes."""
+    from svsmlog import fleet
+
+    image = _moved_frames_image(tmp_path / "moved.img", 300)
+    bare = fleet.analyse(fleet.Job(image, (OWNER,), with_report=False))
+    assert bare.report is None and bare.summary["violations"] == 300
+    whole = fleet.analyse(fleet.Job(image, (OWNER,)))
+    assert whole.report is not None and len(whole.report["findings"]) == 300  # type: ignore[arg-type]
+
+    lines = run("verify", image, SAMPLES / "tampered.img", "--key", OWNER, "--json").stdout.splitlines()
+    docs = [json.loads(line) for line in lines]
+    assert [Path(d["image"]).name for d in docs] == ["moved.img", "tampered.img"]
+    single = json.loads(run("verify", image, "--key", OWNER, "--json").stdout)
+    assert docs[0]["findings"] == single["findings"]

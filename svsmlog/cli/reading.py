@@ -140,15 +140,18 @@ def verify_many(paths: list[Path], partition: int | None, offset: int | None, ke
                 anchor: Path | None, as_json: bool, jobs: int | None) -> Exit:
     import json
     job_list = [_fleet().Job(p, tuple(keys.keys), tuple(keys.stream_keys), keys.passphrase_file, anchor,
-                          partition, offset) for p in paths]
-    results = _fleet().run_local(job_list, jobs)
+                          partition, offset, with_report=as_json) for p in paths]
     out = _utf8_stdout()
+    results = []
     if as_json:
-        for r in results:
+        for r in _fleet().iter_local(job_list, jobs):  # each report written and let go
             d = r.as_json()
             doc = {"image": d["image"], "exit_code": d["exit_code"], **(r.report or {"error": r.error})}
             out.write(json.dumps(doc, ensure_ascii=False) + "\n")
+            r.report = None
+            results.append(r)
     else:
+        results = _fleet().run_local(job_list, jobs)
         from rich import box
         from rich.table import Table
         from rich.text import Text
