@@ -27,7 +27,7 @@ if __package__ in (None, ""):  # run as a script: python benchmarks/bench.py
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks import images, journald, measure, messages, startup
-from benchmarks.report import EXTRACT, JOURNALD, VERIFY, VERIFY_1, Run, SizeRun, render
+from benchmarks.report import EXTRACT, INFO, JOURNALD, VERIFY, VERIFY_1, Run, SizeRun, render
 from svsmlog import crypto
 
 OUT = Path(__file__).resolve().parent / "out"
@@ -115,6 +115,7 @@ def commands(
         else:
             cmds[label, VERIFY] = verify
         cmds[label, EXTRACT] = [*extract, "--jobs", jobs["extract"]] if jobs["extract"] else extract
+        cmds[label, INFO] = [SVSMLOG, "info", img, "--json"]
     return cmds
 
 

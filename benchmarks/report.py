@@ -19,6 +19,7 @@ MEMORY_GROWTH = 1.25  # peak RSS at the largest size / at the smallest: "indepen
 
 JOURNALD = "journald"
 VERIFY, EXTRACT, VERIFY_1 = "verify", "extract", "verify --jobs 1"
+INFO = "info --json"  # no key, no journald counterpart: here for its memory (every frame listed)
 MB = 1e6
 
 
@@ -73,6 +74,7 @@ COMMANDS = {
     ("svsmlog", VERIFY): "`svsmlog verify IMG --key K{jobs}`",
     ("svsmlog", VERIFY_1): "`svsmlog verify IMG --key K --jobs 1`",
     ("svsmlog", EXTRACT): "`svsmlog extract IMG --key K --format jsonl{jobs}`",
+    ("svsmlog", INFO): "`svsmlog info IMG --json`",
 }
 
 
@@ -94,12 +96,12 @@ def _throughput(run: Run) -> Iterator[str]:
     yield "|---|---|---|---|---|---|---|---|"
     for sz in run.sizes:
         for subject in [JOURNALD, *sz.images]:
-            for action in (VERIFY, VERIFY_1, EXTRACT):
+            for action in (VERIFY, VERIFY_1, EXTRACT, INFO):
                 if (subject, action) not in sz.timings:
                     continue
                 t = sz.timings[subject, action]
                 ratio = pct = ""
-                if subject != JOURNALD:
+                if subject != JOURNALD and action != INFO:
                     base = EXTRACT if action == EXTRACT else VERIFY
                     # --no-journald: no journald row to compare with
                     if (JOURNALD, base) in sz.timings:
