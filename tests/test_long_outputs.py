@@ -175,7 +175,7 @@ def test_info_holds_its_frames_only_to_list_them(tmp_path: Path) -> None:
 
 def test_several_images_ship_back_their_reports_only_for_json(tmp_path: Path) -> None:
     """verify of several images: a worker hands back the whole report (a finding per frame,
-    if the host likes) only where --json writes it, and each line is written as it comes."""
+    if the host likes) only where --json writes it, and each image's line is its report."""
     from svsmlog import fleet
 
     image = _moved_frames_image(tmp_path / "moved.img", 300)

@@ -115,7 +115,7 @@ def test_a_long_table_is_written_as_rich_writes_its_rows(rows: list[list[str]], 
     assert by_us(long, width) == by_rich(long.table(), width)
 
 
-def test_a_long_table_reads_its_rows_twice_and_keeps_none() -> None:
+def test_a_long_table_is_laid_out_in_one_pass_over_its_rows_and_written_in_another() -> None:
     calls = []
 
     def rows() -> list[list[str]]:
