@@ -18,7 +18,6 @@ from hypothesis import strategies as st
 from svsmlog.cli import render
 from svsmlog.cli.jsonout import item_json, write_with_list
 from svsmlog.cli.render import omitted_line, write_report_json
-from svsmlog.codec import FrameHeader, encode_frame_header
 from svsmlog.device import SECTOR, FileDevice
 from svsmlog.report import Finding, Kind, Report
 from svsmlog.verify import Keyring, Verifier
@@ -88,18 +87,10 @@ def test_the_json_report_of_every_sample_is_json_dumps_of_it(image: Path) -> Non
 
 
 def _moved_frames_image(path: Path, frames: int) -> Path:
-    """A volume whose one region holds ``frames`` one-sector frames, each claiming to have
-    been written 64 sectors earlier: the reader reports every one (frame_moved)."""
-    from svsmlog.campaign.hostile import _sb
+    """A volume of ``frames`` one-sector frames, each claiming another sector (frame_moved)."""
+    from svsmlog.campaign.run import moved_frames_volume
 
-    vid = bytes(range(16))
-    total = 64 + frames
-    img = bytearray(total * SECTOR)
-    img[:SECTOR] = _sb(vid, total, [(1, "all", 64, frames)])
-    for lba in range(64, total):
-        h = encode_frame_header(FrameHeader(3, 1, 1, lba, lba - 64, vid, bytes(16), 0, 100, bytes(16)))
-        img[lba * SECTOR : lba * SECTOR + len(h)] = h
-    path.write_bytes(bytes(img))
+    path.write_bytes(moved_frames_volume(frames))
     return path
 
 

@@ -264,10 +264,14 @@ BIG_IMAGE_COMMANDS = ("verify", "verify --json", "extract", "info", "info --json
 
 
 def _big_volume(mib: int) -> tuple[bytearray, bytes, int]:
+    return _volume(mib * 2048 - 64)
+
+
+def _volume(sectors: int) -> tuple[bytearray, bytes, int]:
+    """A superblock over one region of ``sectors`` zeroed sectors, from sector 64."""
     from ..device import SECTOR
     from .hostile import _sb
 
-    sectors = mib * 2048 - 64
     vid = bytes(range(16))
     img = bytearray((64 + sectors) * SECTOR)
     img[:SECTOR] = _sb(vid, 64 + sectors, [(1, "all", 64, sectors)])
@@ -290,17 +294,21 @@ def _big_magic(mib: int) -> Hostile:
 
 
 def _big_moved(mib: int) -> Hostile:
-    """One region of ``mib`` MiB with a one-sector frame on every sector, each claiming to
-    have been written 64 sectors earlier: the reader reports every one (frame_moved), so
-    the report is as long as the region (131,008 findings at 64 MiB)."""
+    return Hostile("a moved frame on every sector", moved_frames_volume(mib * 2048 - 64))
+
+
+def moved_frames_volume(frames: int) -> bytes:
+    """One region of ``frames`` sectors with a one-sector frame on every sector, each
+    claiming to have been written 64 sectors earlier: the reader reports every one
+    (frame_moved), so the report is as long as the region (131,008 findings at 64 MiB)."""
     from ..codec import FrameHeader, encode_frame_header
     from ..device import SECTOR
 
-    img, vid, sectors = _big_volume(mib)
+    img, vid, sectors = _volume(frames)
     for lba in range(64, 64 + sectors):
         h = encode_frame_header(FrameHeader(3, 1, 1, lba, lba - 64, vid, bytes(16), 0, 100, bytes(16)))
         img[lba * SECTOR : lba * SECTOR + len(h)] = h
-    return Hostile("a moved frame on every sector", bytes(img))
+    return bytes(img)
 
 
 def _big_random_volume(mib: int) -> Hostile:

@@ -1,7 +1,7 @@
 """Long JSON documents written a list item at a time: an object whose last key holds one
 entry per finding (``verify --json``) or per frame (``info --json``), which a host makes
 as long as the image. Built whole, as one object of dicts for json.dumps and its indenting
-encoder (pure Python), ``info --json`` of a 185 MB image held 583 MiB; written this way,
+encoder (pure Python), ``info --json`` of a 185 MB image held 582 MiB; written this way,
 each item is encoded and let go, and the bytes are exactly json.dumps's (indent=2).
 """
 
@@ -35,6 +35,8 @@ def item_json(d: Mapping[str, object]) -> str:
     json.dumps itself."""
     parts = []
     for key, value in d.items():
+        if type(key) is not str:
+            return json.dumps(d, indent=2).replace("\n", "\n    ")
         if type(value) is str:
             text = _quote(value)
         elif type(value) is int:
@@ -44,8 +46,6 @@ def item_json(d: Mapping[str, object]) -> str:
         elif value is True or value is False:
             text = "true" if value else "false"
         else:
-            return json.dumps(d, indent=2).replace("\n", "\n    ")
-        if type(key) is not str:
             return json.dumps(d, indent=2).replace("\n", "\n    ")
         parts.append(f"{_quote(key)}: {text}")
     if not parts:
