@@ -169,20 +169,6 @@ def default_jobs() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def one_malloc_arena() -> None:
-    """Have glibc's malloc keep to the arena it has, before a pool's threads start. The
-    pool's result thread unpickles what the workers hand back; in an arena of its own, the
-    memory those objects took stays with the process after they are copied into the index
-    and freed: peak RSS at 1M records, -j2, verify 43.0-45.5 -> 40.6-41.8 MiB, extract
-    68.5 -> 65 MiB (benchmarks/README.md). Elsewhere (not glibc), nothing to do."""
-    try:
-        import ctypes
-
-        ctypes.CDLL(None).mallopt(-8, 1)  # M_ARENA_MAX (malloc.h), 1
-    except (OSError, AttributeError):
-        pass
-
-
 _task: Callable[[int], Any] | None = None  # set in the parent before forking; workers inherit it
 
 
@@ -197,28 +183,21 @@ WAIT_SECONDS = 0.1  # how often ``map_forked`` calls ``on_wait`` while the worke
 def map_forked(
     task: Callable[[int], Any], n: int, jobs: int, on_wait: Callable[[], None] | None = None
 ) -> list[Any]:
-    """``[task(i) for i in range(n)]`` in up to ``jobs`` forked workers, in order.
-    ``on_wait`` is called in this process every ``WAIT_SECONDS`` while they run, and once
-    when all are done; never before every worker was forked (the pool forks them all when
-    it starts, and later only to replace one that died). Whatever it raises ends the
-    workers (the pool's exit terminates them), as an interrupt does."""
+    """``[task(i) for i in range(n)]`` in up to ``jobs`` forked workers, in order
+    (svsmlog.forked: no thread in this process). ``on_wait`` is called in this process every
+    ``WAIT_SECONDS`` while no result comes in, and once when all are done; never before
+    every worker was forked (they are all forked first, and never again). Whatever it
+    raises ends the workers, as an interrupt does."""
     global _task
+    from .forked import map_ordered
+
     _task = task
     gc.freeze()  # the children's collector would otherwise touch (and copy) every inherited page
     try:
-        import multiprocessing  # only with workers: 2 ms of imports a small image does not need
-
-        one_malloc_arena()
-        ctx = multiprocessing.get_context("fork")
-        with ctx.Pool(min(jobs, n)) as pool:
-            if on_wait is None:
-                return pool.map(_run, range(n), chunksize=1)
-            pending = pool.map_async(_run, range(n), chunksize=1)
-            while not pending.ready():
-                on_wait()
-                pending.wait(WAIT_SECONDS)
+        out = map_ordered(_run, n, jobs, on_wait, WAIT_SECONDS)
+        if on_wait is not None:
             on_wait()
-            return pending.get()
+        return out
     finally:
         _task = None
         gc.unfreeze()

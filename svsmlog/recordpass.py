@@ -27,12 +27,10 @@ from typing import TYPE_CHECKING, Any
 
 from .linemerge import LinePiece, merge_lines
 from .ordering import Item, Run
-from .parallel import one_malloc_arena
 
 if TYPE_CHECKING:
-    from multiprocessing.pool import AsyncResult, Pool
-
     from .codec import RecordColumns
+    from .forked import Workers
     from .records import LocatedRecord
     from .verify import Verifier
 
@@ -181,18 +179,18 @@ def merge_key(boot: int, t_ns: int) -> int:
 
 
 class _Window:
-    """Pieces handed to the pool in their expected order, at most ``limit`` ahead."""
+    """Pieces handed to the workers in their expected order, at most ``limit`` ahead."""
 
-    def __init__(self, pool: Pool, count: int, order: list[int], limit: int) -> None:
-        self.pool, self.order, self.limit = pool, order, limit
-        self.pending: dict[int, AsyncResult[Any]] = {}
+    def __init__(self, workers: Workers, order: list[int], limit: int) -> None:
+        self.workers, self.order, self.limit = workers, order, limit
+        self.pending: set[int] = set()
         self.done: set[int] = set()
         self.next = 0  # position in ``order`` of the next piece to hand out
-        self.count = count
 
     def _submit(self, i: int) -> None:
         if i not in self.pending and i not in self.done:
-            self.pending[i] = self.pool.apply_async(_run, (i,))
+            self.workers.submit(i)
+            self.pending.add(i)
 
     def _top_up(self) -> None:
         while len(self.pending) < self.limit and self.next < len(self.order):
@@ -202,7 +200,8 @@ class _Window:
     def take(self, i: int) -> Any:
         self._submit(i)
         self._top_up()
-        result = self.pending.pop(i).get()
+        result = self.workers.result(i)
+        self.pending.discard(i)
         self.done.add(i)
         self._top_up()
         return result
@@ -224,7 +223,7 @@ def lines(verifier: Verifier, streams: list[int], fmt: LineFormat, keep: RecordK
     ``services_seen``, where given, gets the service of every record read (the workers
     collect them only then). Yields batches of lines (UTF-8 bytes of whole lines)."""
     global _work
-    import multiprocessing
+    from .forked import Workers
 
     merged = len(streams) > 1
     items, pieces = plan(verifier, streams, max(1, PIECE_RECORDS // 4) if merged else PIECE_RECORDS)
@@ -236,11 +235,10 @@ def lines(verifier: Verifier, streams: list[int], fmt: LineFormat, keep: RecordK
     for i, p in enumerate(pieces):
         by_stream[p.stream_index].append(i)
     if jobs > 1:
-        one_malloc_arena()
         gc.freeze()  # the children's collector would otherwise touch (and copy) every inherited page
     try:
-        with (multiprocessing.get_context("fork").Pool(jobs) if jobs > 1 else nullcontext()) as pool:
-            window = _Window(pool, len(pieces), order, WINDOW_PER_JOB * jobs) if pool else _InProcess()
+        with Workers(_run, jobs) if jobs > 1 else nullcontext() as workers:
+            window = _Window(workers, order, WINDOW_PER_JOB * jobs) if workers else _InProcess()
             if not merged:
                 for i in by_stream[0]:
                     blob, _, _, services = window.take(i)

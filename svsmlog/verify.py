@@ -536,8 +536,8 @@ class Verifier:
     def _replay(self, region: RegionEntry, events: list[ScanEvent]) -> FrameIndex:
         """Put a region's stitched events back as if this process had scanned it. Empties
         ``events`` as it goes: a worker's packed runs are copied into the index, and keeping
-        them until the end held the index twice (with one_malloc_arena, 1M records -j2:
-        about 1 MiB of peak RSS)."""
+        them until the end held the index twice (1M records -j2: about 1 MiB of peak RSS,
+        measured with multiprocessing's pool)."""
         entries = FrameIndex(self._compact)
         events.reverse()
         while events:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import io
 import json
-import multiprocessing
 import os
 import random
 import select
@@ -30,6 +29,7 @@ from svsmlog.cli.common import Coverage, ReadProgress, region_extents
 from svsmlog.device import SECTOR, MemoryDevice
 from svsmlog.verify import Keyring, Verifier
 from svsmlog.volume import Volume, read_volume
+from tests.helpers import child_pids
 from tests.test_cli import Images, images, run  # noqa: F401 - images is a fixture
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -163,7 +163,7 @@ def test_forked_workers_send_what_they_read_and_only_the_parent_draws(
     assert events.count("fork") == 3  # then the display, not before
     assert events.index("tick") > max(i for i, e in enumerate(events) if e == "fork")
     assert {int(pid) for pid in writers.read_text().split()} == {parent}
-    assert multiprocessing.active_children() == []
+    assert child_pids() == set()
 
 
 def test_a_failing_display_ends_the_workers(parallel_even_when_small: None) -> None:
@@ -174,7 +174,7 @@ def test_a_failing_display_ends_the_workers(parallel_even_when_small: None) -> N
     with pytest.raises(OSError, match="terminal went away"):
         parallel.map_forked(lambda i: time.sleep(30), 2, 2, on_wait)
     assert time.monotonic() - start < 5
-    assert multiprocessing.active_children() == []
+    assert child_pids() == set()
 
 
 def _on_a_terminal(argv: list[str], timeout: float = 30) -> tuple[bytes, bytes, int]:
