@@ -692,6 +692,39 @@ def test_jsonl_block_lines_are_the_lines_of_its_records(
     assert len(expected) == len(records)
 
 
+_plain_block_records = st.lists(
+    st.builds(
+        Record,
+        t_ns=st.integers(2**40, 2**40 + 2**30),
+        level=st.sampled_from(list(Level)),
+        service=st.sampled_from(["vtpm", "core"]),
+        component=st.sampled_from(["TPM2", ""]),
+        # mostly nothing to escape, sometimes a quote, a backslash or a control character
+        message=st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=30)
+        | st.sampled_from(["plain ascii", 'say "hi"', "back\\slash", "tab\there", "caf\u00e9", ""]),
+        target=st.none() | st.just("svsm::vtpm"),
+    ),
+    min_size=1,
+    max_size=8,
+)
+
+
+@settings(max_examples=300)
+@given(_plain_block_records)
+def test_plain_block_lines_quote_each_message_as_json_does(records: list[Record]) -> None:
+    """A plain frame (no fields, no panic: the fast path) gives each record's line, whether
+    no message, some or all need escaping."""
+    from svsmlog import codec
+    from svsmlog.export import jsonl_block_lines, jsonl_lines
+
+    block = codec.decode_record_columns(codec.encode_record_block(records))
+    assert block.plain()
+    decoded = [LocatedRecord(1, "vtpm", 3, 0, r, True) for r in codec.records_of(block)]
+    assert jsonl_block_lines(block, 1, "vtpm", 3) == list(jsonl_lines(decoded))
+    for line, r in zip(jsonl_block_lines(block, 1, "vtpm", 3), records, strict=True):
+        assert json.loads(line)["message"] == r.message
+
+
 def test_utf8_lines_escape_what_utf8_cannot_carry_and_say_where_lines_end() -> None:
     """The record pass hands lines back as UTF-8 with their ends: a lone surrogate (which a
     UTF-8 stream cannot write) is escaped in its line as write_jsonl does, and the ends
