@@ -75,6 +75,9 @@ class Workers:
             for read_end, _ in pipes[len(self._pids) :]:
                 os.close(read_end)
             self._by_fd = dict(zip(self._reads, self._pids, strict=True))
+            self._poll = select.poll()  # not select(): any number of workers, past FD_SETSIZE
+            for fd in self._reads:
+                self._poll.register(fd, select.POLLIN)
             if len(self._pids) < jobs:  # a fork failed: end the ones that started
                 self._outstanding.add(-1)
                 self.close()
@@ -95,15 +98,14 @@ class Workers:
         if i not in self._outstanding and i not in self._results:
             raise ValueError(f"task {i} was not handed out")
         while i not in self._results:
-            timeout = None
+            timeout_ms = None
             if on_wait is not None:
                 now = time.monotonic()
                 if now >= self._waited + wait_seconds:
                     on_wait()
                     self._waited = now = time.monotonic()
-                timeout = self._waited + wait_seconds - now
-            ready, _, _ = select.select(self._reads, [], [], timeout)
-            for fd in ready:
+                timeout_ms = max(1, round((self._waited + wait_seconds - now) * 1000))
+            for fd, _ in self._poll.poll(timeout_ms):  # readable, or its worker gone (POLLHUP)
                 self._take(fd)
         ok, value = self._results.pop(i)
         if not ok:

@@ -234,6 +234,7 @@ def lines(verifier: Verifier, streams: list[int], fmt: LineFormat, keep: RecordK
     by_stream: list[list[int]] = [[] for _ in streams]
     for i, p in enumerate(pieces):
         by_stream[p.stream_index].append(i)
+    jobs = max(1, min(jobs, len(pieces)))  # no worker without a piece to make
     if jobs > 1:
         gc.freeze()  # the children's collector would otherwise touch (and copy) every inherited page
     try:

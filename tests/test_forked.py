@@ -127,3 +127,19 @@ def test_a_worker_never_writes_what_the_parent_had_buffered() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}).stdout
     assert out == "once\n[0, 1, 2, 3]\n"
+
+
+def test_workers_whose_pipes_lie_past_fd_setsize_still_answer() -> None:
+    # select() refuses a descriptor of 1024 or more; a process with many files open (a
+    # fleet run, a test suite) gets pipes numbered past it.
+    import resource
+
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 1200:
+        pytest.skip(f"only {soft} descriptors allowed")
+    held = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    try:
+        assert forked.map_ordered(lambda i: i + 1, 6, 2) == [1, 2, 3, 4, 5, 6]
+    finally:
+        for fd in held:
+            os.close(fd)
