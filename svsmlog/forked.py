@@ -33,8 +33,9 @@ from typing import Any
 _INDEX = 8  # bytes of a task number, and of a result's length
 
 
-class WorkerDied(RuntimeError):
-    """A worker ended without handing back a result it had taken."""
+class WorkerDied(ChildProcessError):
+    """A worker ended without handing back a result it had taken (killed, say, by the
+    out-of-memory killer): an OSError, so the CLI reports it in one line."""
 
 
 class Workers:
@@ -116,10 +117,10 @@ class Workers:
         """One whole result from this worker's pipe (it is writing it: this cannot hang)."""
         head = _read_exact(fd, _INDEX)
         if head is None:
-            raise WorkerDied(f"a worker (pid {self._by_fd[fd]}) ended with tasks outstanding")
+            raise WorkerDied(f"worker process {self._by_fd[fd]} ended before handing back its work")
         body = _read_exact(fd, int.from_bytes(head, "little"))
         if body is None:
-            raise WorkerDied(f"a worker (pid {self._by_fd[fd]}) ended while handing back a result")
+            raise WorkerDied(f"worker process {self._by_fd[fd]} ended while handing back its work")
         i, ok, value = pickle.loads(body)
         self._outstanding.discard(i)
         self._results[i] = (ok, value)

@@ -74,7 +74,7 @@ def test_a_worker_that_dies_is_an_error_not_a_hang() -> None:
         return i
 
     start = time.monotonic()
-    with pytest.raises(forked.WorkerDied, match="ended"):
+    with pytest.raises(forked.WorkerDied, match="ended before handing back its work"):
         forked.map_ordered(task, 10, 2)
     assert time.monotonic() - start < 10
     assert child_pids() == set()

@@ -139,3 +139,20 @@ def test_extract_jobs_2_writes_what_jobs_1_writes(tmp_path: Path) -> None:
         outs.append(run.stdout)
         assert f"jobs {jobs}\n" in run.stderr
     assert outs[0] == outs[1] and outs[0].count("\n") > 10
+
+
+def test_a_worker_killed_mid_extract_ends_it_in_one_line_not_a_hang() -> None:
+    """A worker that dies (the out-of-memory killer, say) makes extract stop with one error
+    line and exit status 2, where multiprocessing.Pool waited forever for its result."""
+    img, key = ROOT / "samples" / "clean-multiboot.img", ROOT / "samples" / "TEST-ONLY-owner.key"
+    script = ("import os, sys; from svsmlog import recordpass; recordpass.MIN_RECORDS = 0; "
+              "recordpass.PIECE_RECORDS = 5; real = recordpass._piece_lines\n"
+              "def piece(*a):\n    os._exit(9) if a[2].parts[0][1] > 0 else None; return real(*a)\n"
+              "recordpass._piece_lines = piece; from svsmlog.cli import main; sys.exit(main())")
+    args = [sys.executable, "-c", script, "extract", str(img), "--key", str(key), "-f", "jsonl", "-j", "2"]
+    run = subprocess.run(args, capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "NO_COLOR": "1"})
+    assert run.returncode == 2
+    errors = [line for line in run.stderr.splitlines() if line.startswith("svsmlog: error:")]
+    assert len(errors) == 1 and "ended before handing back its work" in errors[0], run.stderr
+    assert "Traceback" not in run.stderr
