@@ -95,17 +95,6 @@ def test_on_wait_is_called_on_time_even_while_results_keep_coming() -> None:
     assert all(b - a >= 0.04 for a, b in itertools.pairwise(calls))
 
 
-def test_an_error_while_waiting_kills_the_busy_workers_at_once() -> None:
-    def on_wait() -> None:
-        raise OSError("the terminal went away")
-
-    start = time.monotonic()
-    with pytest.raises(OSError, match="terminal went away"):
-        forked.map_ordered(lambda i: time.sleep(30), 2, 2, on_wait)
-    assert time.monotonic() - start < 5
-    assert child_pids() == set()
-
-
 def test_handing_out_a_task_twice_or_asking_for_one_never_given_is_refused() -> None:
     with forked.Workers(lambda i: i, 1) as workers:
         workers.submit(0)
