@@ -185,7 +185,7 @@ def map_forked(
 ) -> list[Any]:
     """``[task(i) for i in range(n)]`` in up to ``jobs`` forked workers, in order
     (svsmlog.forked: no thread in this process). ``on_wait`` is called in this process every
-    ``WAIT_SECONDS`` while no result comes in, and once when all are done; never before
+    ``WAIT_SECONDS`` while it waits for the workers, and once when all are done; never before
     every worker was forked (they are all forked first, and never again). Whatever it
     raises ends the workers, as an interrupt does."""
     global _task
