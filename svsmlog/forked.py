@@ -80,8 +80,7 @@ class Workers:
             for fd in self._reads:
                 self._poll.register(fd, select.POLLIN)
             if len(self._pids) < jobs:  # a fork failed: end the ones that started
-                self._outstanding.add(-1)
-                self.close()
+                self.close(kill=True)
 
     def submit(self, i: int) -> None:
         """Hand task ``i`` to whichever worker is free first. Keep the tasks outstanding
@@ -129,14 +128,14 @@ class Workers:
     def pids(self) -> list[int]:
         return list(self._pids)
 
-    def close(self) -> None:
+    def close(self, kill: bool = False) -> None:
         """End the workers: they finish when their task pipe closes; outstanding tasks are
-        not waited for (their workers are killed)."""
+        not waited for (their workers are killed, as all are with ``kill``)."""
         if self._tasks_w < 0:
             return
         os.close(self._tasks_w)
         self._tasks_w = -1
-        if self._outstanding:
+        if kill or self._outstanding:
             for pid in self._pids:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)

@@ -132,3 +132,18 @@ def test_workers_whose_pipes_lie_past_fd_setsize_still_answer() -> None:
     finally:
         for fd in held:
             os.close(fd)
+
+
+def test_a_fork_that_fails_part_way_ends_the_workers_already_started(monkeypatch: pytest.MonkeyPatch) -> None:
+    real, forks = os.fork, []
+
+    def fork() -> int:
+        forks.append(1)
+        if len(forks) == 3:
+            raise BlockingIOError(11, "Resource temporarily unavailable")  # EAGAIN: too many processes
+        return real()
+
+    monkeypatch.setattr(os, "fork", fork)
+    with pytest.raises(BlockingIOError):
+        forked.Workers(lambda i: i, 4)
+    assert len(forks) == 3 and child_pids() == set()
