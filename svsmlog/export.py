@@ -18,7 +18,6 @@ other logs, never evidence; the boot-relative time is what the SVSM itself recor
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import os
 import re
@@ -33,6 +32,7 @@ from itertools import accumulate, islice
 from typing import TYPE_CHECKING, BinaryIO, TextIO
 from urllib.parse import quote
 
+from . import crypto
 from .codec import RecordColumns, records_of
 from .crashes import panic_detail
 from .format import HEAD_LEVEL
@@ -323,7 +323,7 @@ def journal_field_name(key: str) -> str:
     name = _NOT_FIELD_CHAR.sub("_", upper) or "_"
     room = JOURNAL_FIELD_NAME_MAX - len(JOURNAL_FIELD_PREFIX)
     if len(name) > room:
-        digest = hashlib.sha256(_utf8_bytes(key)).hexdigest()[:8].upper()
+        digest = crypto.sha256(_utf8_bytes(key)).hex()[:8].upper()
         name = f"{name[: room - 9]}_{digest}"
     return JOURNAL_FIELD_PREFIX + name
 

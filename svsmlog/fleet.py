@@ -13,7 +13,6 @@ the paths of the key files.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
@@ -23,6 +22,8 @@ from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from . import crypto
 
 if TYPE_CHECKING:
     from .cli.common import OriginArgs
@@ -163,7 +164,7 @@ def _record_rows(image: str, v: Any) -> Iterator[dict[str, object]]:
 def _write_records(job: Job, v: Any) -> Path:
     assert job.records_dir is not None
     # One file per image, named by a hash of its path: unique in the fleet, stable across runs.
-    stem = hashlib.sha256(str(job.image).encode()).hexdigest()[:16]
+    stem = crypto.sha256(str(job.image).encode()).hex()[:16]
     rows = _record_rows(str(job.image), v)
     if job.records_format == "parquet":
         path = job.records_dir / f"{stem}.parquet"

@@ -11,7 +11,6 @@ exactly ``reader_says``. The JSON schema is formats/vectors/README.md.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sys
 from collections.abc import Callable, Sequence
@@ -267,7 +266,7 @@ class VectorDevice:
         else:
             self.inner.write(lba, data)
         self.writes.append(
-            DeviceWrite(self.boot, index, lba, len(data) // SECTOR, hashlib.sha256(data).hexdigest(), torn)
+            DeviceWrite(self.boot, index, lba, len(data) // SECTOR, crypto.sha256(data).hex(), torn)
         )
         if torn:
             raise _Torn
@@ -2201,7 +2200,7 @@ def _old(path: Path) -> dict[str, Any]:
 
 def _write(out: Path, meta: dict[str, Any], image: bytes) -> None:
     meta["image"] = f"{meta['name']}.img"
-    meta["image_sha256"] = hashlib.sha256(image).hexdigest()
+    meta["image_sha256"] = crypto.sha256(image).hex()
     (out / meta["image"]).write_bytes(image)
     (out / f"{meta['name']}.json").write_text(json.dumps(meta, indent=1) + "\n")
 
