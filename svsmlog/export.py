@@ -725,6 +725,50 @@ def text_line(located: LocatedRecord, *, show_stream: bool = True, wall_us: int 
     return line + "\n"
 
 
+def text_lines(records: Iterable[LocatedRecord], *,
+               realtime_base_us: Mapping[int, int] | None = None) -> Iterator[str]:
+    """The record lines of ``write_text_plain`` (no boot separators, no gap markers), one
+    per record: the text view as a line format (svsmlog.recordpass)."""
+    for located in records:
+        wall = _wallclock_us(located, realtime_base_us) if realtime_base_us is not None else None
+        yield text_line(located, wall_us=wall)
+
+
+def text_block_lines(block: RecordColumns, boot: int, stream: str, seq: int, verified: bool = True, *,
+                     realtime_base_us: Mapping[int, int] | None = None) -> list[str]:
+    """The lines ``text_lines`` gives for the records of one frame, made from its columns
+    (as ``jsonl_block_lines``). A frame whose lines need more than its columns (fields,
+    panic, an unverified stream, host time) or whose messages hold a character
+    ``_visible`` spells out takes ``text_lines`` itself. tests/test_export.py holds the
+    two equal."""
+    messages = block.messages
+    if (not verified or (realtime_base_us is not None and boot in realtime_base_us)
+            or not block.plain() or _UNSAFE_FOR_TERMINAL.search("".join(messages))):
+        located = (LocatedRecord(boot, stream, seq, 0, r, verified) for r in records_of(block))
+        return list(text_lines(located, realtime_base_us=realtime_base_us))
+    # Decoded strictly from UTF-8, the messages hold no lone surrogate: _valid_str keeps them.
+    where = f" b{boot} {_visible(stream)} "
+    names = block.names
+    middles = [_TEXT_MIDDLE.get(key) or _text_middle(key)
+               for key in zip(map(names.__getitem__, block.ids), block.heads.translate(_LEVEL_OF_HEAD),
+                              strict=True)]
+    return [f"[{t // 1_000_000_000:5d}.{t % 1_000_000_000 // 1000:06d}]{where}{middle}{message}\n"
+            for middle, t, message in zip(middles, block.times, messages, strict=True)]
+
+
+def _text_middle(key: tuple[tuple[str, str, str | None], int]) -> str:
+    """What comes between a text line's stream and its message, for a (service, component,
+    target) and a level: a few per image, so kept (up to a bound)."""
+    (service, component, _), level = key
+    if len(_TEXT_MIDDLE) >= 4096:  # an image may name anything: bounded memory
+        _TEXT_MIDDLE.clear()
+    value = _TEXT_MIDDLE[key] = f"{Level(level).label.upper():<5} {_visible(service)}/{_visible(component)}: "
+    return value
+
+
+_TEXT_MIDDLE: dict[tuple[tuple[str, str, str | None], int], str] = {}
+
+
 BOOT_SEPARATOR = "-- boot {boot} --\n"
 GAP_MARKER = "-- frames missing here (boot {boot}, stream {stream}, from seq {seq}: {kind}) --\n"
 

@@ -25,7 +25,7 @@ layout the line-by-line merge was about a microsecond of the parent's time a lin
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import accumulate
 
 # A piece: its lines as one UTF-8 string of bytes, where each line ends (its offset past
@@ -35,10 +35,16 @@ from itertools import accumulate
 LinePiece = tuple[bytes, Sequence[int], Sequence[int]]
 
 
-def merge_lines(streams: list[Iterable[LinePiece]]) -> Iterator[bytes]:
+def merge_lines(streams: list[Iterable[LinePiece]],
+                heading: Callable[[int], bytes] | None = None) -> Iterator[bytes]:
     """The lines of ``streams`` (each an iterable of pieces, in order) in the order
     ``heapq.merge`` gives for (key, line) pairs keyed by key, as bytes of whole lines.
-    A stream's buffered piece stays one string: a line is cut out of it as it goes out."""
+    A stream's buffered piece stays one string: a line is cut out of it as it goes out.
+
+    With ``heading``, ``heading(key >> GROUP_SHIFT)`` goes out before the first line of
+    each run of lines whose keys share those high bits (recordpass's keys are boot << 64 |
+    time: a heading per boot). A stream's running maxima keep its lines' high bits where
+    those never go down within a stream (a stream's boots do not), so each group is one run."""
     sources = [iter(s) for s in streams]
     n = len(sources)
     blobs: list[bytes] = [b""] * n  # each stream's buffered piece
@@ -85,6 +91,8 @@ def merge_lines(streams: list[Iterable[LinePiece]]) -> Iterator[bytes]:
         return [bisect_right(keys[k], bound, sent[k]) if k <= by else bisect_left(keys[k], bound, sent[k])
                 for k in range(n)]
 
+    group: list[int | None] = [None]  # the high bits of the last line written
+
     for k in range(n):
         refill(k)
     while live:
@@ -107,7 +115,10 @@ def merge_lines(streams: list[Iterable[LinePiece]]) -> Iterator[bytes]:
                 take(k, upto[k], out_lines, out_keys)
         if not out_lines:
             raise AssertionError("the merge must move on every round")
-        yield from _in_order(out_lines, out_keys)
+        if heading is None:
+            yield from _in_order(out_lines, out_keys)
+        else:
+            yield from _in_order_with_headings(out_lines, out_keys, heading, group)
         if sent[by] == len(keys[by]):
             refill(by)  # the stream that set the bound: all its buffer has gone out
     # A stream is found exhausted only when its last piece was all sent: nothing is left.
@@ -120,4 +131,23 @@ def _in_order(lines: list[bytes], keys: list[int]) -> Iterator[bytes]:
         yield b"".join(map(lines.__getitem__, order[i : i + BATCH_LINES]))
 
 
+def _in_order_with_headings(lines: list[bytes], keys: list[int], heading: Callable[[int], bytes],
+                            group: list[int | None]) -> Iterator[bytes]:
+    """``_in_order``, with ``heading(g)`` before the first line of each new group ``g``
+    (``group[0]``: the group of the last line written before these)."""
+    order = sorted(range(len(keys)), key=keys.__getitem__)
+    ordered_keys = list(map(keys.__getitem__, order))
+    pos = 0
+    while pos < len(order):
+        g = ordered_keys[pos] >> GROUP_SHIFT
+        if g != group[0]:
+            group[0] = g
+            yield heading(g)
+        end = bisect_left(ordered_keys, (g + 1) << GROUP_SHIFT, pos)  # a group changes rarely
+        for i in range(pos, end, BATCH_LINES):
+            yield b"".join(map(lines.__getitem__, order[i : min(i + BATCH_LINES, end)]))
+        pos = end
+
+
 BATCH_LINES = 4096  # as the line-by-line merge wrote them
+GROUP_SHIFT = 64  # the bits below a heading's group

@@ -122,12 +122,13 @@ def _run(i: int) -> Any:
 
 def _piece_lines(verifier: Verifier, items: list[list[Item]], piece: Piece, fmt: LineFormat,
                  keep: RecordKeep, merged: bool, block_fmt: BlockFormat | None,
-                 want_services: bool) -> tuple[Any, ...]:
+                 want_services: bool, keep_services: frozenset[str] | None) -> tuple[Any, ...]:
     """In a worker: the piece's kept records as lines, with their merge keys when merged,
     and, with ``want_services``, the services seen (for extract's check of --service)."""
     stream_items = items[piece.stream_index]
-    if block_fmt is not None and keep is None:
-        return _piece_block_lines(verifier, stream_items, piece, block_fmt, merged, want_services)
+    if block_fmt is not None and (keep is None or keep_services is not None):
+        return _piece_block_lines(verifier, stream_items, piece, fmt, block_fmt, merged, want_services,
+                                  keep_services)
     records: list[LocatedRecord] = []
     for idx, lo, hi in piece.parts:
         records.extend(verifier.item_records(piece.stream, stream_items[idx], lo, hi))
@@ -141,9 +142,16 @@ def _piece_lines(verifier: Verifier, items: list[list[Item]], piece: Piece, fmt:
     return _result(lines, keys, services)
 
 
-def _piece_block_lines(verifier: Verifier, stream_items: list[Item], piece: Piece, block_fmt: BlockFormat,
-                       merged: bool, want_services: bool) -> tuple[Any, ...]:
-    """``_piece_lines`` a frame at a time, from each frame's columns (every record kept)."""
+def _piece_block_lines(verifier: Verifier, stream_items: list[Item], piece: Piece, fmt: LineFormat,
+                       block_fmt: BlockFormat, merged: bool, want_services: bool,
+                       keep_services: frozenset[str] | None) -> tuple[Any, ...]:
+    """``_piece_lines`` a frame at a time, from each frame's columns: every record kept, or
+    (``keep_services``) those of these services. A frame that names none of them is passed
+    over; one that names some of them and others (an aggregated stream's) takes ``fmt``
+    on its kept records."""
+    from .codec import records_of
+    from .records import LocatedRecord
+
     name = verifier.volume.region(piece.stream).name
     lines: list[str] = []
     keys: list[int] = []
@@ -152,16 +160,29 @@ def _piece_block_lines(verifier: Verifier, stream_items: list[Item], piece: Piec
         item = stream_items[idx]
         verified = verifier.is_verified(item.boot, name)
         boot_key = merge_key(item.boot, 0)
-        for seq, _, block in verifier.item_columns(item, lo, hi):
-            block_lines = block_fmt(block, item.boot, name, seq, verified)
-            if len(block_lines) != len(block.times):
-                raise AssertionError("a line format must give one line per record")
-            lines += block_lines
+        for seq, off, block in verifier.item_columns(item, lo, hi):
+            if want_services or keep_services is not None:
+                named = {block.names[i][0] for i in set(block.ids)}
+                if want_services:
+                    services |= named
+                if keep_services is not None and not named <= keep_services:
+                    if named & keep_services:  # some of its records: those, one by one
+                        kept = [LocatedRecord(item.boot, name, seq, off, r, verified)
+                                for r in records_of(block) if r.service in keep_services]
+                        _add(lines, list(fmt(kept)), len(kept))
+                        if merged:
+                            keys += (boot_key + lr.record.t_ns for lr in kept)
+                    continue
+            _add(lines, block_fmt(block, item.boot, name, seq, verified), len(block.times))
             if merged:
                 keys += map(boot_key.__add__, block.times)
-            if want_services:
-                services.update(block.names[i][0] for i in set(block.ids))
     return _result(lines, keys if merged else None, services)
+
+
+def _add(lines: list[str], more: list[str], records: int) -> None:
+    if len(more) != records:
+        raise AssertionError("a line format must give one line per record")
+    lines += more
 
 
 def _result(lines: list[str], keys: list[int] | None, services: set[str]) -> tuple[Any, ...]:
@@ -215,21 +236,29 @@ class _InProcess:
 
 
 def lines(verifier: Verifier, streams: list[int], fmt: LineFormat, keep: RecordKeep, jobs: int,
-          services_seen: set[str] | None = None, block_fmt: BlockFormat | None = None) -> Iterator[bytes]:
+          services_seen: set[str] | None = None, block_fmt: BlockFormat | None = None,
+          heading: Callable[[int], bytes] | None = None,
+          keep_services: frozenset[str] | None = None) -> Iterator[bytes]:
     """The lines of ``fmt(records)``, ``records`` being the kept records of ``streams`` as
     extract reads them (one stream's in log order; several merged like Verifier.records),
     made by ``jobs`` forked workers (in this process for 1). ``block_fmt``, where given,
     makes the same lines from a frame's columns; it is used when every record is kept.
     ``services_seen``, where given, gets the service of every record read (the workers
-    collect them only then). Yields batches of lines (UTF-8 bytes of whole lines)."""
+    collect them only then). ``heading(boot)``, where given, goes before the first line
+    of each boot (the text view's ``-- boot N --``). ``keep_services``, where given, says
+    that ``keep`` keeps exactly the records of these services: ``block_fmt`` then still
+    serves, and a frame that names none of them is not formatted at all. Yields batches
+    of lines (UTF-8 bytes of whole lines)."""
     global _work
     from .forked import Workers
 
-    merged = len(streams) > 1
-    items, pieces = plan(verifier, streams, max(1, PIECE_RECORDS // 4) if merged else PIECE_RECORDS)
+    # Lines carry merge keys where streams are merged, or where a boot's first line must
+    # be found (one stream's lines merged alone keep their order).
+    merged = len(streams) > 1 or heading is not None
+    items, pieces = plan(verifier, streams, max(1, PIECE_RECORDS // 4) if len(streams) > 1 else PIECE_RECORDS)
     want_services = services_seen is not None
     _work = lambda i: _piece_lines(verifier, items, pieces[i], fmt, keep, merged, block_fmt,  # noqa: E731
-                                   want_services)
+                                   want_services, keep_services)
     order = sorted(range(len(pieces)), key=lambda i: (pieces[i].start, pieces[i].stream_index, i))
     by_stream: list[list[int]] = [[] for _ in streams]
     for i, p in enumerate(pieces):
@@ -256,7 +285,7 @@ def lines(verifier: Verifier, streams: list[int], fmt: LineFormat, keep: RecordK
                         services_seen.update(services)
                     yield blob, ends, keys
 
-            yield from merge_lines([stream_pieces(k) for k in range(len(streams))])
+            yield from merge_lines([stream_pieces(k) for k in range(len(streams))], heading)
     finally:
         _work = None
         if jobs > 1:

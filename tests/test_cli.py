@@ -592,6 +592,9 @@ def test_extract_jsonl_holds_every_verified_record(images: Images) -> None:
         (["--stream", "vtpm"], lambda r: r["stream"] == "vtpm"),
         (["--stream", "2"], lambda r: r["stream"] == "vtpm"),
         (["--service", "ring"], lambda r: r["service"] == "ring"),
+        # with another filter, the record pass must not take --service as the whole filter
+        (["--service", "ring", "--since", "2.5"],
+         lambda r: r["service"] == "ring" and r["t_ns"] >= 2_500_000_000),
         (["--level", "warn"], lambda r: r["level"] in ("error", "warn")),
         (["--since", "2.5", "--until", "4"], lambda r: 2_500_000_000 <= r["t_ns"] <= 4_000_000_000),
         (["--since", "250ms", "--until", "1s"], lambda r: 250_000_000 <= r["t_ns"] <= 10**9),

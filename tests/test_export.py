@@ -674,21 +674,30 @@ _block_records = st.lists(
 )
 
 
+def _block_formats() -> dict[str, tuple[object, object]]:
+    from svsmlog.export import jsonl_block_lines, jsonl_lines, text_block_lines, text_lines
+
+    return {"jsonl": (jsonl_block_lines, jsonl_lines), "text": (text_block_lines, text_lines)}
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "text"])
 @settings(max_examples=300)
-@given(_block_records, st.booleans(), st.booleans(), st.integers(0, 2**32 - 1), st.integers(0, 2**64 - 1))
-def test_jsonl_block_lines_are_the_lines_of_its_records(
-        records: list[Record], verified: bool, with_clock: bool, boot: int, seq: int) -> None:
+@given(_block_records, st.booleans(), st.booleans(), st.integers(0, 2**32 - 1), st.integers(0, 2**64 - 1),
+       st.sampled_from(["vtpm", "v\x1b[31mtpm"]))
+def test_block_lines_are_the_lines_of_its_records(
+        fmt: str, records: list[Record], verified: bool, with_clock: bool, boot: int, seq: int,
+        stream: str) -> None:
     """A frame's lines made from its columns (extract's record pass) are byte for byte the
     lines of its decoded records, plain or not (fields, panic, unverified, host time)."""
     from svsmlog import codec
-    from svsmlog.export import jsonl_block_lines, jsonl_lines
 
+    block_lines, lines = _block_formats()[fmt]
     block = codec.decode_record_columns(codec.encode_record_block(records))
     bases = {boot: 1_700_000_000_000_000} if with_clock else None
-    decoded = [LocatedRecord(boot, "vtpm", seq, 0, r, verified) for r in codec.decode_record_block(
+    decoded = [LocatedRecord(boot, stream, seq, 0, r, verified) for r in codec.decode_record_block(
         codec.encode_record_block(records))]
-    expected = list(jsonl_lines(decoded, realtime_base_us=bases))
-    assert jsonl_block_lines(block, boot, "vtpm", seq, verified, realtime_base_us=bases) == expected
+    expected = list(lines(decoded, realtime_base_us=bases))  # type: ignore[operator]
+    assert block_lines(block, boot, stream, seq, verified, realtime_base_us=bases) == expected  # type: ignore[operator]
     assert len(expected) == len(records)
 
 
@@ -709,20 +718,24 @@ _plain_block_records = st.lists(
 )
 
 
+@pytest.mark.parametrize("fmt", ["jsonl", "text"])
 @settings(max_examples=300)
-@given(_plain_block_records)
-def test_plain_block_lines_quote_each_message_as_json_does(records: list[Record]) -> None:
+@given(_plain_block_records, st.sampled_from(["vtpm", "v\x1b[31mtpm"]))
+def test_plain_block_lines_are_each_records_line(fmt: str, records: list[Record], stream: str) -> None:
     """A plain frame (no fields, no panic: the fast path) gives each record's line, whether
-    no message, some or all need escaping."""
+    no message, some or all need escaping (JSON's quoting; the text view's spelled-out
+    controls and indented line breaks)."""
     from svsmlog import codec
-    from svsmlog.export import jsonl_block_lines, jsonl_lines
 
+    block_lines, lines = _block_formats()[fmt]
     block = codec.decode_record_columns(codec.encode_record_block(records))
     assert block.plain()
-    decoded = [LocatedRecord(1, "vtpm", 3, 0, r, True) for r in codec.records_of(block)]
-    assert jsonl_block_lines(block, 1, "vtpm", 3) == list(jsonl_lines(decoded))
-    for line, r in zip(jsonl_block_lines(block, 1, "vtpm", 3), records, strict=True):
-        assert json.loads(line)["message"] == r.message
+    decoded = [LocatedRecord(1, stream, 3, 0, r, True) for r in codec.records_of(block)]
+    got = block_lines(block, 1, stream, 3)  # type: ignore[operator]
+    assert got == list(lines(decoded))  # type: ignore[operator]
+    if fmt == "jsonl":
+        for line, r in zip(got, records, strict=True):
+            assert json.loads(line)["message"] == r.message
 
 
 def test_utf8_lines_escape_what_utf8_cannot_carry_and_say_where_lines_end() -> None:

@@ -56,6 +56,30 @@ def test_the_order_heapq_merge_gives(streams: list[tuple[list[int], list[int]]],
     assert all(chunk.count(b"\n") <= max(batch, longest) for chunk in out)
 
 
+@settings(max_examples=400)
+@given(st.lists(_stream, max_size=5), st.sampled_from([1, 2, 3, 4096]))
+def test_a_heading_before_each_group(streams: list[tuple[list[int], list[int]]], batch: int) -> None:
+    """With ``heading``, the order is the same, with heading(g) before the first line of each
+    run of g = running maximum >> GROUP_SHIFT (the text view's boot separators; here two
+    bits a group, so that few keys make many groups)."""
+    pieces = [_pieces(k, keys, cuts) for k, (keys, cuts) in enumerate(streams)]
+    saved = linemerge.BATCH_LINES, linemerge.GROUP_SHIFT
+    linemerge.BATCH_LINES, linemerge.GROUP_SHIFT = batch, 1
+    try:
+        out = b"".join(merge_lines(pieces, lambda g: f"== {g} ==\n".encode())).decode()
+    finally:
+        linemerge.BATCH_LINES, linemerge.GROUP_SHIFT = saved
+    iters = [[(top, _line(k, i)) for i, top in enumerate(accumulate(keys, max))]
+             for k, (keys, _) in enumerate(streams)]
+    expected, group = [], None
+    for top, line in heapq.merge(*iters, key=lambda pair: pair[0]):
+        if top >> 1 != group:
+            group = top >> 1
+            expected.append(f"== {group} ==\n")
+        expected.append(line)
+    assert out == "".join(expected)
+
+
 @settings(max_examples=200)
 @given(st.lists(st.lists(st.integers(0, 2**70), max_size=30).map(sorted), min_size=2, max_size=4),
        st.integers(1, 7))

@@ -6,6 +6,7 @@ are cut at every frame). And the plan puts every frame in exactly one piece."""
 
 from __future__ import annotations
 
+import functools
 import heapq
 import io
 import json
@@ -34,7 +35,11 @@ FORMATS = {
     "jsonl": (export.jsonl_lines, export.write_jsonl),
     "syslog": (export.syslog_lines, export.write_syslog),
     "timesketch": (export.timesketch_lines, export.write_timesketch),
+    # the plain text view with its boot separators (extract takes it this way where the
+    # image has no gap markers to place)
+    "text": (export.text_lines, functools.partial(export.write_text_plain, separators=True)),
 }
+BLOCK_FORMATS = {"jsonl": export.jsonl_block_lines, "text": export.text_block_lines}
 
 
 def verifier(image: bytes) -> Verifier:
@@ -53,10 +58,17 @@ def sequential(v: Verifier, streams: list[int], fmt: str, keep: recordpass.Recor
 
 
 def in_workers(v: Verifier, streams: list[int], fmt: str, keep: recordpass.RecordKeep,
-               seen: set[str] | None = None, jobs: int = 2) -> str:
-    """As extract runs it: jsonl made a frame at a time from the columns."""
-    block = export.jsonl_block_lines if fmt == "jsonl" else None
-    return b"".join(recordpass.lines(v, streams, FORMATS[fmt][0], keep, jobs, seen, block)).decode()
+               seen: set[str] | None = None, jobs: int = 2,
+               keep_services: frozenset[str] | None = None) -> str:
+    """As extract runs it: jsonl and text made a frame at a time from the columns, text's
+    boot separators put in by the merge."""
+    heading = (lambda boot: export.BOOT_SEPARATOR.format(boot=boot).encode()) if fmt == "text" else None
+    return b"".join(recordpass.lines(v, streams, FORMATS[fmt][0], keep, jobs, seen, BLOCK_FORMATS.get(fmt),
+                                     heading, keep_services)).decode()
+
+
+def _of_services(services: frozenset[str], lr: LocatedRecord) -> bool:
+    return lr.record.service in services
 
 
 def not_debug(lr: LocatedRecord) -> bool:
@@ -79,10 +91,13 @@ def test_every_image_every_stream(path: Path, jobs: int) -> None:
         seen: set[str] = set()
         assert in_workers(v, chosen, "jsonl", None, seen, jobs) == sequential(v, chosen, "jsonl", None)
         assert seen == {lr.record.service for s in chosen for lr in v.stream_records(s)}
+        assert in_workers(v, chosen, "text", None, None, jobs) == sequential(v, chosen, "text", None)
 
 
 @pytest.mark.parametrize("fmt", sorted(FORMATS))
-@pytest.mark.parametrize("name", ["multiboot-perservice", "wraparound", "tampered", "vtpm-panic"])
+# basic-x25519 is aggregated: its frames name several services each
+@pytest.mark.parametrize("name", ["multiboot-perservice", "wraparound", "tampered", "vtpm-panic",
+                                  "basic-x25519"])
 def test_every_format_and_a_filter(name: str, fmt: str) -> None:
     paths = [p for p in IMAGES if p.stem == name]
     assert paths, name
@@ -90,6 +105,15 @@ def test_every_format_and_a_filter(name: str, fmt: str) -> None:
     streams = [r.stream for r in v.volume.superblock.regions]
     for keep in (None, not_debug):
         assert in_workers(v, streams, fmt, keep) == sequential(v, streams, fmt, keep)
+    # --service alone (keep_services): frames naming none of them passed over, frames naming
+    # some of them and others (an aggregated stream's) taken record by record
+    services = sorted({lr.record.service for s in streams for lr in v.stream_records(s)})
+    for chosen in (services[:1], services[::2], ["no-such-service"]):
+        wanted = frozenset(chosen)
+        keep = functools.partial(_of_services, wanted)
+        seen: set[str] = set()
+        assert in_workers(v, streams, fmt, keep, seen, 2, wanted) == sequential(v, streams, fmt, keep)
+        assert seen == set(services)
 
 
 @pytest.mark.parametrize("small_pieces", range(1, 10), indirect=True)
@@ -122,9 +146,10 @@ def test_the_plan_holds_every_frame_once(size: int) -> None:
         assert covered == every  # each frame once, in log order
 
 
-def test_extract_jobs_2_writes_what_jobs_1_writes(tmp_path: Path) -> None:
+@pytest.mark.parametrize("fmt", ["jsonl", "text"])
+def test_extract_jobs_2_writes_what_jobs_1_writes(tmp_path: Path, fmt: str) -> None:
     """The command itself, with the record pass's threshold lowered (a small sample): in
-    forked workers with -j 2, in this process with -j 1."""
+    forked workers with -j 2, in this process with -j 1 (text: piped, so the plain view)."""
     img, key = ROOT / "samples" / "clean-multiboot.img", ROOT / "samples" / "TEST-ONLY-owner.key"
     script = ("import sys; from svsmlog import recordpass; recordpass.MIN_RECORDS = 0; "
               "recordpass.PIECE_RECORDS = 5; real = recordpass.lines\n"
@@ -133,12 +158,15 @@ def test_extract_jobs_2_writes_what_jobs_1_writes(tmp_path: Path) -> None:
     outs = []
     for jobs in ("1", "2"):
         args = [sys.executable, "-c", script, "extract", str(img), "--key", str(key),
-                "-f", "jsonl", "-j", jobs, "--level", "info"]
+                "-f", fmt, "-j", jobs, "--level", "info"]
         run = subprocess.run(args, capture_output=True, text=True, env={**os.environ, "NO_COLOR": "1"})
         assert run.returncode == 0, run.stderr
         outs.append(run.stdout)
         assert f"jobs {jobs}\n" in run.stderr
     assert outs[0] == outs[1] and outs[0].count("\n") > 10
+    if fmt == "text":
+        assert [line for line in outs[0].splitlines() if line.startswith("--")] == [
+            "-- boot 1 --", "-- boot 2 --", "-- boot 3 --"]
 
 
 def test_a_worker_killed_mid_extract_ends_it_in_one_line_not_a_hang() -> None:

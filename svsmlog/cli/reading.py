@@ -309,6 +309,13 @@ class RecordFilter:
         return self != RecordFilter()
 
     @property
+    def only_services(self) -> frozenset[str] | None:
+        """The services, where choosing them is all this filter does (``--service`` alone)."""
+        if self.services and replace(self, services=frozenset()) == RecordFilter():
+            return self.services
+        return None
+
+    @property
     def wall(self) -> bool:
         return self.since_wall_us is not None or self.until_wall_us is not None
 
@@ -467,11 +474,14 @@ def _merged(v: Verification, stream_ids: list[int]) -> Iterator[LocatedRecord]:
 
 def _line_format(output: Output, bases: Mapping[int, int] | None) -> Callable[
         [Iterable[LocatedRecord]], Iterator[str]] | None:
-    """The formats whose every record is one line that depends on that record alone."""
+    """The formats whose every record is one line that depends on that record alone (the
+    plain text view's boot separators are put in by the record pass)."""
     from .. import export
 
     if output.output_fields:
         return None
+    if output.fmt == "text":
+        return functools.partial(export.text_lines, realtime_base_us=bases)
     if output.fmt == "jsonl":
         return functools.partial(export.jsonl_lines, realtime_base_us=bases)
     if output.fmt == "syslog":
@@ -487,13 +497,22 @@ def _block_format(output: Output, bases: Mapping[int, int] | None) -> recordpass
 
     if output.fmt == "jsonl" and not output.output_fields:
         return functools.partial(export.jsonl_block_lines, realtime_base_us=bases)
+    if output.fmt == "text":
+        return functools.partial(export.text_block_lines, realtime_base_us=bases)
     return None
+
+
+def _boot_separator(boot: int) -> bytes:
+    from .. import export
+
+    return export.BOOT_SEPARATOR.format(boot=boot).encode()
 
 
 def _by_pieces(v: Verification, stream_ids: list[int], keep: RecordFilter, output: Output, seen: _Seen,
                jobs: int | None) -> bool:
     """Extract to stdout through the record pass in pieces (svsmlog.recordpass), where the
-    output is the same: a one-line-per-record format, no -n or -r. In forked workers when
+    output is the same: a one-line-per-record format (the plain text view too, its boot
+    separators put in by the merge, where it has no gap markers), no -n or -r. In forked workers when
     there are enough records to pay for them, else in this process. Whether it did."""
     from .. import recordpass
     from ..parallel import default_jobs
@@ -502,13 +521,17 @@ def _by_pieces(v: Verification, stream_ids: list[int], keep: RecordFilter, outpu
     fmt = _line_format(output, bases)
     if fmt is None or output.lines is not None or output.reverse:
         return False
+    if output.fmt == "text" and (output.pager or _styled() or gaps(v.report)):
+        return False  # the terminal's styled view, or gap markers between the lines
     jobs = jobs or default_jobs()
     if jobs > 1 and recordpass.total_records(v.verifier, stream_ids) < recordpass.MIN_RECORDS:
         jobs = 1
     chosen = keep if keep.selects else None
     pieces = recordpass.lines(v.verifier, stream_ids, fmt, chosen, jobs,
                               seen.services if keep.services else None,  # only --service asks
-                              _block_format(output, bases))
+                              _block_format(output, bases),
+                              _boot_separator if output.fmt == "text" else None,
+                              keep.only_services)
     sys.stdout.flush()
     binary: BinaryIO | None = getattr(sys.stdout, "buffer", None)
     for blob in pieces:  # UTF-8 already (svsmlog.export.utf8_lines)
@@ -532,12 +555,16 @@ def _journal_fields(output: Output) -> frozenset[str] | None:
     return frozenset(output.output_fields) if output.output_fields else None
 
 
+def _styled() -> bool:
+    """Whether text on stdout is the styled view (a terminal, or FORCE_COLOR without NO_COLOR)."""
+    return is_tty(sys.stdout) or (bool(os.environ.get("FORCE_COLOR")) and not os.environ.get("NO_COLOR"))
+
+
 def _to_stdout(v: Verification, records: Iterable[LocatedRecord], output: Output) -> int:
     from .. import export
 
     bases = _realtime_bases(v, output)
-    styled = is_tty(sys.stdout) or (bool(os.environ.get("FORCE_COLOR")) and not os.environ.get("NO_COLOR"))
-    if output.fmt == "text" and (output.pager or styled):
+    if output.fmt == "text" and (output.pager or _styled()):
         return _to_terminal(v, records, output, bases)
     if output.fmt == "journal":
         sys.stdout.flush()
