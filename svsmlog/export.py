@@ -18,6 +18,7 @@ other logs, never evidence; the boot-relative time is what the SVSM itself recor
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import os
 import re
@@ -533,6 +534,50 @@ def _syslog_line(located: LocatedRecord, hostname: str, realtime_base_us: Mappin
         # A separate element, so a record field named "boot" cannot pass for ours.
         sd += _sd_element(SD_ID_FIELDS, rec.fields)
     return f"<{pri}>1 {timestamp} {hostname} {app} - {msgid} {sd} {_BOM}{_one_line(rec.message)}\n"
+
+
+def syslog_block_lines(block: RecordColumns, boot: int, stream: str, seq: int, verified: bool = True, *,
+                       hostname: str = "svsm",
+                       realtime_base_us: Mapping[int, int] | None = None) -> list[str]:
+    """The lines ``syslog_lines`` gives for the records of one frame, made from its columns
+    (as ``jsonl_block_lines``). A frame whose lines need more than its columns (fields,
+    panic, an unverified stream, host time) or whose messages hold a line break or another
+    control ``_one_line`` spells out takes ``syslog_lines`` itself. tests/test_export.py
+    holds the two equal."""
+    messages = block.messages
+    if (not verified or (realtime_base_us is not None and boot in realtime_base_us)
+            or not block.plain() or _LINE_CONTROLS.search("".join(messages))):
+        located = (LocatedRecord(boot, stream, seq, 0, r, verified) for r in records_of(block))
+        return list(syslog_lines(located, hostname=hostname, realtime_base_us=realtime_base_us))
+    # Decoded strictly from UTF-8, the messages hold no lone surrogate: _one_line keeps them.
+    host = _printusascii(hostname, 255)
+    frame = f' boot="{boot}" stream="{sd_escape(_one_line(stream))}" seq="{seq}" t_ns="'
+    names = block.names
+    around = [_SYSLOG_AROUND.get(key) or _syslog_around(key)
+              for key in zip(itertools.repeat(host), map(names.__getitem__, block.ids),
+                             block.heads.translate(_LEVEL_OF_HEAD))]
+    return [f"{head}{frame}{t}{tail}{message}\n"
+            for (head, tail), t, message in zip(around, block.times, messages, strict=True)]
+
+
+def _syslog_around(key: tuple[str, tuple[str, str, str | None], int]) -> tuple[str, str]:
+    """A syslog line's parts before its frame's SD-PARAMs and after its t_ns, for a host,
+    a (service, component, target) and a level: a few per image, so kept (up to a bound)."""
+    host, (service, component, target), level = key
+    if len(_SYSLOG_AROUND) >= 4096:  # an image may name anything: bounded memory
+        _SYSLOG_AROUND.clear()
+    lvl = Level(level)
+    pri = SYSLOG_FACILITY_LOCAL0 * 8 + SEVERITY[lvl]
+    app, msgid = _printusascii(f"svsm-{service}", 48), _printusascii(component, 32)
+    head = f"<{pri}>1 - {host} {app} - {msgid} [{SD_ID}"
+    tail = f'" level="{lvl.label}"'
+    if target is not None:
+        tail += f' target="{sd_escape(_one_line(target))}"'
+    value = _SYSLOG_AROUND[key] = (head, f"{tail}] {_BOM}")
+    return value
+
+
+_SYSLOG_AROUND: dict[tuple[str, tuple[str, str, str | None], int], tuple[str, str]] = {}
 
 
 def write_syslog(

@@ -675,15 +675,23 @@ _block_records = st.lists(
 
 
 def _block_formats() -> dict[str, tuple[object, object]]:
-    from svsmlog.export import jsonl_block_lines, jsonl_lines, text_block_lines, text_lines
+    from svsmlog.export import (
+        jsonl_block_lines,
+        jsonl_lines,
+        syslog_block_lines,
+        syslog_lines,
+        text_block_lines,
+        text_lines,
+    )
 
-    return {"jsonl": (jsonl_block_lines, jsonl_lines), "text": (text_block_lines, text_lines)}
+    return {"jsonl": (jsonl_block_lines, jsonl_lines), "text": (text_block_lines, text_lines),
+            "syslog": (syslog_block_lines, syslog_lines)}
 
 
-@pytest.mark.parametrize("fmt", ["jsonl", "text"])
+@pytest.mark.parametrize("fmt", ["jsonl", "text", "syslog"])
 @settings(max_examples=300)
 @given(_block_records, st.booleans(), st.booleans(), st.integers(0, 2**32 - 1), st.integers(0, 2**64 - 1),
-       st.sampled_from(["vtpm", "v\x1b[31mtpm"]))
+       st.sampled_from(["vtpm", "v\x1b[31mtpm", "v\"t]p\\m"]))
 def test_block_lines_are_the_lines_of_its_records(
         fmt: str, records: list[Record], verified: bool, with_clock: bool, boot: int, seq: int,
         stream: str) -> None:
@@ -718,9 +726,9 @@ _plain_block_records = st.lists(
 )
 
 
-@pytest.mark.parametrize("fmt", ["jsonl", "text"])
+@pytest.mark.parametrize("fmt", ["jsonl", "text", "syslog"])
 @settings(max_examples=300)
-@given(_plain_block_records, st.sampled_from(["vtpm", "v\x1b[31mtpm"]))
+@given(_plain_block_records, st.sampled_from(["vtpm", "v\x1b[31mtpm", "v\"t]p\\m"]))
 def test_plain_block_lines_are_each_records_line(fmt: str, records: list[Record], stream: str) -> None:
     """A plain frame (no fields, no panic: the fast path) gives each record's line, whether
     no message, some or all need escaping (JSON's quoting; the text view's spelled-out

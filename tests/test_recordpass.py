@@ -39,7 +39,8 @@ FORMATS = {
     # image has no gap markers to place)
     "text": (export.text_lines, functools.partial(export.write_text_plain, separators=True)),
 }
-BLOCK_FORMATS = {"jsonl": export.jsonl_block_lines, "text": export.text_block_lines}
+BLOCK_FORMATS = {"jsonl": export.jsonl_block_lines, "text": export.text_block_lines,
+                 "syslog": export.syslog_block_lines}
 
 
 def verifier(image: bytes) -> Verifier:
@@ -60,7 +61,7 @@ def sequential(v: Verifier, streams: list[int], fmt: str, keep: recordpass.Recor
 def in_workers(v: Verifier, streams: list[int], fmt: str, keep: recordpass.RecordKeep,
                seen: set[str] | None = None, jobs: int = 2,
                keep_services: frozenset[str] | None = None) -> str:
-    """As extract runs it: jsonl and text made a frame at a time from the columns, text's
+    """As extract runs it: jsonl, text and syslog made a frame at a time from the columns, text's
     boot separators put in by the merge."""
     heading = (lambda boot: export.BOOT_SEPARATOR.format(boot=boot).encode()) if fmt == "text" else None
     return b"".join(recordpass.lines(v, streams, FORMATS[fmt][0], keep, jobs, seen, BLOCK_FORMATS.get(fmt),

@@ -499,6 +499,8 @@ def _block_format(output: Output, bases: Mapping[int, int] | None) -> recordpass
         return functools.partial(export.jsonl_block_lines, realtime_base_us=bases)
     if output.fmt == "text":
         return functools.partial(export.text_block_lines, realtime_base_us=bases)
+    if output.fmt == "syslog":
+        return functools.partial(export.syslog_block_lines, realtime_base_us=bases)
     return None
 
 
