@@ -6,9 +6,10 @@ From one deterministic message set (``benchmarks.messages``), for each size: fou
 svsmlog images (aggregated and per-service layouts, ``default`` and ``batch-64`` flush
 policies: ``benchmarks.images``) and a sealed journald journal (``benchmarks.journald``).
 Then, ``--repeat`` rounds, each running every command once, interleaved so that a noisy
-machine slows all of them alike: ``svsmlog verify`` and ``svsmlog extract --format
-jsonl`` on every image, ``journalctl --verify --verify-key`` and ``journalctl -o json``
-on the journal, and ``openssl speed -evp aes-256-gcm`` (one core). Prints one markdown
+machine slows all of them alike: ``svsmlog verify``, ``svsmlog extract --format
+jsonl`` and ``svsmlog extract`` (its default text view) on every image, ``journalctl
+--verify --verify-key``, ``journalctl -o json`` and ``journalctl`` (``-o short``) on
+the journal, and ``openssl speed -evp aes-256-gcm`` (one core). Prints one markdown
 table for benchmarks/README.md. Every input is rebuilt on each run, under
 benchmarks/out/ (git-ignored), and removed afterwards unless ``--keep``.
 """
@@ -27,7 +28,7 @@ if __package__ in (None, ""):  # run as a script: python benchmarks/bench.py
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks import images, journald, measure, messages, startup
-from benchmarks.report import EXTRACT, INFO, JOURNALD, VERIFY, VERIFY_1, Run, SizeRun, render
+from benchmarks.report import EXTRACT, EXTRACT_TEXT, INFO, JOURNALD, VERIFY, VERIFY_1, Run, SizeRun, render
 from svsmlog import crypto
 
 OUT = Path(__file__).resolve().parent / "out"
@@ -104,6 +105,7 @@ def commands(
         key = f"--verify-key={sz.journal.verify_key}"
         cmds[JOURNALD, VERIFY] = ["journalctl", *files, "--verify", key]
         cmds[JOURNALD, EXTRACT] = ["journalctl", *files, "-o", "json", "--no-pager"]
+        cmds[JOURNALD, EXTRACT_TEXT] = ["journalctl", *files, "--no-pager"]
     for label in sz.images:
         img = str(image_path(out, sz.records, label))
         verify = [SVSMLOG, "verify", img, "--key", str(key_file)]
@@ -115,6 +117,8 @@ def commands(
         else:
             cmds[label, VERIFY] = verify
         cmds[label, EXTRACT] = [*extract, "--jobs", jobs["extract"]] if jobs["extract"] else extract
+        text = extract[:-2]  # the default format
+        cmds[label, EXTRACT_TEXT] = [*text, "--jobs", jobs["extract"]] if jobs["extract"] else text
         cmds[label, INFO] = [SVSMLOG, "info", img, "--json"]
     return cmds
 

@@ -19,6 +19,9 @@ MEMORY_GROWTH = 1.25  # peak RSS at the largest size / at the smallest: "indepen
 
 JOURNALD = "journald"
 VERIFY, EXTRACT, VERIFY_1 = "verify", "extract", "verify --jobs 1"
+# Each tool's default view, piped: svsmlog's plain text, journalctl's -o short. No target;
+# here because it is what a person's first command writes.
+EXTRACT_TEXT = "extract (text)"
 INFO = "info --json"  # no key, no journald counterpart: here for its memory (every frame listed)
 MB = 1e6
 
@@ -71,9 +74,11 @@ def _met(ok: bool) -> str:
 COMMANDS = {
     (JOURNALD, VERIFY): "`journalctl --file J… --verify --verify-key K`",
     (JOURNALD, EXTRACT): "`journalctl --file J… -o json`",
+    (JOURNALD, EXTRACT_TEXT): "`journalctl --file J…` (`-o short`)",
     ("svsmlog", VERIFY): "`svsmlog verify IMG --key K{jobs}`",
     ("svsmlog", VERIFY_1): "`svsmlog verify IMG --key K --jobs 1`",
     ("svsmlog", EXTRACT): "`svsmlog extract IMG --key K --format jsonl{jobs}`",
+    ("svsmlog", EXTRACT_TEXT): "`svsmlog extract IMG --key K{jobs}` (text)",
     ("svsmlog", INFO): "`svsmlog info IMG --json`",
 }
 
@@ -96,17 +101,17 @@ def _throughput(run: Run) -> Iterator[str]:
     yield "|---|---|---|---|---|---|---|---|"
     for sz in run.sizes:
         for subject in [JOURNALD, *sz.images]:
-            for action in (VERIFY, VERIFY_1, EXTRACT, INFO):
+            for action in (VERIFY, VERIFY_1, EXTRACT, EXTRACT_TEXT, INFO):
                 if (subject, action) not in sz.timings:
                     continue
                 t = sz.timings[subject, action]
                 ratio = pct = ""
                 if subject != JOURNALD and action != INFO:
-                    base = EXTRACT if action == EXTRACT else VERIFY
+                    base = action if action in (EXTRACT, EXTRACT_TEXT) else VERIFY
                     # --no-journald: no journald row to compare with
                     if (JOURNALD, base) in sz.timings:
                         ratio = f"{sz.ratio(subject, action, JOURNALD, base):.2f}×"
-                    if action != EXTRACT:
+                    if action not in (EXTRACT, EXTRACT_TEXT):
                         pct = f"{100 * sz.mbps(subject, action).median * MB / aes:.2f} %"
                 yield _row(
                     _n(sz.records),
